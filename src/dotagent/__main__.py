@@ -1,0 +1,3 @@
+from dotagent.cli import main
+
+raise SystemExit(main())

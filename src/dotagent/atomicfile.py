@@ -1,0 +1,57 @@
+"""The one way state files are written: temp file in the same directory, fsync, rename.
+
+A reader therefore sees either the old file or the new one, never a half-written one, even
+if the machine loses power between the two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["dump_json", "write_atomic", "write_json_atomic"]
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically (parent directory is created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def dump_json(value: Any) -> str:
+    """Upstream's on-disk JSON style: 2-space indent, non-ASCII kept, no trailing newline."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_atomic(path, dump_json(value).encode("utf-8"))

@@ -1,0 +1,131 @@
+"""The DOTAGENT_HOME layout, and the only place where user strings become paths.
+
+Every agent name, schedule slug, plugin name or window key that reaches the filesystem goes
+through `safe_component` / `Home.join`, so no later code can write outside the state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotagent.errors import UnsafeNameError
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "Home",
+    "is_safe_component",
+    "resolve_home",
+    "safe_component",
+    "unsafe_reason",
+]
+
+MAX_NAME_LENGTH = 64
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def unsafe_reason(value: str) -> str | None:
+    """Why `value` is not a safe single path component, or None when it is."""
+    if not value:
+        return "must not be empty"
+    if value in (".", ".."):
+        return f"{value!r} is not allowed"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"is {len(value)} characters long (at most {MAX_NAME_LENGTH})"
+    if not _SAFE.fullmatch(value):
+        bad = sorted({ch for ch in value if not _SAFE.fullmatch(ch)})
+        shown = ", ".join(repr(ch) for ch in bad)
+        return f"{value!r} contains {shown} (use letters, digits, '-', '_' and '.')"
+    return None
+
+
+def _check_component(part: str) -> None:
+    """Looser than `safe_component`: derived file names (slug + suffix) may be long."""
+    if part in ("", ".", "..") or "/" in part or "\0" in part or len(part.encode()) > 255:
+        raise UnsafeNameError(f"{part!r} is not a safe file name")
+
+
+def is_safe_component(value: str) -> bool:
+    return unsafe_reason(value) is None
+
+
+def safe_component(value: str, what: str = "name") -> str:
+    """Return `value` unchanged if it is a safe path component, else raise UnsafeNameError."""
+    reason = unsafe_reason(value)
+    if reason is not None:
+        raise UnsafeNameError(f"{what} {reason}")
+    return value
+
+
+def resolve_home(env: Mapping[str, str] | None = None) -> Path:
+    """`$DOTAGENT_HOME` if non-empty, else `$HOME/.config/dotagent`, else `./.dotagent`."""
+    env = os.environ if env is None else env
+    explicit = env.get("DOTAGENT_HOME", "")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    home = env.get("HOME", "")
+    if home:
+        return Path(home) / ".config" / "dotagent"
+    return Path.cwd() / ".dotagent"
+
+
+@dataclass(frozen=True)
+class Home:
+    """The state directory and the named places inside it."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Home:
+        return cls(resolve_home(env))
+
+    def join(self, *parts: str) -> Path:
+        """Join user-supplied components under the home, refusing anything that escapes it."""
+        for part in parts:
+            _check_component(part)
+        path = self.root.joinpath(*parts)
+        # Components are already separator-free; this guards against a symlinked parent that
+        # would lead elsewhere once resolved.
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise UnsafeNameError(f"{'/'.join(parts)} resolves outside {self.root}")
+        return path
+
+    # -- fixed places -----------------------------------------------------------------
+    @property
+    def agents_dir(self) -> Path:
+        return self.root / "agents"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.root / "plugins"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.env"
+
+    # -- per-agent places (names validated) ----------------------------------------
+    def heartbeat_file(self, agent: str, slug: str) -> Path:
+        return self.join("state", "agents", agent, f"{safe_component(slug, 'slug')}.heartbeat.json")
+
+    def agent_log_file(self, agent: str) -> Path:
+        return self.join("logs", "agents", agent, f"{safe_component(agent, 'agent name')}.log")
