@@ -1,0 +1,98 @@
+"""Where manifests are found (SPEC S1.5, with S14.3 and S14.15 applied).
+
+Roots, in order: each entry of `$DOTAGENT_ROOT` (colon-separated), `$DOTAGENT_HOME/agents`,
+`./agents`, `./`. In each root every direct child directory holding a regular-file
+`agent.toml` is a candidate. Beyond upstream:
+- children are visited in sorted order, so "first wins" is the same on every machine;
+- the same file reached through two roots is one manifest (dedupe by resolved path);
+- a second manifest claiming a taken name is an error naming both paths; the first keeps working;
+- a manifest that fails to load is reported and never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotagent.manifest import LoadedManifest, LoadResult, Problem, load_manifest
+from dotagent.paths import resolve_home
+
+__all__ = ["Discovery", "discover", "search_roots"]
+
+MANIFEST_NAME = "agent.toml"
+
+
+def search_roots(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    roots = [Path(p) for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
+    roots.append(resolve_home(env) / "agents")
+    roots.append(cwd / "agents")
+    roots.append(cwd)
+    return roots
+
+
+@dataclass
+class Discovery:
+    """What one scan found: loaded agents by name (in discovery order) and every failure."""
+
+    agents: dict[str, LoadedManifest] = field(default_factory=dict)
+    failures: list[LoadResult] = field(default_factory=list)
+    # Name conflicts: (the later manifest's path, the path that owns the name).
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)
+
+    def errors(self) -> list[Problem]:
+        out = [p for f in self.failures for p in f.errors]
+        for later, first in self.duplicates:
+            out.append(Problem(str(later), None, "agent.name",
+                               f"name is already used by {first}; this manifest is ignored "
+                               "(rename one of them)"))
+        return out
+
+    def get(self, name: str) -> LoadedManifest | None:
+        return self.agents.get(name)
+
+
+def _candidates(root: Path) -> list[Path]:
+    try:
+        children = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        manifest = Path(child.path) / MANIFEST_NAME
+        try:
+            if child.is_dir() and manifest.is_file():
+                found.append(manifest)
+        except OSError:
+            continue
+    return found
+
+
+def discover(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Discovery:
+    result = Discovery(roots=search_roots(env, cwd))
+    seen_files: set[Path] = set()
+    owner: dict[str, Path] = {}
+    for root in result.roots:
+        for path in _candidates(root):
+            try:
+                real = path.resolve()
+            except OSError:
+                real = path
+            if real in seen_files:
+                continue
+            seen_files.add(real)
+            loaded = load_manifest(path)
+            if not loaded.ok:
+                result.failures.append(loaded)
+                continue
+            manifest = loaded.loaded()
+            if manifest.name in owner:
+                result.duplicates.append((path, owner[manifest.name]))
+                continue
+            owner[manifest.name] = path
+            result.agents[manifest.name] = manifest
+    return result

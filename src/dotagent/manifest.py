@@ -1,0 +1,833 @@
+"""The `agent.toml` model: text in, a validated `Manifest` or a list of located problems out.
+
+Validation is stricter than upstream's code on purpose (SPEC S14.15): ranges are checked, at
+least one schedule is required, names and ids must be safe path components. Every problem of a
+file is reported at once as `PATH:LINE: FIELD: problem (what is valid)` with 0-based indexes.
+Values outside the V7 resource clamps still load, with the clamped value and a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from dotagent._tomllines import LineIndex
+from dotagent.paths import unsafe_reason
+
+__all__ = [
+    "CLAMPS",
+    "FALLBACK_POLICY",
+    "KNOWN_EVENTS",
+    "Clamp",
+    "CronSchedule",
+    "ExpressionSchedule",
+    "IntervalSchedule",
+    "LoadResult",
+    "LoadedManifest",
+    "Manifest",
+    "Notifier",
+    "PluginRef",
+    "Problem",
+    "RetryPolicy",
+    "Schedule",
+    "field_path",
+    "load_manifest",
+    "parse_manifest",
+    "slug_for",
+]
+
+# --------------------------------------------------------------------------------------
+# Limits (threat model V7) and fallbacks (SPEC S2.6 / S14.2)
+# --------------------------------------------------------------------------------------
+MAX_RETRIES = 32
+MIN_BACKOFF_MINUTES = 1
+MIN_TIMEOUT_SECONDS = 1
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+# Beyond ten years a duration is a typo, and datetime arithmetic would overflow on absurd ones.
+MAX_MINUTES = 10 * 366 * 24 * 60
+
+KNOWN_EVENTS = (
+    "success",
+    "attempt_failed",
+    "timed_out",
+    "preflight",
+    "recovered",
+    "given_up",
+    "daily_summary",
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int
+    retry_backoff_minutes: tuple[int, ...]
+    stale_after_minutes: int
+
+    @property
+    def max_attempts(self) -> int:
+        """`max_retries` counts retries after the first attempt (S14.2)."""
+        return self.max_retries + 1
+
+
+FALLBACK_POLICY = RetryPolicy(max_retries=3, retry_backoff_minutes=(5, 15, 30),
+                              stale_after_minutes=120)
+
+
+# --------------------------------------------------------------------------------------
+# Field validators (messages follow "value problem (what is valid)")
+# --------------------------------------------------------------------------------------
+def _in_range(lo: int, hi: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not lo <= value <= hi:
+            raise PydanticCustomError(
+                "out_of_range", "{value} is out of range ({lo}..{hi})",
+                {"value": value, "lo": lo, "hi": hi},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _safe_name(value: str) -> str:
+    reason = unsafe_reason(value)
+    if reason is not None:
+        raise PydanticCustomError("unsafe_name", "{msg}", {"msg": reason})
+    return value
+
+
+def _network(value: Any) -> Any:
+    if value in ("allow", "deny"):
+        return value
+    if isinstance(value, list) and all(isinstance(h, str) for h in value):
+        return value
+    raise PydanticCustomError("bad_network", "{msg}", {
+        "msg": f"{_show(value)} is not allowed (expected \"allow\", \"deny\" or an array of "
+               "host names)"})
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("empty", "must not be empty", {})
+    return value
+
+
+def _zone_name(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError("bad_zone", "{msg}", {
+            "msg": f"{value!r} is not a known time zone (an IANA name such as "
+                   "'Europe/Berlin' or 'UTC')"}) from None
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise PydanticCustomError("bad_url", "{msg}",
+                                  {"msg": f"{value!r} is not an http(s) URL"})
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+Minute = Annotated[int, _in_range(0, 59)]
+Hour = Annotated[int, _in_range(0, 23)]
+Weekday = Annotated[int, _in_range(0, 6)]
+Minutes = Annotated[int, _in_range(0, MAX_MINUTES)]
+PositiveMinutes = Annotated[int, _in_range(1, MAX_MINUTES)]
+Retries = Annotated[int, _in_range(0, MAX_RETRIES)]
+TimeoutSeconds = Annotated[int, _in_range(MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)]
+ZoneName = Annotated[str, AfterValidator(_zone_name)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Model(BaseModel):
+    # TOML already has types: no coercion of "5" into 5, no bool as int.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+# --------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------
+class AgentSection(_Model):
+    name: SafeName
+    description: str | None = None
+    version: str | None = None
+    monitor: bool = True
+    timeout_seconds: TimeoutSeconds = 1800
+
+
+class RunSection(_Model):
+    command: NonEmpty
+    args: list[str] = []
+    working_dir: str | None = None
+
+
+class EnvSection(_Model):
+    inherit: bool = True
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class Defaults(_Model):
+    max_retries: Retries | None = None
+    retry_backoff_minutes: list[PositiveMinutes] | None = None
+    stale_after_minutes: Minutes | None = None
+
+
+class _ScheduleBase(_Model):
+    id: SafeName
+    args: list[str] = []
+    max_retries: Retries | None = None
+    retry_backoff_minutes: list[PositiveMinutes] | None = None
+    stale_after_minutes: Minutes | None = None
+
+    @property
+    def slug(self) -> str:
+        return slug_for(self.args)
+
+
+class CronSchedule(_ScheduleBase):
+    """`weekdays` 0=Sunday..6=Saturday × `hours` at `minute`. An empty list means "any"
+    (upstream's documented meaning; see docs/decisions.md)."""
+
+    type: Literal["cron"]
+    weekdays: list[Weekday]
+    hours: list[Hour]
+    minute: Minute = 0
+    timezone: ZoneName | None = None
+
+
+class IntervalSchedule(_ScheduleBase):
+    type: Literal["interval"]
+    interval_minutes: PositiveMinutes
+    # Accepted only so that it can be reported as an error: an interval has no wall clock.
+    timezone: str | None = None
+
+
+class ExpressionSchedule(_ScheduleBase):
+    """A systemd OnCalendar expression, evaluated in-process on every OS."""
+
+    type: Literal["expression"]
+    expression: NonEmpty
+    timezone: ZoneName | None = None
+
+
+Schedule = Annotated[
+    Union[CronSchedule, IntervalSchedule, ExpressionSchedule],  # noqa: UP007
+    Field(discriminator="type"),
+]
+SCHEDULE_TYPES = {"cron": CronSchedule, "interval": IntervalSchedule,
+                  "expression": ExpressionSchedule}
+
+
+class PluginRef(_Model):
+    plugin: SafeName
+    config: Any = None
+    events: list[str] = []
+    timeout_seconds: TimeoutSeconds | None = None
+
+
+class _NotifierBase(_Model):
+    events: list[str] = []
+
+
+class DesktopNotifier(_NotifierBase):
+    driver: Literal["desktop"]
+    title: str | None = None
+    subtitle: str | None = None
+    sound: str | None = None
+    urgency: str | None = None
+    icon: str | None = None
+    expire_ms: int | None = None
+
+
+class SlackNotifier(_NotifierBase):
+    driver: Literal["slack"]
+    webhook_url: HttpUrl
+    channel: str | None = None
+    username: str | None = None
+    icon_emoji: str | None = None
+
+
+class NtfyNotifier(_NotifierBase):
+    driver: Literal["ntfy"]
+    topic: NonEmpty
+    base_url: HttpUrl = "https://ntfy.sh"
+    token: str | None = None
+    priority: str | int | None = None
+    title: str | None = None
+    tags: list[str] = []
+
+
+class PushoverNotifier(_NotifierBase):
+    driver: Literal["pushover"]
+    token: NonEmpty
+    user: NonEmpty
+    priority: int | str | None = None
+    title: str | None = None
+
+
+class TelegramNotifier(_NotifierBase):
+    driver: Literal["telegram"]
+    bot_token: NonEmpty
+    chat_id: str | int
+    parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = None
+    disable_notification: bool = False
+
+
+class IMessageNotifier(_NotifierBase):
+    driver: Literal["imessage"]
+    to: NonEmpty
+    rate_limit_minutes: Minutes = 0
+
+
+class PluginNotifier(_NotifierBase):
+    driver: Literal["plugin"]
+    name: SafeName
+    config: Any = None
+
+
+Notifier = Annotated[
+    Union[  # noqa: UP007
+        DesktopNotifier, SlackNotifier, NtfyNotifier, PushoverNotifier, TelegramNotifier,
+        IMessageNotifier, PluginNotifier,
+    ],
+    Field(discriminator="driver"),
+]
+NOTIFIER_TYPES: dict[str, type[_Model]] = {
+    "desktop": DesktopNotifier, "slack": SlackNotifier, "ntfy": NtfyNotifier,
+    "pushover": PushoverNotifier, "telegram": TelegramNotifier,
+    "imessage": IMessageNotifier, "plugin": PluginNotifier,
+}
+
+
+class Security(_Model):
+    allowed_commands: list[str] = []
+    allowed_plugins: list[str] = []
+    network: Annotated[Literal["allow", "deny"] | list[str], BeforeValidator(_network)] = "allow"
+    filesystem_writable: list[str] = []
+    env_passthrough: list[str] = []
+
+
+class Manifest(_Model):
+    agent: AgentSection
+    run: RunSection
+    env: EnvSection = Field(default_factory=EnvSection)
+    defaults: Defaults = Field(default_factory=Defaults)
+    schedules: list[Schedule]
+    preflight: list[PluginRef] = []
+    on_success: list[PluginRef] = []
+    on_failure: list[PluginRef] = []
+    notifiers: list[Notifier] = []
+    security: Security | None = None
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    def schedule(self, schedule_id: str) -> CronSchedule | IntervalSchedule | ExpressionSchedule:
+        for sched in self.schedules:
+            if sched.id == schedule_id:
+                return sched
+        raise KeyError(schedule_id)
+
+    def policy(self, sched: _ScheduleBase) -> RetryPolicy:
+        """Schedule override, then `[defaults]`, then the fallback (S2.6)."""
+        d, fb = self.defaults, FALLBACK_POLICY
+        backoff = sched.retry_backoff_minutes or d.retry_backoff_minutes
+        return RetryPolicy(
+            max_retries=_first(sched.max_retries, d.max_retries, fb.max_retries),
+            retry_backoff_minutes=tuple(backoff) if backoff else fb.retry_backoff_minutes,
+            stale_after_minutes=_first(sched.stale_after_minutes, d.stale_after_minutes,
+                                       fb.stale_after_minutes),
+        )
+
+
+def _first(*values: int | None) -> int:
+    for v in values:
+        if v is not None:
+            return v
+    raise ValueError("no value")  # pragma: no cover - the fallback is never None
+
+
+# --------------------------------------------------------------------------------------
+# Slugs (SPEC S3.1, compatible with upstream)
+# --------------------------------------------------------------------------------------
+_SLUG_BAD = re.compile(r"[^a-z0-9_-]")
+_SLUG_MAX = 128
+
+
+def slug_for(args: Sequence[str]) -> str:
+    """The heartbeat/window key derived from a schedule's args, exactly as upstream does.
+
+    Beyond upstream: a slug longer than 128 characters is cut and suffixed with a hash of the
+    full slug, so that it always fits a file name.
+    """
+    parts = [a.lstrip("-") for a in args]
+    parts = [p for p in parts if p]
+    if not parts:
+        return "default"
+    slug = _SLUG_BAD.sub("_", "_".join(parts).lower())
+    while "__" in slug:
+        slug = slug.replace("__", "_")
+    slug = slug.strip("_")
+    if not slug:
+        return "default"
+    if len(slug) > _SLUG_MAX:
+        digest = hashlib.sha256(slug.encode()).hexdigest()[:12]
+        slug = f"{slug[: _SLUG_MAX - 13]}-{digest}"
+    return slug
+
+
+# --------------------------------------------------------------------------------------
+# Problems, clamps and load results
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """One located error or warning about a manifest."""
+
+    path: str
+    line: int | None
+    field: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "line": self.line, "field": self.field,
+                "message": self.message, "severity": self.severity}
+
+
+@dataclass(frozen=True)
+class Clamp:
+    field: str
+    declared: Any
+    effective: Any
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A manifest that loaded, with where it came from."""
+
+    path: Path  # agent.toml as discovered (not canonicalised)
+    manifest: Manifest
+    sha256: str
+    warnings: tuple[Problem, ...] = ()
+    clamps: tuple[Clamp, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.manifest.agent.name
+
+    @property
+    def dir(self) -> Path:
+        return self.path.parent
+
+    def working_dir(self) -> Path:
+        wd = self.manifest.run.working_dir
+        return self.dir if not wd else self.dir / Path(wd).expanduser()
+
+
+@dataclass
+class LoadResult:
+    path: Path
+    sha256: str
+    manifest: Manifest | None = None
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    clamps: list[Clamp] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not self.errors
+
+    def loaded(self) -> LoadedManifest:
+        assert self.manifest is not None
+        return LoadedManifest(self.path, self.manifest, self.sha256, tuple(self.warnings),
+                              tuple(self.clamps))
+
+
+def field_path(loc: Iterable[str | int]) -> str:
+    """('schedules', 1, 'minute') -> 'schedules[1].minute'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+def load_manifest(path: Path) -> LoadResult:
+    """Read and validate one agent.toml. Never raises for bad content; IO errors surface as
+    a problem too, so one unreadable file cannot stop discovery of the others."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        result = LoadResult(path=path, sha256="")
+        result.errors.append(Problem(str(path), None, "", f"cannot read: {exc.strerror}"))
+        return result
+    return parse_manifest(data, path)
+
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def parse_manifest(data: bytes, path: Path) -> LoadResult:
+    shown = str(path)
+    result = LoadResult(path=path, sha256=hashlib.sha256(data).hexdigest())
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        result.errors.append(Problem(shown, line, "", "file is not valid UTF-8"))
+        return result
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        line: int | None = None
+        m = _TOML_POS.search(msg)
+        if m:
+            line, msg = int(m.group(1)), f"{msg[: m.start()]} (column {m.group(2)})"
+        elif _TOML_END.search(msg):
+            line, msg = text.count("\n") + 1, _TOML_END.sub(" (at end of file)", msg)
+        result.errors.append(Problem(shown, line, "", f"TOML syntax error: {msg}"))
+        return result
+
+    lines = LineIndex(text)
+
+    def locate(loc: Sequence[str | int]) -> int | None:
+        return lines.line_of(tuple(loc)) or 1
+
+    clamped = _apply_clamps(raw, result.clamps)
+    for c in result.clamps:
+        loc = _parse_field_path(c.field)
+        result.warnings.append(Problem(
+            shown, locate(loc), c.field,
+            f"{_show(c.declared)} is outside the safety limit; using {_show(c.effective)} "
+            f"({_CLAMP_HINT[loc[-1] if isinstance(loc[-1], str) else loc[-2]]})",
+            "warning"))
+    for loc, message in _unknown_keys(raw):
+        result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
+    for loc, message in _unknown_events(raw):
+        result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
+
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    manifest: Manifest | None = None
+    try:
+        manifest = Manifest.model_validate(clamped)
+    except ValidationError as exc:
+        problems.extend(_render_errors(exc, raw))
+    problems.extend(_semantic_errors(raw))
+    problems.sort(key=lambda p: locate(p[0]) or 0)
+    for loc, message in problems:
+        result.errors.append(Problem(shown, locate(loc), field_path(loc), message))
+    if not result.errors:
+        result.manifest = manifest
+    return result
+
+
+def _parse_field_path(text: str) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for name, idx in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
+        out.append(int(idx) if idx else name)
+    return tuple(out)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+
+
+# -- clamps -----------------------------------------------------------------------------
+_CLAMP_HINT = {
+    "timeout_seconds": f"allowed {MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS} seconds",
+    "max_retries": f"at most {MAX_RETRIES}",
+    "retry_backoff_minutes": f"each step at least {MIN_BACKOFF_MINUTES} minute",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
+    """Return a copy of `raw` with the V7 clamps applied, recording each change.
+
+    Negative numbers are left alone: they are errors, not clamps.
+    """
+    out = dict(raw)
+
+    def clamp_timeout(table: Mapping[str, Any], loc: str) -> dict[str, Any]:
+        t = dict(table)
+        v = t.get("timeout_seconds")
+        if _is_int(v) and v >= 0:
+            eff = min(max(v, MIN_TIMEOUT_SECONDS), MAX_TIMEOUT_SECONDS)
+            if eff != v:
+                clamps.append(Clamp(f"{loc}.timeout_seconds", v, eff))
+                t["timeout_seconds"] = eff
+        return t
+
+    def clamp_policy(table: Mapping[str, Any], loc: str) -> dict[str, Any]:
+        t = dict(table)
+        v = t.get("max_retries")
+        if _is_int(v) and v > MAX_RETRIES:
+            clamps.append(Clamp(f"{loc}.max_retries", v, MAX_RETRIES))
+            t["max_retries"] = MAX_RETRIES
+        b = t.get("retry_backoff_minutes")
+        if isinstance(b, list) and all(_is_int(x) for x in b):
+            eff = [x if x < 0 else max(x, MIN_BACKOFF_MINUTES) for x in b] or [MIN_BACKOFF_MINUTES]
+            if eff != b:
+                clamps.append(Clamp(f"{loc}.retry_backoff_minutes", b, eff))
+                t["retry_backoff_minutes"] = eff
+        return t
+
+    if isinstance(raw.get("agent"), dict):
+        out["agent"] = clamp_timeout(raw["agent"], "agent")
+    if isinstance(raw.get("defaults"), dict):
+        out["defaults"] = clamp_policy(raw["defaults"], "defaults")
+    if isinstance(raw.get("schedules"), list):
+        out["schedules"] = [
+            clamp_policy(s, f"schedules[{i}]") if isinstance(s, dict) else s
+            for i, s in enumerate(raw["schedules"])
+        ]
+    for hook in ("preflight", "on_success", "on_failure"):
+        if isinstance(raw.get(hook), list):
+            out[hook] = [
+                clamp_timeout(h, f"{hook}[{i}]") if isinstance(h, dict) else h
+                for i, h in enumerate(raw[hook])
+            ]
+    return out
+
+
+# -- unknown keys ---------------------------------------------------------------------------
+_FREE_FORM = {"config", "extra"}  # tables whose keys belong to the user
+
+
+def _known(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _unknown_keys(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(table: Any, known: list[str], loc: tuple[str | int, ...]) -> None:
+        if not isinstance(table, Mapping):
+            return
+        for key in table:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            found.append((loc + (key,), f"unknown key, ignored ({hint})"))
+
+    check(raw, _known(Manifest), ())
+    sections: dict[str, type[BaseModel]] = {
+        "agent": AgentSection, "run": RunSection, "env": EnvSection, "defaults": Defaults,
+        "security": Security,
+    }
+    for name, model in sections.items():
+        check(raw.get(name), _known(model), (name,))
+    for i, sched in enumerate(_list(raw.get("schedules"))):
+        kind = sched.get("type") if isinstance(sched, Mapping) else None
+        model = SCHEDULE_TYPES.get(kind) if isinstance(kind, str) else None
+        known = _known(model) if model else sorted({k for m in SCHEDULE_TYPES.values()
+                                                    for k in _known(m)})
+        check(sched, known, ("schedules", i))
+    for hook in ("preflight", "on_success", "on_failure"):
+        for i, ref in enumerate(_list(raw.get(hook))):
+            check(ref, _known(PluginRef), (hook, i))
+    for i, notifier in enumerate(_list(raw.get("notifiers"))):
+        driver = notifier.get("driver") if isinstance(notifier, Mapping) else None
+        nmodel = NOTIFIER_TYPES.get(driver) if isinstance(driver, str) else None
+        if nmodel is not None:
+            check(notifier, _known(nmodel), ("notifiers", i))
+    return found
+
+
+def _unknown_events(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for section in ("on_success", "on_failure", "notifiers"):
+        for i, entry in enumerate(_list(raw.get(section))):
+            events = entry.get("events") if isinstance(entry, Mapping) else None
+            for j, ev in enumerate(_list(events)):
+                if isinstance(ev, str) and ev not in KNOWN_EVENTS:
+                    close = difflib.get_close_matches(ev, KNOWN_EVENTS, n=1, cutoff=0.6)
+                    hint = (f"did you mean {close[0]!r}?" if close
+                            else f"known events: {', '.join(KNOWN_EVENTS)}")
+                    found.append(((section, i, "events", j),
+                                  f"{ev!r} is not an event dotagent emits, so this filter "
+                                  f"never matches ({hint})"))
+    return found
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# -- pydantic errors -> our messages ---------------------------------------------------
+_TOML_TYPE = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+              list: "an array", dict: "a table"}
+_EXPECTED = {
+    "string_type": "a string", "int_type": "an integer", "bool_type": "true or false",
+    "list_type": "an array", "tuple_type": "an array", "dict_type": "a table",
+    "model_type": "a table", "model_attributes_type": "a table", "float_type": "a number",
+}
+
+
+def _describe(value: Any) -> str:
+    for typ, name in _TOML_TYPE.items():
+        if type(value) is typ:
+            if isinstance(value, list | dict):
+                return name
+            return f"{name} ({_show(value)})"
+    return type(value).__name__
+
+
+def _render_errors(exc: ValidationError,
+                   raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    seen: dict[tuple[str | int, ...], str] = {}
+    unions: dict[tuple[str | int, ...], list[str]] = {}
+    for err in exc.errors(include_url=False):
+        loc = _strip_tags(tuple(err["loc"]))
+        kind = err["type"]
+        value = err.get("input")
+        ctx = err.get("ctx") or {}
+        if kind == "missing":
+            msg = "required field is missing"
+        elif kind in _EXPECTED:
+            # A value allowed to be one of several types fails once per alternative.
+            unions.setdefault(loc, []).append(_EXPECTED[kind])
+            seen.setdefault(loc, f"expected {{types}}, got {_describe(value)}")
+            continue
+        elif kind == "literal_error":
+            msg = f"{_show(value)} is not allowed (expected {ctx.get('expected', '')})"
+        elif kind == "union_tag_invalid":
+            tag = ctx.get("discriminator", "").strip("'")
+            loc = (*loc, tag)
+            msg = f"{_show(ctx.get('tag'))} is not a valid {tag} (expected " \
+                  f"{ctx.get('expected_tags', '')})"
+        elif kind == "union_tag_not_found":
+            tag = ctx.get("discriminator", "").strip("'")
+            loc = (*loc, tag)
+            choices = "cron, interval or expression" if tag == "type" else \
+                ", ".join(NOTIFIER_TYPES)
+            msg = f"required field is missing ({choices})"
+        elif kind == "too_short" and loc == ("schedules",):
+            msg = "at least one [[schedules]] entry is required"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        seen.setdefault(loc, msg)
+    out = []
+    for loc, msg in seen.items():
+        if loc in unions:
+            types = sorted(set(unions[loc]), key=unions[loc].index)
+            msg = msg.replace("{types}", " or ".join(types))
+        out.append((loc, msg))
+    if "schedules" not in raw:
+        out.append((("schedules",), "at least one [[schedules]] entry is required"))
+    return [(loc, m) for loc, m in out
+            if not (loc == ("schedules",) and m == "required field is missing")]
+
+
+_TAGS = set(SCHEDULE_TYPES) | set(NOTIFIER_TYPES)
+
+
+_MARKER = re.compile(r"^(literal|list|tuple|dict|set|function-[a-z-]+|lax-or-strict|nullable)"
+                     r"\[.*\]$|^(str|int|bool|float|none)$")
+
+
+def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union-member markers: ('schedules', 0, 'cron', 'minute') ->
+    ('schedules', 0, 'minute'); ('x', 'list[str]', 0) -> ('x', 0)."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str):
+            if i >= 2 and isinstance(loc[i - 1], int) and part in _TAGS:
+                continue
+            if _MARKER.match(part):
+                continue
+        out.append(part)
+    return tuple(out)
+
+
+# -- rules that need the whole manifest ---------------------------------------------------
+def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules that span fields. They run on the raw table so that they are reported together
+    with type errors elsewhere in the file."""
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    first_index: dict[str, int] = {}
+    for i, sched in enumerate(_list(raw.get("schedules"))):
+        if not isinstance(sched, Mapping):
+            continue
+        sid = sched.get("id")
+        if isinstance(sid, str):
+            if sid in first_index:
+                errors.append((("schedules", i, "id"),
+                               f"duplicate schedule id {sid!r} (already used by "
+                               f"schedules[{first_index[sid]}])"))
+            else:
+                first_index[sid] = i
+        kind = sched.get("type")
+        if kind == "interval" and "timezone" in sched:
+            errors.append((("schedules", i, "timezone"),
+                           "does not apply to interval schedules (they count minutes from "
+                           "the last start; use a cron or expression schedule for wall-clock "
+                           "times)"))
+        expr = sched.get("expression")
+        if kind == "expression" and isinstance(expr, str) and expr.strip():
+            problem = _expression_problem(expr, sched.get("timezone"))
+            if problem:
+                errors.append((("schedules", i, "expression"), problem))
+    security = raw.get("security")
+    network = security.get("network") if isinstance(security, Mapping) else None
+    for j, host in enumerate(_list(network)):
+        if isinstance(host, str) and (not host.strip() or
+                                      any(c.isspace() or c == "/" for c in host)):
+            errors.append((("security", "network", j),
+                           f"{host!r} is not a host name (expected e.g. 'api.example.com')"))
+    return errors
+
+
+def _expression_problem(expression: str, timezone: Any) -> str | None:
+    """Validate an OnCalendar expression when the calendar engine is available."""
+    try:
+        from dotagent.schedule import oncalendar
+    except ImportError:  # pragma: no cover - the engine ships with the package
+        return None
+    try:
+        spec = oncalendar.parse(expression)
+    except oncalendar.CalendarSyntaxError as exc:
+        return str(exc)
+    if timezone and getattr(spec, "timezone", None):
+        return ("has its own time zone and `timezone` is also set; keep only one "
+                "(the expression's zone suffix or the `timezone` key)")
+    return None

@@ -1,0 +1,1 @@
+"""Running agents: spawning and supervising one process, and the lifecycle around it."""

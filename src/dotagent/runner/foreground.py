@@ -1,0 +1,127 @@
+"""One run of one schedule, from start heartbeat to finish heartbeat (SPEC S3, S14.18).
+
+Used by `dotagent run`; the daemon builds its dispatch on the same pieces.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotagent.manifest import LoadedManifest, Schedule
+from dotagent.paths import Home
+from dotagent.runner.output import OutputCollector, open_log
+from dotagent.runner.process import Stream, SpawnError, supervise
+from dotagent.runner.spawn import RunContext, build_env, resolve_command
+from dotagent.state.heartbeat import HeartbeatStore
+from dotagent.timefmt import iso_local
+
+__all__ = ["RunOutcome", "run_schedule"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    agent: str
+    schedule: str
+    slug: str
+    dry_run: bool
+    exit_code: int
+    timed_out: bool
+    duration_seconds: float
+    started_at: int
+    finished_at: int
+    stdout_tail: str
+    stderr_tail: str
+    stdout_dropped: int
+    stderr_dropped: int
+    start_error: str | None  # set when the command could not be started
+    manifest_sha256: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def run_schedule(
+    loaded: LoadedManifest,
+    schedule: Schedule,
+    *,
+    home: Home,
+    dry_run: bool = False,
+    echo: Callable[[Stream, bytes], None] | None = None,
+    parent_env: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+    grace: float | None = None,
+) -> RunOutcome:
+    manifest = loaded.manifest
+    name, slug = manifest.agent.name, schedule.slug
+    parent_env = os.environ if parent_env is None else parent_env
+    heartbeats = HeartbeatStore(home)
+    started_at = int(clock())
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"dotagent-{name}-"))
+    ctx = RunContext(
+        loaded=loaded, schedule=schedule, slug=slug, dry_run=dry_run,
+        start_epoch=started_at, tmpdir=tmpdir,
+        heartbeat_file=None if dry_run else heartbeats.path(name, slug),
+    )
+    try:
+        with open_log(home.agent_log_file(name)) as log:
+            log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
+                      f"slug={slug} ===\n".encode())
+            collector = OutputCollector(log, echo=echo, redact=_redactor())
+            if not dry_run:
+                heartbeats.start(name, slug, schedule.args, started_at)
+            start_error: str | None = None
+            timed_out = False
+            duration = 0.0
+            try:
+                executable = resolve_command(manifest.run.command, loaded.working_dir(),
+                                             os.environ.get("PATH"))
+                result = supervise(
+                    ctx.argv, executable=executable, cwd=loaded.working_dir(),
+                    env=build_env(ctx, parent_env), timeout=manifest.agent.timeout_seconds,
+                    on_output=collector,
+                    **({"grace": grace} if grace is not None else {}),
+                )
+                exit_code, timed_out, duration = result.exit_code, result.timed_out, \
+                    result.duration
+            except SpawnError as exc:
+                start_error, exit_code = exc.message, exc.exit_code
+                collector.note(f"[dotagent] cannot start: {exc.message} (exit {exit_code})")
+            collector.close()
+            finished_at = max(started_at, int(clock()))
+            outcome = "timed out" if timed_out else "finished"
+            collector.note(f"=== {iso_local(finished_at)} run {outcome} · exit={exit_code} · "
+                           f"{duration:.1f}s{' · dry-run' if dry_run else ''} ===")
+            if not dry_run:
+                heartbeats.finish(name, slug, schedule.args, started_at, finished_at,
+                                  exit_code, int(duration))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return RunOutcome(
+        agent=name, schedule=schedule.id, slug=slug, dry_run=dry_run, exit_code=exit_code,
+        timed_out=timed_out, duration_seconds=duration, started_at=started_at,
+        finished_at=finished_at, stdout_tail=collector.tail("stdout"),
+        stderr_tail=collector.tail("stderr"), stdout_dropped=collector.dropped("stdout"),
+        stderr_dropped=collector.dropped("stderr"), start_error=start_error,
+        manifest_sha256=loaded.sha256,
+    )
+
+
+def _redactor() -> Callable[[bytes], bytes] | None:
+    """Secret values registered by the secrets store never reach the per-agent log."""
+    try:
+        from dotagent import redaction
+    except ImportError:
+        return None
+
+    def apply(line: bytes) -> bytes:
+        text = line.decode("utf-8", errors="surrogateescape")
+        return redaction.redact(text).encode("utf-8", errors="surrogateescape")
+
+    return apply

@@ -1,0 +1,244 @@
+"""Spawn one command in its own process group and supervise it to the end.
+
+Guarantees (SPEC S14.9, S14.18):
+- never a shell: argv goes to exec as a list;
+- at the deadline the whole process group gets SIGTERM, then SIGKILL after the grace period,
+  and the run is `timed_out` even if the main process then exits 0;
+- when the main process exits, whatever is left in its group gets the same TERM-then-KILL
+  treatment, so a background grandchild can neither outlive the run nor keep it waiting by
+  holding stdout open;
+- output is delivered chunk by chunk as it arrives.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_TIMEOUT", "GRACE_SECONDS",
+           "ProcessResult", "SpawnError", "exit_code_for_status", "supervise"]
+
+GRACE_SECONDS = 5.0
+EXIT_TIMEOUT = 124
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+_POLL = 0.05
+
+Stream = Literal["stdout", "stderr"]
+OnOutput = Callable[[Stream, bytes], None]
+
+
+class SpawnError(Exception):
+    """The command could not be started; `exit_code` follows the shell's convention."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int  # shell convention: 124 timeout, 128+N killed by signal N
+    returncode: int  # as reported by the OS (negative: killed by that signal)
+    timed_out: bool
+    duration: float  # seconds, monotonic, spawn to main-process exit
+    pid: int
+
+
+def exit_code_for_status(returncode: int, timed_out: bool) -> int:
+    if timed_out:
+        return EXIT_TIMEOUT
+    if returncode < 0:
+        return 128 - returncode
+    return returncode
+
+
+def supervise(
+    argv: Sequence[str],
+    *,
+    executable: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    on_output: OnOutput,
+    grace: float = GRACE_SECONDS,
+    on_spawn: Callable[[int], None] | None = None,
+) -> ProcessResult:
+    """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion."""
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell, by design
+            list(argv),
+            executable=executable,
+            cwd=cwd,
+            env=dict(env),
+            stdin=None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            close_fds=True,
+        )
+    except FileNotFoundError as exc:
+        # The file vanished, or its #! interpreter does not exist.
+        raise SpawnError(f"cannot execute {executable}: {exc.strerror}", EXIT_NOT_FOUND) from None
+    except PermissionError as exc:
+        raise SpawnError(f"cannot execute {executable}: {exc.strerror}",
+                         EXIT_CANNOT_EXECUTE) from None
+    except OSError as exc:
+        raise SpawnError(f"cannot execute {executable}: {exc.strerror or exc}",
+                         EXIT_CANNOT_EXECUTE) from None
+
+    started = time.monotonic()
+    if on_spawn is not None:
+        on_spawn(proc.pid)
+    pgid = proc.pid
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ, name)
+    pidfd = _pidfd_open(proc.pid)
+    if pidfd is not None:
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+
+    deadline = started + timeout
+    kill_at: float | None = None  # set once the group has been sent SIGTERM
+    drain_until: float | None = None  # the group is gone; stop waiting for pipes then
+    killed = False
+    timed_out = False
+    returncode: int | None = None
+    exited_at = started
+    open_pipes = 2
+
+    try:
+        while True:
+            now = time.monotonic()
+            if returncode is None:
+                code = proc.poll()
+                if code is not None:
+                    returncode, exited_at = code, now
+                elif now >= deadline and not timed_out:
+                    timed_out = True
+                    _signal_group(pgid, signal.SIGTERM)
+                    kill_at = now + grace
+            if returncode is not None:
+                if _group_alive(pgid):
+                    if kill_at is None:
+                        _signal_group(pgid, signal.SIGTERM)
+                        kill_at = now + grace
+                elif open_pipes == 0:
+                    break
+                elif drain_until is None:
+                    # Whatever is still in the pipes arrives at once; a holder outside the
+                    # group (a setsid escapee) must not keep the run open.
+                    drain_until = now + 1.0
+                elif now >= drain_until:
+                    break
+            if kill_at is not None and now >= kill_at:
+                if not killed:
+                    _signal_group(pgid, signal.SIGKILL)
+                    killed = True
+                elif now >= kill_at + grace:
+                    break  # unkillable (uninterruptible sleep): give up waiting
+            wakes = [now + _POLL] if (returncode is not None or pidfd is None) else []
+            if returncode is None and not timed_out:
+                wakes.append(deadline)
+            if kill_at is not None:
+                wakes.append(kill_at if not killed else kill_at + grace)
+            if drain_until is not None:
+                wakes.append(drain_until)
+            for key, _ in sel.select(timeout=max(0.0, min(wakes) - now)):
+                if key.data == "exit":
+                    sel.unregister(key.fileobj)
+                    continue
+                try:
+                    chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    on_output(key.data, chunk)
+                else:
+                    sel.unregister(key.fileobj)
+                    open_pipes -= 1
+    finally:
+        sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+        if returncode is None:
+            _signal_group(pgid, signal.SIGKILL)
+            returncode = proc.wait()
+            exited_at = time.monotonic()
+
+    return ProcessResult(
+        exit_code=exit_code_for_status(returncode, timed_out),
+        returncode=returncode,
+        timed_out=timed_out,
+        duration=exited_at - started,
+        pid=proc.pid,
+    )
+
+
+def _pidfd_open(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:
+        return None
+    return fd
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is in the group.
+
+    `killpg(pgid, 0)` also succeeds for zombies that nobody has reaped yet (orphans waiting
+    for init), which would make us wait the full grace for nothing; /proc tells them apart.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc_dir = "/proc"
+    try:
+        entries = os.listdir(proc_dir)
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc_dir}/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # fields[0] = state, fields[2] = pgrp
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def is_missing_errno(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOENT, errno.ENOTDIR)

@@ -1,0 +1,88 @@
+"""What a run's process sees: argv, the resolved executable, its working directory and env
+(SPEC S3.2, S14.19)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotagent.manifest import LoadedManifest, Schedule
+from dotagent.runner.process import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, SpawnError
+
+__all__ = ["RunContext", "build_env", "resolve_command"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    loaded: LoadedManifest
+    schedule: Schedule
+    slug: str
+    dry_run: bool
+    start_epoch: int
+    tmpdir: Path
+    heartbeat_file: Path | None  # None in dry-run: the variable is then unset
+
+    @property
+    def argv(self) -> list[str]:
+        run = self.loaded.manifest.run
+        return [run.command, *run.args, *self.schedule.args]
+
+
+def build_env(ctx: RunContext, parent: Mapping[str, str]) -> dict[str, str]:
+    """Parent env (unless `inherit = false`) + `[env].extra` + the AGENT_* contract."""
+    manifest = ctx.loaded.manifest
+    env = dict(parent) if manifest.env.inherit else {}
+    env.update(manifest.env.extra)
+    env.update({
+        "AGENT_NAME": manifest.agent.name,
+        "AGENT_SCHEDULE_ID": ctx.schedule.id,
+        "AGENT_SLUG": ctx.slug,
+        "AGENT_HOME": str(ctx.loaded.dir),
+        "AGENT_TMPDIR": str(ctx.tmpdir),
+        "AGENT_DRY_RUN": "true" if ctx.dry_run else "false",
+        "AGENT_START_EPOCH": str(ctx.start_epoch),
+        "AGENT_ARGV": json.dumps(list(ctx.schedule.args), ensure_ascii=False,
+                                 separators=(",", ":")),
+    })
+    if ctx.heartbeat_file is not None:
+        env["AGENT_HEARTBEAT_FILE"] = str(ctx.heartbeat_file)
+    else:
+        env.pop("AGENT_HEARTBEAT_FILE", None)
+    return env
+
+
+def resolve_command(command: str, working_dir: Path, path_env: str | None) -> str:
+    """Find the executable the way a user expects (S14.19).
+
+    A bare name is looked up on dotagent's own PATH — so `env.inherit = false` cannot make
+    `python3` unfindable — and a path with a slash is taken relative to the working directory.
+    Raises SpawnError with exit code 127 (not found) or 126 (not executable).
+    """
+    if not working_dir.is_dir():
+        what = "does not exist" if not working_dir.exists() else "is not a directory"
+        raise SpawnError(f"working_dir {working_dir} {what}", EXIT_CANNOT_EXECUTE)
+    if "/" not in command:
+        found = shutil.which(command, path=path_env if path_env is not None else os.defpath)
+        if found is None:
+            # which() skips non-executable files; say so rather than "not found".
+            for entry in (path_env or os.defpath).split(os.pathsep):
+                candidate = Path(entry or ".") / command
+                if candidate.is_file():
+                    raise SpawnError(f"{candidate} is not executable (chmod +x?)",
+                                     EXIT_CANNOT_EXECUTE)
+            raise SpawnError(f"command not found: {command} (searched PATH)", EXIT_NOT_FOUND)
+        return os.path.abspath(found)
+    path = Path(command).expanduser()
+    if not path.is_absolute():
+        path = working_dir / path
+    if not path.exists():
+        raise SpawnError(f"command not found: {path}", EXIT_NOT_FOUND)
+    if path.is_dir():
+        raise SpawnError(f"{path} is a directory, not a command", EXIT_CANNOT_EXECUTE)
+    if not os.access(path, os.X_OK):
+        raise SpawnError(f"{path} is not executable (chmod +x?)", EXIT_CANNOT_EXECUTE)
+    return str(path.absolute())

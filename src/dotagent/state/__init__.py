@@ -1,0 +1,1 @@
+"""Persistent state under $DOTAGENT_HOME/state; every write is atomic."""

@@ -1,0 +1,127 @@
+"""Heartbeat files (SPEC S3.3 / S7): `state/agents/<name>/<slug>.heartbeat.json`.
+
+Shape and key order are upstream's. A run writes the file before it spawns (finished fields
+null: a crash leaves that marker) and again after it exits; `last_success_at` survives
+failures. Writers hold an exclusive flock on a sibling `.lock` file that is never deleted, so
+two writers (daemon and CLI) always lock the same inode.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotagent.atomicfile import write_json_atomic
+from dotagent.paths import Home
+from dotagent.timefmt import iso_local
+
+__all__ = ["Heartbeat", "HeartbeatStore"]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    name: str
+    slug: str
+    args: tuple[str, ...]
+    started_at: int
+    finished_at: int | None = None
+    exit_code: int | None = None
+    duration_seconds: int | None = None
+    last_success_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(v: int | None) -> str | None:
+            return None if v is None else iso_local(v)
+
+        return {
+            "name": self.name,
+            "slug": self.slug,
+            "args": list(self.args),
+            "started_at": self.started_at,
+            "started_at_iso": iso_local(self.started_at),
+            "finished_at": self.finished_at,
+            "finished_at_iso": iso(self.finished_at),
+            "exit_code": self.exit_code,
+            "duration_seconds": self.duration_seconds,
+            "last_success_at": self.last_success_at,
+            "last_success_at_iso": iso(self.last_success_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Heartbeat:
+        """Tolerates missing optional keys (older files written by other tools)."""
+
+        def opt_int(key: str) -> int | None:
+            v = data.get(key)
+            return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        return cls(
+            name=str(data.get("name", "")),
+            slug=str(data.get("slug", "")),
+            args=tuple(str(a) for a in data.get("args") or ()),
+            started_at=opt_int("started_at") or 0,
+            finished_at=opt_int("finished_at"),
+            exit_code=opt_int("exit_code"),
+            duration_seconds=opt_int("duration_seconds"),
+            last_success_at=opt_int("last_success_at"),
+        )
+
+
+class HeartbeatStore:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def path(self, agent: str, slug: str) -> Path:
+        return self.home.heartbeat_file(agent, slug)
+
+    def read(self, agent: str, slug: str) -> Heartbeat | None:
+        """The current heartbeat, or None if there is none or it is unreadable."""
+        try:
+            data = json.loads(self.path(agent, slug).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return Heartbeat.from_json(data) if isinstance(data, dict) else None
+
+    def start(self, agent: str, slug: str, args: Sequence[str], started_at: int) -> Heartbeat:
+        with self._locked(agent, slug):
+            previous = self.read(agent, slug)
+            beat = Heartbeat(
+                name=agent, slug=slug, args=tuple(args), started_at=started_at,
+                last_success_at=previous.last_success_at if previous else None,
+            )
+            write_json_atomic(self.path(agent, slug), beat.to_json())
+            return beat
+
+    def finish(self, agent: str, slug: str, args: Sequence[str], started_at: int,
+               finished_at: int, exit_code: int, duration_seconds: int) -> Heartbeat:
+        with self._locked(agent, slug):
+            current = self.read(agent, slug)
+            last_success = current.last_success_at if current else None
+            if exit_code == 0:
+                last_success = finished_at
+            beat = Heartbeat(
+                name=agent, slug=slug, args=tuple(args), started_at=started_at,
+                finished_at=finished_at, exit_code=exit_code,
+                duration_seconds=duration_seconds,
+                last_success_at=last_success,
+            )
+            write_json_atomic(self.path(agent, slug), beat.to_json())
+            return beat
+
+    @contextmanager
+    def _locked(self, agent: str, slug: str) -> Iterator[None]:
+        target = self.path(agent, slug)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = target.with_name(target.name.removesuffix(".json") + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
