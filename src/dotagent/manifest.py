@@ -436,10 +436,14 @@ class LoadedManifest:
     sha256: str
     warnings: tuple[Problem, ...] = ()
     clamps: tuple[Clamp, ...] = ()
+    lines: LineIndex | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.manifest.agent.name
+
+    def line_of(self, field_path_text: str) -> int | None:
+        return self.lines.line_of(_parse_field_path(field_path_text)) if self.lines else None
 
     @property
     def dir(self) -> Path:
@@ -458,6 +462,7 @@ class LoadResult:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     clamps: list[Clamp] = field(default_factory=list)
+    lines: LineIndex | None = None
 
     @property
     def ok(self) -> bool:
@@ -466,7 +471,7 @@ class LoadResult:
     def loaded(self) -> LoadedManifest:
         assert self.manifest is not None
         return LoadedManifest(self.path, self.manifest, self.sha256, tuple(self.warnings),
-                              tuple(self.clamps))
+                              tuple(self.clamps), self.lines)
 
 
 def field_path(loc: Iterable[str | int]) -> str:
@@ -521,7 +526,7 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         result.errors.append(Problem(shown, line, "", f"TOML syntax error: {msg}"))
         return result
 
-    lines = LineIndex(text)
+    lines = result.lines = LineIndex(text)
 
     def locate(loc: Sequence[str | int]) -> int | None:
         return lines.line_of(tuple(loc)) or 1
@@ -531,8 +536,8 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         loc = _parse_field_path(c.field)
         result.warnings.append(Problem(
             shown, locate(loc), c.field,
-            f"{_show(c.declared)} is outside the safety limit; using {_show(c.effective)} "
-            f"({_CLAMP_HINT[loc[-1] if isinstance(loc[-1], str) else loc[-2]]})",
+            f"{_show(c.declared)} → {_show(c.effective)} "
+            f"(safety limit: {_CLAMP_HINT[loc[-1] if isinstance(loc[-1], str) else loc[-2]]})",
             "warning"))
     for loc, message in _unknown_keys(raw):
         result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
@@ -562,6 +567,8 @@ def _parse_field_path(text: str) -> tuple[str | int, ...]:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
@@ -569,7 +576,7 @@ def _show(value: Any) -> str:
 
 # -- clamps -----------------------------------------------------------------------------
 _CLAMP_HINT = {
-    "timeout_seconds": f"allowed {MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS} seconds",
+    "timeout_seconds": f"{MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS} seconds",
     "max_retries": f"at most {MAX_RETRIES}",
     "retry_backoff_minutes": f"each step at least {MIN_BACKOFF_MINUTES} minute",
 }

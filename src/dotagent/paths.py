@@ -125,7 +125,10 @@ class Home:
 
     # -- per-agent places (names validated) ----------------------------------------
     def heartbeat_file(self, agent: str, slug: str) -> Path:
-        return self.join("state", "agents", agent, f"{safe_component(slug, 'slug')}.heartbeat.json")
+        # Slugs are derived (sanitised, up to 128 chars); `join` still refuses separators.
+        return self.join("state", "agents", safe_component(agent, "agent name"),
+                         f"{slug}.heartbeat.json")
 
     def agent_log_file(self, agent: str) -> Path:
-        return self.join("logs", "agents", agent, f"{safe_component(agent, 'agent name')}.log")
+        name = safe_component(agent, "agent name")
+        return self.join("logs", "agents", name, f"{name}.log")

@@ -1,0 +1,49 @@
+"""`dotagent doctor [--json]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+def command(as_json: bool) -> int:
+    """Check every discoverable manifest without running anything.
+
+    Exit status 0 when there are no errors (warnings allowed), 1 otherwise.
+    """
+    from dotagent.cli._style import paint
+    from dotagent.doctor import run_doctor
+    from dotagent.paths import resolve_home
+
+    report = run_doctor(resolve_home())
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        return 0 if report.error_count == 0 else 1
+
+    out = []
+    out.append(f"home: {report.home}")
+    out.append("searched: " + ", ".join(str(r) for r in report.roots))
+    if not report.manifests:
+        out.append("no agents discovered (put agent.toml files in one of the searched "
+                   "directories)")
+    for m in report.manifests:
+        mark = {"ok": paint("✓", "green"), "warnings": paint("!", "yellow"),
+                "errors": paint("✗", "red")}[m.status]
+        label = m.name or "(not loaded)"
+        verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
+                   "errors": "manifest has errors"}[m.status]
+        out.append(f"{mark} {label}: {verdict} ({m.path})")
+        for p in m.errors:
+            out.append(f"    {paint('error', 'red')}: {p}")
+        for p in m.warnings:
+            out.append(f"    {paint('warning', 'yellow')}: {p}")
+    out.append(f"summary: {report.agent_count} agent(s), {report.error_count} error(s), "
+               f"{report.warning_count} warning(s)")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0 if report.error_count == 0 else 1

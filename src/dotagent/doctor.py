@@ -1,0 +1,117 @@
+"""`doctor`: everything discoverable, checked without running anything.
+
+The checks are pure reads: manifests, name conflicts, the V7 clamps, `[security]`, commands
+on PATH, slugs shared by two schedules. Later subsystems (scheduling, audit, plugins,
+secrets) add their checks here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dotagent.discovery import Discovery, discover
+from dotagent.manifest import LoadedManifest, Problem
+from dotagent.runner.process import SpawnError
+from dotagent.runner.spawn import resolve_command
+
+__all__ = ["DoctorReport", "ManifestReport", "run_doctor"]
+
+
+@dataclass
+class ManifestReport:
+    path: Path
+    name: str | None
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def status(self) -> Literal["ok", "warnings", "errors"]:
+        return "errors" if self.errors else "warnings" if self.warnings else "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "path": str(self.path), "status": self.status,
+            "errors": [p.to_json() for p in self.errors],
+            "warnings": [p.to_json() for p in self.warnings],
+        }
+
+
+@dataclass
+class DoctorReport:
+    home: Path
+    roots: list[Path]
+    manifests: list[ManifestReport]
+
+    @property
+    def error_count(self) -> int:
+        return sum(len(m.errors) for m in self.manifests)
+
+    @property
+    def warning_count(self) -> int:
+        return sum(len(m.warnings) for m in self.manifests)
+
+    @property
+    def agent_count(self) -> int:
+        return sum(1 for m in self.manifests if m.name is not None and not m.errors)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "home": str(self.home),
+            "roots": [str(r) for r in self.roots],
+            "manifests": [m.to_json() for m in self.manifests],
+            "summary": {"agents": self.agent_count, "manifests": len(self.manifests),
+                        "errors": self.error_count, "warnings": self.warning_count},
+            "ok": self.error_count == 0,
+        }
+
+
+def run_doctor(home: Path, env: Mapping[str, str] | None = None,
+               found: Discovery | None = None) -> DoctorReport:
+    env = os.environ if env is None else env
+    found = found or discover(env)
+    reports: list[ManifestReport] = []
+    for loaded in found.agents.values():
+        reports.append(_check_agent(loaded, env))
+    for failure in found.failures:
+        reports.append(ManifestReport(failure.path, None, list(failure.errors),
+                                      list(failure.warnings)))
+    for later, first in found.duplicates:
+        reports.append(ManifestReport(later, None, [Problem(
+            str(later), None, "agent.name",
+            f"this name is already used by {first}, which keeps running; this manifest is "
+            "ignored until one of them is renamed")]))
+    reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
+    return DoctorReport(home=home, roots=found.roots, manifests=reports)
+
+
+def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestReport:
+    report = ManifestReport(loaded.path, loaded.name, warnings=list(loaded.warnings))
+    shown = str(loaded.path)
+    manifest = loaded.manifest
+
+    def warn(field_name: str, message: str) -> None:
+        report.warnings.append(Problem(shown, loaded.line_of(field_name), field_name, message,
+                                       "warning"))
+
+    if manifest.security is None:
+        warn("", "no [security] section: declare what this agent may run, reach and write "
+                 "(see docs/security.md)")
+    try:
+        resolve_command(manifest.run.command, loaded.working_dir(), env.get("PATH"))
+    except SpawnError as exc:
+        field_name = "run.working_dir" if exc.message.startswith("working_dir") else \
+            "run.command"
+        warn(field_name, exc.message)
+    by_slug: dict[str, str] = {}
+    for i, sched in enumerate(manifest.schedules):
+        other = by_slug.setdefault(sched.slug, sched.id)
+        if other != sched.id:
+            warn(f"schedules[{i}].args",
+                 f"schedule {sched.id!r} derives the same slug {sched.slug!r} as {other!r}, so "
+                 "they share one heartbeat file; give them distinct args")
+    return report

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from helpers import simple_agent, write_agent
+
+from dotagent.discovery import discover, search_roots
+
+
+def env_for(home: Path, *roots: Path) -> dict[str, str]:
+    return {"DOTAGENT_HOME": str(home), "DOTAGENT_ROOT": os.pathsep.join(map(str, roots)),
+            "HOME": str(home)}
+
+
+def test_root_order(tmp_path: Path) -> None:
+    home, r1, r2, cwd = (tmp_path / n for n in ("home", "r1", "r2", "cwd"))
+    roots = search_roots(env_for(home, r1, r2), cwd)
+    assert roots == [r1, r2, home / "agents", cwd / "agents", cwd]
+
+
+def test_first_root_wins_and_later_duplicate_is_an_error(tmp_path: Path) -> None:
+    r1, r2, cwd = tmp_path / "r1", tmp_path / "r2", tmp_path / "cwd"
+    cwd.mkdir()
+    a = simple_agent(r1, "dup", "true", [])
+    b = simple_agent(r2, "dup", "false", [])
+    found = discover(env_for(tmp_path / "home", r1, r2), cwd)
+    assert found.agents["dup"].path == a / "agent.toml"
+    assert found.duplicates == [(b / "agent.toml", a / "agent.toml")]
+    [err] = found.errors()
+    assert str(b / "agent.toml") in str(err) and str(a / "agent.toml") in str(err)
+
+
+def test_same_file_through_two_roots_is_one_manifest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    simple_agent(home / "agents", "solo", "true", [])
+    # ./agents is the home's agents dir, and DOTAGENT_ROOT names it too (through a symlink).
+    link = tmp_path / "link"
+    link.symlink_to(home / "agents")
+    found = discover(env_for(home, link, home / "agents"), home)
+    assert list(found.agents) == ["solo"]
+    assert found.duplicates == [] and found.failures == []
+
+
+def test_broken_manifest_never_stops_the_others(tmp_path: Path) -> None:
+    root, cwd = tmp_path / "root", tmp_path / "cwd"
+    cwd.mkdir()
+    simple_agent(root, "good-a", "true", [])
+    write_agent(root, "broken", "[agent\nname=")
+    write_agent(root, "invalid", '[agent]\nname = "x y"\n[run]\ncommand = "true"\n')
+    simple_agent(root, "good-b", "true", [])
+    found = discover(env_for(tmp_path / "home", root), cwd)
+    assert sorted(found.agents) == ["good-a", "good-b"]
+    assert sorted(f.path.parent.name for f in found.failures) == ["broken", "invalid"]
+
+
+def test_only_direct_children_with_regular_agent_toml(tmp_path: Path) -> None:
+    root, cwd = tmp_path / "root", tmp_path / "cwd"
+    cwd.mkdir()
+    simple_agent(root / "nested", "deep", "true", [])  # root/nested/deep/agent.toml: too deep
+    (root / "dir-named-manifest" / "agent.toml").mkdir(parents=True)
+    (root / "stray.toml").write_text("")
+    found = discover(env_for(tmp_path / "home", root), cwd)
+    assert found.agents == {} and found.failures == []
+
+
+def test_discovery_order_is_sorted_within_a_root(tmp_path: Path) -> None:
+    root, cwd = tmp_path / "root", tmp_path / "cwd"
+    cwd.mkdir()
+    for d, name in (("c", "zeta"), ("a", "alpha"), ("b", "alpha")):
+        write_agent(root, name, f'[agent]\nname="{name}"\n[run]\ncommand="true"\n'
+                    '[[schedules]]\nid="s"\ntype="interval"\ninterval_minutes=5\n',
+                    dirname=d)
+    found = discover(env_for(tmp_path / "home", root), cwd)
+    assert found.agents["alpha"].path == root / "a" / "agent.toml"
+    assert found.duplicates[0][0] == root / "b" / "agent.toml"
