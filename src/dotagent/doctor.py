@@ -27,6 +27,7 @@ class ManifestReport:
     name: str | None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    declared_name: str | None = None  # for manifests that failed: the name they claim
 
     @property
     def status(self) -> Literal["ok", "warnings", "errors"]:
@@ -34,7 +35,8 @@ class ManifestReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "path": str(self.path), "status": self.status,
+            "name": self.name, "declared_name": self.declared_name or self.name,
+            "path": str(self.path), "status": self.status,
             "errors": [p.to_json() for p in self.errors],
             "warnings": [p.to_json() for p in self.warnings],
         }
@@ -79,7 +81,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         reports.append(_check_agent(loaded, env))
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
-                                      list(failure.warnings)))
+                                      list(failure.warnings), failure.declared_name))
     for later, first in found.duplicates:
         reports.append(ManifestReport(later, None, [Problem(
             str(later), None, "agent.name",

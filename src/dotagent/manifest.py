@@ -463,6 +463,7 @@ class LoadResult:
     warnings: list[Problem] = field(default_factory=list)
     clamps: list[Clamp] = field(default_factory=list)
     lines: LineIndex | None = None
+    declared_name: str | None = None  # agent.name as written, even when invalid
 
     @property
     def ok(self) -> bool:
@@ -527,6 +528,9 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         return result
 
     lines = result.lines = LineIndex(text)
+    agent_table = raw.get("agent")
+    if isinstance(agent_table, dict) and isinstance(agent_table.get("name"), str):
+        result.declared_name = agent_table["name"]
 
     def locate(loc: Sequence[str | int]) -> int | None:
         return lines.line_of(tuple(loc)) or 1

@@ -35,7 +35,7 @@ def command(as_json: bool) -> int:
     for m in report.manifests:
         mark = {"ok": paint("✓", "green"), "warnings": paint("!", "yellow"),
                 "errors": paint("✗", "red")}[m.status]
-        label = m.name or "(not loaded)"
+        label = m.name or (repr(m.declared_name) if m.declared_name else "(unnamed)")
         verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
                    "errors": "manifest has errors"}[m.status]
         out.append(f"{mark} {label}: {verdict} ({m.path})")

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import dotagent, simple_agent
+
+from dotagent import __version__
+
+
+def test_version(cli_env: dict[str, str]) -> None:
+    for flag in ("--version", "-V"):
+        p = dotagent(flag, env=cli_env)
+        assert (p.returncode, p.stdout) == (0, f"dotagent {__version__}\n")
+
+
+def test_version_does_not_import_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from dotagent.cli import main; main(['--version']); "
+            "print(sorted(m for m in ('click','pydantic','rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().endswith("[]")
+
+
+def test_help_lists_commands(cli_env: dict[str, str]) -> None:
+    p = dotagent("--help", env=cli_env)
+    assert p.returncode == 0
+    for cmd in ("run", "doctor"):
+        assert f"  {cmd}" in p.stdout
+
+
+def test_usage_error_exits_2(cli_env: dict[str, str]) -> None:
+    p = dotagent("run", env=cli_env)
+    assert p.returncode == 2 and "Missing argument 'NAME'" in p.stderr
+    p = dotagent("no-such-command", env=cli_env)
+    assert p.returncode == 2
+
+
+def test_errors_have_no_traceback_unless_debug(cli_env: dict[str, str]) -> None:
+    p = dotagent("run", "nobody", env=cli_env)
+    assert p.returncode == 1
+    assert p.stderr.startswith("Error: agent not found: nobody")
+    assert "Traceback" not in p.stderr
+    p = dotagent("--debug", "run", "nobody", env=cli_env)
+    assert p.returncode == 1
+    assert "Traceback (most recent call last)" in p.stderr
+    assert "Error: agent not found: nobody" in p.stderr
+
+
+def test_home_option_overrides_env(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    other = tmp_path / "other-home"
+    simple_agent(other / "agents", "homed", "true", [])
+    p = dotagent("--home", str(other), "run", "homed", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    assert (other / "state/agents/homed/default.heartbeat.json").exists()
+
+
+def test_schedule_may_be_omitted_only_when_unambiguous(tmp_path: Path,
+                                                       cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    d = simple_agent(root, "two", "true", [])
+    (d / "agent.toml").write_text((d / "agent.toml").read_text() +
+                                  '\n[[schedules]]\nid = "other"\ntype = "interval"\n'
+                                  'interval_minutes = 5\nargs = ["x"]\n')
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("run", "two", env=cli_env)
+    assert p.returncode == 1
+    assert "choose one with --schedule (main, other)" in p.stderr
+
+
+def test_doctor_json_and_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    simple_agent(root, "fine", "true", [], extra="")
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", "--json", env=cli_env)
+    assert p.returncode == 0, p.stdout
+    report = json.loads(p.stdout)
+    assert report["ok"] is True and report["summary"]["agents"] == 1
+    [m] = report["manifests"]
+    assert m["name"] == "fine" and m["status"] == "warnings"
+    assert [w["message"][:23] for w in m["warnings"]] == ["no [security] section: "]
+    (root / "bad").mkdir()
+    (root / "bad" / "agent.toml").write_text('[agent]\nname = "bad"\n')
+    p = dotagent("doctor", "--json", env=cli_env)
+    assert p.returncode == 1
+    report = json.loads(p.stdout)
+    assert report["ok"] is False
+    bad = [m for m in report["manifests"] if m["declared_name"] == "bad"][0]
+    assert bad["status"] == "errors"
+    assert {e["field"] for e in bad["errors"]} == {"run", "schedules"}
+
+
+def test_doctor_warns_on_clamps_missing_command_and_shared_slug(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    d = simple_agent(root, "risky", "definitely-not-installed-cmd", [],
+                     extra="[defaults]\nmax_retries = 1000000\n")
+    (d / "agent.toml").write_text((d / "agent.toml").read_text() +
+                                  '\n[[schedules]]\nid = "twin"\ntype = "interval"\n'
+                                  'interval_minutes = 5\n')
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 0
+    assert "defaults.max_retries: 1000000 → 32" in p.stdout
+    assert "run.command: command not found: definitely-not-installed-cmd" in p.stdout
+    assert "derives the same slug 'default' as 'main'" in p.stdout
+    assert "no [security] section" in p.stdout
+    assert "summary: 1 agent(s), 0 error(s), 4 warning(s)" in p.stdout
