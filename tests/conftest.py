@@ -13,7 +13,8 @@ VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
-def dotagent_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def dotagent_home(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("home")
     fake_user_home = tmp_path_factory.mktemp("userhome")
     monkeypatch.setenv("DOTAGENT_HOME", str(home))

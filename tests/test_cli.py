@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import dotagent, simple_agent
-
 from dotagent import __version__
+
+from helpers import dotagent, simple_agent
 
 
 def test_version(cli_env: dict[str, str]) -> None:
@@ -88,7 +88,7 @@ def test_doctor_json_and_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> 
     assert p.returncode == 1
     report = json.loads(p.stdout)
     assert report["ok"] is False
-    bad = [m for m in report["manifests"] if m["declared_name"] == "bad"][0]
+    bad = next(m for m in report["manifests"] if m["declared_name"] == "bad")
     assert bad["status"] == "errors"
     assert {e["field"] for e in bad["errors"]} == {"run", "schedules"}
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers import dotagent, simple_agent, write_agent
 
 PY = sys.executable

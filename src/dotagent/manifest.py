@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeGuard, Union
 
 from pydantic import (
     AfterValidator,
@@ -32,7 +32,6 @@ from dotagent._tomllines import LineIndex
 from dotagent.paths import unsafe_reason
 
 __all__ = [
-    "CLAMPS",
     "FALLBACK_POLICY",
     "KNOWN_EVENTS",
     "Clamp",
@@ -235,7 +234,7 @@ Schedule = Annotated[
     Union[CronSchedule, IntervalSchedule, ExpressionSchedule],  # noqa: UP007
     Field(discriminator="type"),
 ]
-SCHEDULE_TYPES = {"cron": CronSchedule, "interval": IntervalSchedule,
+SCHEDULE_TYPES: dict[str, type[_ScheduleBase]] = {"cron": CronSchedule, "interval": IntervalSchedule,
                   "expression": ExpressionSchedule}
 
 
@@ -413,7 +412,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        if self.field:
+            return f"{where}: {self.field}: {self.message}"
+        return f"{where}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "line": self.line, "field": self.field,
@@ -511,8 +512,8 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        result.errors.append(Problem(shown, line, "", "file is not valid UTF-8"))
+        bad_line = data[: exc.start].count(b"\n") + 1
+        result.errors.append(Problem(shown, bad_line, "", "file is not valid UTF-8"))
         return result
     try:
         raw = tomllib.loads(text)
@@ -538,10 +539,10 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
     clamped = _apply_clamps(raw, result.clamps)
     for c in result.clamps:
         loc = _parse_field_path(c.field)
+        key = str(loc[-1])
         result.warnings.append(Problem(
             shown, locate(loc), c.field,
-            f"{_show(c.declared)} → {_show(c.effective)} "
-            f"(safety limit: {_CLAMP_HINT[loc[-1] if isinstance(loc[-1], str) else loc[-2]]})",
+            f"{_show(c.declared)} → {_show(c.effective)} (safety limit: {_CLAMP_HINT[key]})",
             "warning"))
     for loc, message in _unknown_keys(raw):
         result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
@@ -586,7 +587,7 @@ _CLAMP_HINT = {
 }
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -658,7 +659,7 @@ def _unknown_keys(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], s
                 continue
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-            found.append((loc + (key,), f"unknown key, ignored ({hint})"))
+            found.append(((*loc, key), f"unknown key, ignored ({hint})"))
 
     check(raw, _known(Manifest), ())
     sections: dict[str, type[BaseModel]] = {
@@ -669,9 +670,9 @@ def _unknown_keys(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], s
         check(raw.get(name), _known(model), (name,))
     for i, sched in enumerate(_list(raw.get("schedules"))):
         kind = sched.get("type") if isinstance(sched, Mapping) else None
-        model = SCHEDULE_TYPES.get(kind) if isinstance(kind, str) else None
-        known = _known(model) if model else sorted({k for m in SCHEDULE_TYPES.values()
-                                                    for k in _known(m)})
+        smodel = SCHEDULE_TYPES.get(kind) if isinstance(kind, str) else None
+        known = _known(smodel) if smodel else sorted({k for m in SCHEDULE_TYPES.values()
+                                                      for k in _known(m)})
         check(sched, known, ("schedules", i))
     for hook in ("preflight", "on_success", "on_failure"):
         for i, ref in enumerate(_list(raw.get(hook))):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -20,6 +21,7 @@ __all__ = ["COMMANDS", "run_app"]
 COMMANDS: dict[str, str] = {
     "run": "dotagent.cli.run:command",
     "doctor": "dotagent.cli.doctor:command",
+    "audit": "dotagent.cli.audit:group",
 }
 
 
@@ -83,10 +85,8 @@ def run_app(args: list[str]) -> int:
         return 130
     except BrokenPipeError:
         # `dotagent doctor | head`: the reader went away; that is not our error.
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 141
     except Exception as exc:  # the boundary: never a traceback unless asked for
         if debug:

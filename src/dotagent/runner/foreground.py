@@ -16,7 +16,7 @@ from pathlib import Path
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
 from dotagent.runner.output import OutputCollector, open_log
-from dotagent.runner.process import Stream, SpawnError, supervise
+from dotagent.runner.process import GRACE_SECONDS, SpawnError, Stream, supervise
 from dotagent.runner.spawn import RunContext, build_env, resolve_command
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.timefmt import iso_local
@@ -85,8 +85,7 @@ def run_schedule(
                 result = supervise(
                     ctx.argv, executable=executable, cwd=loaded.working_dir(),
                     env=build_env(ctx, parent_env), timeout=manifest.agent.timeout_seconds,
-                    on_output=collector,
-                    **({"grace": grace} if grace is not None else {}),
+                    on_output=collector, grace=GRACE_SECONDS if grace is None else grace,
                 )
                 exit_code, timed_out, duration = result.exit_code, result.timed_out, \
                     result.duration
