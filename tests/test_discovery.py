@@ -3,9 +3,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from helpers import simple_agent, write_agent
-
 from dotagent.discovery import discover, search_roots
+
+from helpers import simple_agent, write_agent
 
 
 def env_for(home: Path, *roots: Path) -> dict[str, str]:

@@ -75,7 +75,7 @@ def supervise(
 ) -> ProcessResult:
     """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion."""
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell, by design
+        proc = subprocess.Popen(
             list(argv),
             executable=executable,
             cwd=cwd,
