@@ -1,0 +1,311 @@
+"""Streaming chain check and damage classification (no locking, no writing).
+
+`scan()` reads the log once, line by line, in constant memory, and says what is wrong with
+it. The rules (also in docs/audit.md):
+
+* A *link* is the pair (line, next non-blank line); it holds when the next line's `prev_hash`
+  equals sha256 of the line's exact bytes (`GENESIS` before the first line).
+* Consecutive broken links form one *damage region*. A region is `reorder` when one of its
+  `prev_hash` values names another line still in the file (earlier, or found later); else
+  `deletion` when the file holds fewer entries than the head record says; else `edit`.
+* `torn`: a line that is not one whole entry (no final newline, unparsable, two entries glued).
+* Against the head record: fewer entries than the head and the last line is not the head's
+  line ⇒ `truncation`; same count but a different last line ⇒ `edit` of the last line; more
+  entries whose chain passes through the head's line ⇒ the head merely lags (repairable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from dotagent.audit.events import ChainBreakKind
+
+__all__ = ["Head", "Problem", "ScanResult", "scan"]
+
+_PREFIX = b'{"ts":"'
+_SUFFIX = b',"prev_hash":"'
+_GENESIS_TAIL = b',"prev_hash":"GENESIS"}'
+_GENESIS = b"GENESIS"
+# How far back a stray prev_hash is looked for among earlier lines, and how many unmatched
+# ones wait for a later line: bounds memory; beyond them a reorder is reported as edit.
+_RING = 4096
+_PENDING_CAP = 4096
+
+
+@dataclass(frozen=True)
+class Head:
+    """What the writer last recorded: entry count, hash of the last entry, file size."""
+
+    count: int
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Head | None:
+        if not isinstance(data, dict):
+            return None
+        count, sha, size = data.get("count"), data.get("sha256"), data.get("size")
+        if (isinstance(count, int) and not isinstance(count, bool) and count >= 0
+                and isinstance(sha, str) and isinstance(size, int) and size >= 0):
+            return cls(count, sha, size)
+        return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int  # 1-based line number in the file
+    kind: ChainBreakKind
+    detail: str
+    position: int  # 0-based entry index where the chain check failed (upstream's `position`)
+    expected_prev_hash: str
+    actual_prev_hash: str
+    key: str  # identifies this break across runs, so it is recorded once
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "kind": self.kind, "detail": self.detail,
+                "position": self.position, "expected_prev_hash": self.expected_prev_hash,
+                "actual_prev_hash": self.actual_prev_hash}
+
+
+@dataclass
+class ScanResult:
+    entries: int = 0  # complete non-blank lines
+    last_hash: str = "GENESIS"  # of the last complete non-blank line
+    complete_end: int = 0  # byte offset just past the last newline
+    fragment: bytes = b""  # bytes after the last newline
+    problems: list[Problem] = field(default_factory=list)
+    head_lag: int = 0  # entries after the head's line that chain from it (> 0: head lags)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Region:
+    __slots__ = ("actual", "expected", "first_line", "first_pos", "last_line", "links",
+                 "prev_line", "reorder")
+
+    def __init__(self, line: int, pos: int, prev_line: int, expected: bytes, actual: bytes):
+        self.first_line = line
+        self.last_line = line
+        self.first_pos = pos
+        self.prev_line = prev_line
+        self.expected = expected
+        self.actual = actual
+        self.links = 0
+        self.reorder = False
+
+
+def _parse_prev(body: bytes) -> bytes | None:
+    """prev_hash of a line the fast path could not read, or None when it is not an entry."""
+    try:
+        entry = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or "ts" not in entry or not isinstance(entry.get("event"), dict):
+        return None
+    prev = entry.get("prev_hash")
+    return prev.encode("utf-8") if isinstance(prev, str) else None
+
+
+def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
+    """Check the first `limit` bytes of `stream` (a binary file at offset 0) against `head`."""
+    sha = hashlib.sha256
+    expected = _GENESIS
+    alt: bytes | None = None  # after a glued line, the hash of its last entry is also accepted
+    pos = 0
+    line_no = 0
+    entries = 0
+    last_line_no = 0
+    ring: list[bytes] = [b""] * _RING
+    regions: list[_Region] = []
+    region: _Region | None = None
+    pending: dict[bytes, _Region] = {}
+    torn: list[Problem] = []
+    torn_lines: set[int] = set()
+    head_count = head.count if head is not None else -1
+    head_line_hash: bytes | None = _GENESIS if head_count == 0 else None
+    head_line_no = 0
+    fragment = b""
+
+    for raw in stream:
+        pos += len(raw)
+        if pos >= limit:
+            if pos > limit:  # the file grew after the snapshot: ignore what came later
+                raw = raw[: len(raw) - (pos - limit)]
+                pos = limit
+            if not raw:
+                break
+        if raw[-1] != 0x0A:
+            fragment = raw
+            break
+        line_no += 1
+        body = raw[:-1]
+        h = sha(body).hexdigest().encode("ascii")
+        # Fast path: our writer and upstream's both end every line with the prev_hash, so it
+        # is read with slices instead of a JSON parse. A second `{"ts":"` can only mean two
+        # entries glued together (inside a JSON string the quotes would be escaped).
+        if (body[-80:-66] == _SUFFIX and body[-2:] == b'"}' and body[:7] == _PREFIX
+                and body.find(_PREFIX, 7) < 0):
+            p = body[-66:-2]
+        elif body.endswith(_GENESIS_TAIL) and body[:7] == _PREFIX and body.find(_PREFIX, 7) < 0:
+            p = _GENESIS
+        elif not body.strip():
+            if pos >= limit:
+                break
+            continue  # blank lines are not entries (upstream skips them too)
+        else:
+            parsed = _parse_prev(body)
+            if parsed is None:
+                glued = body.find(_PREFIX, 1)
+                torn.append(Problem(
+                    line=line_no, kind="torn",
+                    detail=(f"line {line_no} holds two entries glued together (an interrupted "
+                            "write followed by the next one)") if glued > 0 else
+                           f"line {line_no} is not a complete audit entry",
+                    position=entries, expected_prev_hash=expected.decode(),
+                    actual_prev_hash="",
+                    key=f"torn:{expected.decode()}:{h.decode()}"))
+                torn_lines.add(line_no)
+                entries += 1
+                region = None
+                alt_next = (sha(body[body.rfind(_PREFIX):]).hexdigest().encode()
+                            if glued > 0 else None)
+                ring[entries % _RING] = h
+                expected, alt, last_line_no = h, alt_next, line_no
+                if entries == head_count:
+                    head_line_hash, head_line_no = h, line_no
+                if pos >= limit:
+                    break
+                continue
+            p = parsed
+        entries += 1
+        if p in (expected, alt):
+            region = None
+        else:
+            if region is None:
+                region = _Region(line_no, entries - 1, last_line_no, expected, p)
+                regions.append(region)
+            region.links += 1
+            region.last_line = line_no
+            if p and p in ring:
+                region.reorder = True
+            elif p != _GENESIS and len(pending) < _PENDING_CAP:
+                pending[p] = region
+        alt = None
+        if pending:
+            waiting = pending.pop(h, None)
+            if waiting is not None:  # the line an earlier entry pointed at turned up later
+                waiting.reorder = True
+        ring[entries % _RING] = h
+        expected = h
+        last_line_no = line_no
+        if entries == head_count:
+            head_line_hash, head_line_no = h, line_no
+        if pos >= limit:
+            break
+
+    result = ScanResult(entries=entries, last_hash=expected.decode(),
+                        complete_end=pos - len(fragment), fragment=fragment)
+    problems = list(torn)
+    if fragment:
+        problems.append(Problem(
+            line=line_no + 1, kind="torn",
+            detail=(f"line {line_no + 1} has no newline: {len(fragment)} bytes of an "
+                    "interrupted or cut write"),
+            position=entries, expected_prev_hash=expected.decode(), actual_prev_hash="",
+            key=f"torn:{expected.decode()}:{sha(fragment).hexdigest()}"))
+    # A torn line's own hash is not the one its successor carries: that single broken link
+    # is the torn line, already reported, not a second problem.
+    regions = [r for r in regions if not (r.links == 1 and r.prev_line in torn_lines)]
+    problems.extend(_judge_head(head, result, regions, head_line_hash, head_line_no,
+                                last_line_no))
+    problems.extend(_judge_regions(head, result, regions))
+    problems.sort(key=lambda p: (p.line, p.kind))
+    result.problems = problems
+    return result
+
+
+def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
+                head_line_hash: bytes | None, head_line_no: int,
+                last_line_no: int) -> list[Problem]:
+    if head is None:
+        return []
+    last = res.last_hash
+    if res.entries < head.count:
+        # Fewer entries than the head vouched for. Not truncation when the last line is still
+        # the head's line (the gap is in the middle: regions report it as deletion), nor when
+        # the only missing entry is the torn final line.
+        if last == head.sha256 and regions:
+            return []
+        if res.fragment and res.entries == head.count - 1:
+            return []
+        missing = head.count - res.entries
+        return [Problem(
+            line=last_line_no + 1, kind="truncation",
+            detail=(f"the log ends after {res.entries} entries but the head record says "
+                    f"{head.count}: {missing} entr{'y' if missing == 1 else 'ies'} cut from "
+                    "the end"),
+            position=res.entries, expected_prev_hash=head.sha256, actual_prev_hash=last,
+            key=f"truncation:{head.sha256}:{last}")]
+    if head.count > 0 and head_line_hash is not None and head_line_hash.decode() != head.sha256:
+        if res.entries == head.count:
+            if any(r.last_line == last_line_no for r in regions):
+                return []  # the last line is already part of a reported region
+            return [Problem(
+                line=last_line_no, kind="edit",
+                detail=f"line {last_line_no} (the last entry) differs from the head record",
+                position=res.entries - 1, expected_prev_hash=head.sha256,
+                actual_prev_hash=last, key=f"edit:{head.sha256}:{last}")]
+        return [Problem(
+            line=head_line_no, kind="truncation",
+            detail=(f"line {head_line_no} is not the entry the head record names: the log was "
+                    f"cut there and {res.entries - head.count + 1} entries written in its place"),
+            position=head.count - 1, expected_prev_hash=head.sha256,
+            actual_prev_hash=head_line_hash.decode(),
+            key=f"truncation:{head.sha256}:{head_line_hash.decode()}")]
+    if res.entries > head.count:
+        res.head_lag = res.entries - head.count
+    return []
+
+
+def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region]) -> list[Problem]:
+    present = res.entries + (1 if res.fragment else 0)
+    short = head.count - present if head is not None else 0
+    unexplained = [r for r in regions if not r.reorder]
+    out: list[Problem] = []
+    for r in regions:
+        expected, actual = r.expected.decode(), r.actual.decode(errors="replace")
+        if r.reorder:
+            kind: ChainBreakKind = "reorder"
+            line = r.first_line
+            span = (f"lines {r.first_line}–{r.last_line}" if r.last_line > r.first_line
+                    else f"line {r.first_line}")
+            detail = f"entries out of order at {span}: line {r.first_line} does not follow " \
+                     "the entry before it, and the entry it names is elsewhere in the file"
+        elif short > 0:
+            kind, line = "deletion", r.first_line
+            count = (f"{short} entr{'y' if short == 1 else 'ies'}" if len(unexplained) == 1
+                     else "entries")
+            where = "at the start of the log" if r.prev_line == 0 else f"before line {line}"
+            detail = f"{count} missing {where}"
+        else:
+            kind = "edit"
+            if r.links == 1 and r.prev_line > 0:
+                line = r.prev_line
+                detail = (f"line {line} was changed: line {r.first_line} no longer carries "
+                          "its hash")
+            else:
+                line = r.first_line
+                detail = (f"line {line} was changed: its prev_hash does not name the entry "
+                          "before it")
+        out.append(Problem(line=line, kind=kind, detail=detail, position=r.first_pos,
+                           expected_prev_hash=expected, actual_prev_hash=actual,
+                           key=f"{kind}:{expected}:{actual}"))
+    return out

@@ -1,0 +1,232 @@
+"""`dotagent audit verify | show | repair`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from dotagent.errors import DotagentError
+from dotagent.paths import Home
+
+__all__ = ["group"]
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SEVERITIES = ("info", "notice", "critical")
+
+
+class _StderrWarnings(logging.Handler):
+    """Library warnings (lagging head, torn tail moved) as `warning: …` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # sys.stderr is looked up per message: test runners swap it between invocations.
+        sys.stderr.write(f"warning: {record.getMessage()}\n")
+
+
+def _route_warnings() -> None:
+    logger = logging.getLogger("dotagent.audit")
+    if not any(isinstance(h, _StderrWarnings) for h in logger.handlers):
+        logger.addHandler(_StderrWarnings(logging.WARNING))
+        logger.propagate = False
+
+
+def _audit_log() -> Any:
+    from dotagent.audit import AuditLog
+
+    return AuditLog(Home.from_env())
+
+
+@click.group("audit")
+def group() -> None:
+    """Check and read the tamper-evident audit log ($DOTAGENT_HOME/audit.log)."""
+
+
+@group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Check the hash chain and the head record; exit 1 if the log was damaged.
+
+    Each new break is itself recorded once as an audit_chain_broken event.
+    """
+    _route_warnings()
+    log = _audit_log()
+    report = log.verify()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    elif not log.path.exists():
+        click.echo(f"no audit log yet ({log.path})")
+    elif report.ok:
+        head = report.head
+        tail = f"; head {head.count} / {head.sha256[:12]}" if head is not None else ""
+        click.echo(f"audit log intact: {report.lines:,} entries{tail}")
+    else:
+        n = len(report.problems)
+        click.echo(f"audit log DAMAGED: {n} problem{'s' if n != 1 else ''} "
+                   f"in {report.lines:,} entries ({log.path})")
+        for p in report.problems:
+            click.echo(f"  line {p.line}: {p.kind} — {p.detail}")
+        if report.recorded:
+            click.echo(f"recorded {report.recorded} new audit_chain_broken event"
+                       f"{'s' if report.recorded != 1 else ''}")
+    if not report.ok:
+        ctx.exit(1)
+
+
+@group.command("repair")
+def repair() -> None:
+    """Move a torn final line aside and rebuild a missing or lagging head record.
+
+    Nothing is deleted: damaged bytes go to audit.log.torn-<time> next to the log, and the
+    repair is itself recorded (audit_repaired).
+    """
+    _route_warnings()
+    log = _audit_log()
+    # The writer already reports each action as a warning; silence that here and print
+    # the same notes once, as the command's own output.
+    logger = logging.getLogger("dotagent.audit")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        notes = log.repair()
+    finally:
+        logger.setLevel(previous)
+    if not notes:
+        click.echo("nothing to repair")
+    for note in notes:
+        click.echo(note)
+
+
+@group.command("show")
+@click.option("--agent", help="Only events about this agent.")
+@click.option("--severity", type=click.Choice(_SEVERITIES), help="Minimum severity.")
+@click.option("--event", "event_type", help="Only this event type (e.g. agent_run).")
+@click.option("--since", help="ISO time (2026-05-19T14:30:00-0300, 2026-05-19) or a duration "
+                              "back from now (90m, 2h, 3d, 1w).")
+@click.option("-n", "limit", type=click.IntRange(min=1), help="Only the last N matching events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the matching lines exactly as stored.")
+def show(agent: str | None, severity: str | None, event_type: str | None, since: str | None,
+         limit: int | None, as_json: bool) -> None:
+    """Print audit events, oldest first."""
+    path = Home.from_env().audit_log
+    if not path.exists():
+        return
+    cutoff = _parse_since(since) if since else None
+    min_rank = _SEVERITIES.index(severity) if severity else 0
+    matches: Iterator[tuple[str, dict[str, Any] | None]] = _matching(
+        path, agent, min_rank, event_type, cutoff)
+    selected: Any = deque(matches, maxlen=limit) if limit else matches
+    if as_json:
+        for raw, _entry in selected:
+            click.echo(raw)
+        return
+    render = _rich_renderer() if _use_colour() else None
+    for raw, entry in selected:
+        if entry is None:
+            click.echo(f"(unreadable line) {raw[:120]}")
+        elif render is not None:
+            render(entry)
+        else:
+            click.echo(_plain(entry))
+
+
+def _matching(path: Any, agent: str | None, min_rank: int, event_type: str | None,
+              cutoff: datetime | None) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    filtered = bool(agent or min_rank or event_type or cutoff)
+    with open(path, "rb") as fh:
+        for raw in fh:
+            text = raw.rstrip(b"\n").decode("utf-8", "replace")
+            if not text.strip():
+                continue
+            try:
+                entry = json.loads(text)
+                event = entry["event"]
+            except (ValueError, KeyError, TypeError):
+                if not filtered:
+                    yield text, None
+                continue
+            if agent is not None and event.get("agent") != agent:
+                continue
+            if event_type is not None and event.get("event_type") != event_type:
+                continue
+            if min_rank and _rank(entry.get("severity")) < min_rank:
+                continue
+            if cutoff is not None:
+                try:
+                    when = datetime.strptime(entry.get("ts", ""), "%Y-%m-%dT%H:%M:%S%z")
+                except ValueError:
+                    continue
+                if when < cutoff:
+                    continue
+            yield text, entry
+
+
+def _rank(severity: Any) -> int:
+    return _SEVERITIES.index(severity) if severity in _SEVERITIES else 0
+
+
+def _parse_since(value: str) -> datetime:
+    text = value.strip()
+    m = _DURATION.fullmatch(text)
+    if m:
+        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        return datetime.now().astimezone() - delta
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DotagentError(
+            f"--since {value!r} is neither an ISO time (2026-05-19T14:30:00-0300, 2026-05-19) "
+            "nor a duration (90m, 2h, 3d, 1w)") from None
+    return when.astimezone()  # a value without an offset means local time
+
+
+def _fields(event: dict[str, Any]) -> str:
+    parts = []
+    for key, value in event.items():
+        if key == "event_type" or value is None:
+            continue
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else \
+            json.dumps(value)
+        if isinstance(value, str) and re.fullmatch(r"[\w.:/@+-]+", value):
+            shown = value
+        if len(shown) > 200:
+            shown = shown[:197] + "…"
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+def _plain(entry: dict[str, Any]) -> str:
+    event = entry.get("event", {})
+    return (f"{entry.get('ts', '?')}  {entry.get('severity', '?')!s:<8}  "
+            f"{event.get('event_type', '?'):<24}  {_fields(event)}").rstrip()
+
+
+def _use_colour() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _rich_renderer() -> Any:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    styles = {"critical": "bold red", "notice": "yellow", "info": "dim"}
+
+    def render(entry: dict[str, Any]) -> None:
+        event = entry.get("event", {})
+        sev = str(entry.get("severity", "?"))
+        style = styles.get(sev, "none")
+        console.print(f"[dim]{escape(str(entry.get('ts', '?')))}[/]  "
+                      f"[{style}]{sev:<8}[/]  [bold]{escape(str(event.get('event_type', '?'))):<24}"
+                      f"[/]  {escape(_fields(event))}")
+
+    return render
