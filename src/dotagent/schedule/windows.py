@@ -1,0 +1,353 @@
+"""Windows: which instant should have fired, whether to run, retry, give up or skip it, how
+healthy a schedule is, and when anything is next due. Pure functions of their inputs.
+
+Vocabulary
+- A *rule* says when a schedule fires: a calendar (cron set or OnCalendar expression, given
+  as a `next_after` function) or an interval of N minutes counted from the last start.
+- A *window* is one instant the rule fired at (`expected_at`). Attempts, retries and give-ups
+  are counted per window; the daemon persists that as `WindowState`.
+
+Rules (SPEC S14.1, S14.2, S14.20, S14.21, S14.23)
+- The latest window is the most recent instant <= now; calendars look back across days.
+- An interval schedule that never started is due at once; afterwards its windows are
+  `last_start + k × interval`.
+- A new window that is older than `stale_after_minutes` when first seen (downtime) is not run:
+  it is *missed*, and the windows skipped before it are counted, never run in a burst.
+- A failed window is retried after `retry_backoff_minutes[min(attempts - 1, len - 1)]` minutes,
+  up to `max_retries` retries (so `max_retries + 1` attempts), then given up. A newer window
+  supersedes an older one still retrying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+__all__ = [
+    "CalendarRule",
+    "Decision",
+    "Health",
+    "IntervalRule",
+    "Policy",
+    "Rule",
+    "ScheduleState",
+    "WindowState",
+    "decide",
+    "expected_at",
+    "health",
+    "is_stale",
+    "next_due",
+    "next_event",
+    "previous_fire",
+    "retry_at",
+    "should_retry",
+    "whole_minutes",
+]
+
+NextAfter = Callable[[datetime], "datetime | None"]
+
+_USEC = timedelta(microseconds=1)
+# How far back a calendar is searched for its latest window: beyond this, a calendar that
+# fired once long ago (e.g. a one-shot date) counts as having no window.
+_LOOKBACK = timedelta(days=366 * 5)
+_SKIP_COUNT_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class CalendarRule:
+    """A cron set or OnCalendar expression: `next_after(t)` is the first fire strictly after t
+    (aware datetimes)."""
+
+    next_after: NextAfter
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    minutes: int
+
+    @property
+    def every(self) -> timedelta:
+        return timedelta(minutes=self.minutes)
+
+
+Rule = CalendarRule | IntervalRule
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_retries: int
+    retry_backoff_minutes: tuple[int, ...]
+    stale_after_minutes: int
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+
+@dataclass(frozen=True)
+class WindowState:
+    expected_at: datetime
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    last_exit_code: int | None = None
+    given_up: bool = False
+    missed: bool = False  # recorded as missed (stale when first seen); never run
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    last_start: datetime | None = None  # heartbeat started_at
+    last_success: datetime | None = None  # heartbeat last_success_at
+    window: WindowState | None = None  # the latest window the daemon has recorded
+
+    def succeeded(self, window: WindowState) -> bool:
+        return self.last_success is not None and self.last_success >= window.expected_at
+
+
+Action = Literal["run", "retry", "give_up", "missed", "wait", "idle"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    window: datetime | None = None  # the window concerned
+    attempt: int = 0  # 1-based attempt number for run/retry
+    wake_at: datetime | None = None  # for wait/idle: when to look again (None: never)
+    skipped: int = 0  # windows passed over before `window` (downtime), not run
+    first_skipped: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    state: Literal["ok", "degraded", "failing", "stale"]
+    reason: str
+
+
+# --------------------------------------------------------------------------------------
+# Small rules
+# --------------------------------------------------------------------------------------
+def whole_minutes(delta: timedelta) -> int:
+    """Minutes in `delta`, truncated toward zero (upstream's arithmetic)."""
+    seconds = delta.total_seconds()
+    return int(seconds / 60)
+
+
+def is_stale(expected: datetime, now: datetime, stale_after_minutes: int) -> bool:
+    return whole_minutes(now - expected) > stale_after_minutes
+
+
+def _backoff(attempts: int, backoffs: tuple[int, ...]) -> int:
+    if not backoffs:
+        return 0
+    return backoffs[min(max(attempts - 1, 0), len(backoffs) - 1)]
+
+
+def retry_at(window: WindowState, backoffs: tuple[int, ...]) -> datetime:
+    """When a failed window may be attempted again (S2.4 indexing)."""
+    if window.last_attempt_at is None:
+        return window.expected_at
+    return window.last_attempt_at + timedelta(minutes=_backoff(window.attempts, backoffs))
+
+
+def should_retry(window: WindowState, backoffs: tuple[int, ...], now: datetime) -> bool:
+    return now >= retry_at(window, backoffs)
+
+
+# --------------------------------------------------------------------------------------
+# Where windows fall
+# --------------------------------------------------------------------------------------
+def previous_fire(next_after: NextAfter, now: datetime,
+                  lookback: timedelta = _LOOKBACK) -> datetime | None:
+    """The latest fire at or before `now`, using only a forward `next_after`.
+
+    Widen a look-back span until it holds a fire, walk forward a few steps, and bisect when
+    the span holds many (e.g. every second). O(log span) calls of `next_after`.
+    """
+    span = timedelta(seconds=1)
+    found: datetime | None = None
+    while span <= lookback * 2:
+        start = now - span
+        candidate = next_after(start)
+        if candidate is not None and candidate <= now:
+            found = candidate
+            break
+        span *= 2
+    if found is None:
+        return None
+    for _ in range(16):
+        nxt = next_after(found)
+        if nxt is None or nxt > now:
+            return found
+        found = nxt
+    # Dense rule: bisect for the last fire in (found, now].
+    lo, hi = found, now
+    while hi - lo > _USEC:
+        mid = lo + (hi - lo) / 2
+        nxt = next_after(mid)
+        if nxt is not None and nxt <= now:
+            lo = mid
+        else:
+            hi = mid
+    last = next_after(lo)
+    return last if last is not None and last <= now else found
+
+
+def expected_at(rule: Rule, state: ScheduleState, now: datetime) -> datetime | None:
+    """The latest window at or before `now` (None: nothing has fallen due yet)."""
+    if isinstance(rule, IntervalRule):
+        if state.last_start is None:
+            return now  # never started: due when first seen (S14.1)
+        elapsed = now - state.last_start
+        if elapsed < rule.every:
+            return None
+        k = elapsed // rule.every
+        return state.last_start + k * rule.every
+    return previous_fire(rule.next_after, now)
+
+
+def _next_window_after(rule: Rule, state: ScheduleState, t: datetime) -> datetime | None:
+    if isinstance(rule, IntervalRule):
+        if state.last_start is None:
+            return t
+        if t < state.last_start + rule.every:
+            return state.last_start + rule.every
+        k = (t - state.last_start) // rule.every + 1
+        return state.last_start + k * rule.every
+    return rule.next_after(t)
+
+
+def _count_skipped(rule: Rule, state: ScheduleState, since: datetime | None,
+                   window: datetime) -> tuple[int, datetime | None]:
+    """Windows strictly between the last handled instant and `window`."""
+    if since is None or since >= window:
+        return 0, None
+    if isinstance(rule, IntervalRule):
+        k = (window - since) // rule.every
+        return (int(k) - 1, since + rule.every) if k > 1 else (0, None)
+    count = 0
+    first: datetime | None = None
+    t = rule.next_after(since)
+    while t is not None and t < window and count < _SKIP_COUNT_LIMIT:
+        count += 1
+        first = first or t
+        t = rule.next_after(t)
+    return count, first
+
+
+# --------------------------------------------------------------------------------------
+# Decisions
+# --------------------------------------------------------------------------------------
+def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> Decision:
+    """What the daemon should do about one schedule at `now`."""
+    window = state.window
+    exp = expected_at(rule, state, now)
+    if exp is not None and (window is None or exp > window.expected_at):
+        done = state.last_success is not None and state.last_success >= exp
+        if not done:
+            since = window.expected_at if window is not None else state.last_start
+            skipped, first = _count_skipped(rule, state, since, exp)
+            if is_stale(exp, now, policy.stale_after_minutes):
+                return Decision("missed", exp, skipped=skipped, first_skipped=first)
+            return Decision("run", exp, attempt=1, skipped=skipped, first_skipped=first)
+    if window is not None and not window.given_up and not window.missed \
+            and not state.succeeded(window):
+        if window.attempts == 0:
+            return Decision("run", window.expected_at, attempt=1)
+        if window.attempts >= policy.max_attempts:
+            return Decision("give_up", window.expected_at, attempt=window.attempts)
+        when = retry_at(window, policy.retry_backoff_minutes)
+        if now >= when:
+            return Decision("retry", window.expected_at, attempt=window.attempts + 1)
+        upcoming = _next_window_after(rule, state, now)
+        wake = when if upcoming is None else min(when, upcoming)
+        return Decision("wait", window.expected_at, attempt=window.attempts, wake_at=wake)
+    return Decision("idle", exp, wake_at=_next_window_after(rule, state, now))
+
+
+def next_due(rule: Rule, state: ScheduleState, policy: Policy,
+             now: datetime) -> datetime | None:
+    """The earliest instant >= now at which `decide` would act (None: never again)."""
+    d = decide(rule, state, policy, now)
+    if d.action in ("run", "retry", "give_up", "missed"):
+        return now
+    return d.wake_at
+
+
+def next_event(items: Iterable[tuple[Rule, ScheduleState, Policy]],
+               now: datetime) -> datetime | None:
+    """The earliest instant anything is due, so the daemon can sleep exactly until then."""
+    best: datetime | None = None
+    for rule, state, policy in items:
+        t = next_due(rule, state, policy, now)
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# Health (S14.23)
+# --------------------------------------------------------------------------------------
+def _ago(delta: timedelta) -> str:
+    minutes = whole_minutes(delta)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d"
+
+
+def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> Health:
+    window = state.window
+    if state.last_start is None and state.last_success is None and \
+            (window is None or window.attempts == 0):
+        if window is not None and window.missed:
+            return Health("stale", f"missed its window by {_ago(now - window.expected_at)}; "
+                                   "never ran")
+        return Health("stale", "never ran")
+    exp = expected_at(rule, state, now)
+    if isinstance(rule, IntervalRule):
+        # The interval's current window is its last start; overdue means past the next one.
+        assert state.last_start is not None or state.last_success is not None
+        if window is not None and not state.succeeded(window) and window.attempts > 0 \
+                and not window.missed:
+            return _failing(window, policy)
+        anchor = state.last_start or state.last_success
+        assert anchor is not None
+        due = anchor + rule.every
+        if now >= due:
+            overdue = now - due
+            if overdue < rule.every:
+                return Health("degraded", f"overdue by {_ago(overdue)}")
+            return Health("stale", f"overdue by {_ago(overdue)} (more than one interval)")
+        return _settled(window, state)
+    if window is not None and exp is not None and window.expected_at >= exp:
+        if window.missed:
+            return Health("stale", f"missed the window of {_ago(now - window.expected_at)} "
+                                   "ago (stale)")
+        if state.succeeded(window):
+            return _settled(window, state)
+        if window.attempts > 0:
+            return _failing(window, policy)
+    if exp is not None and (state.last_success is None or state.last_success < exp):
+        late = now - exp
+        if is_stale(exp, now, policy.stale_after_minutes):
+            return Health("stale", f"window {_ago(late)} ago was missed (stale)")
+        return Health("degraded", f"window {_ago(late)} ago has not run yet")
+    return _settled(window, state)
+
+
+def _settled(window: WindowState | None, state: ScheduleState) -> Health:
+    if window is not None and state.succeeded(window) and window.attempts > 1:
+        return Health("degraded", f"recovered after {window.attempts} attempts")
+    return Health("ok", "ok")
+
+
+def _failing(window: WindowState, policy: Policy) -> Health:
+    if window.given_up or window.attempts >= policy.max_attempts:
+        return Health("failing", f"gave up after {window.attempts} attempts")
+    nxt = retry_at(window, policy.retry_backoff_minutes)
+    return Health("failing", f"{window.attempts} failed attempt(s), retrying at "
+                             f"{nxt.strftime('%H:%M')}")
