@@ -839,7 +839,7 @@ def _expression_problem(expression: str, timezone: Any) -> str | None:
         spec = oncalendar.parse(expression)
     except oncalendar.CalendarSyntaxError as exc:
         return str(exc)
-    if timezone and getattr(spec, "timezone", None):
+    if timezone and (spec.timezone or spec.utc):
         return ("has its own time zone and `timezone` is also set; keep only one "
                 "(the expression's zone suffix or the `timezone` key)")
     return None
