@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -120,11 +121,10 @@ class AuditLog:
         The file is streamed without holding the lock (appends may continue meanwhile); only
         the bytes present when verification started are judged.
         """
-        if not self.path.exists():
-            return VerifyReport(ok=True, lines=0, head=self._load_head())
         warnings: list[str] = []
         with self._locked() as lock_fd:
-            size = self.path.stat().st_size
+            exists = self.path.exists()
+            size = self.path.stat().st_size if exists else 0
             head = self._load_head()
             head_missing = head is None
             if head is None:
@@ -132,7 +132,11 @@ class AuditLog:
                 if head is not None:
                     warnings.append(f"head record {self.head_path} is missing; checked against "
                                     "the copy kept in the lock file")
-        with open(self.path, "rb") as fh:
+        if not exists and (head is None or head.count == 0):
+            return VerifyReport(ok=True, lines=0, head=head)
+        # A missing file with a head that vouches for entries is the whole log deleted: judged
+        # as an empty file, which the head check reports as truncation.
+        with open(self.path, "rb") if exists else io.BytesIO() as fh:
             res = scan(fh, size, head)
         report = VerifyReport(ok=res.ok, lines=res.entries, head=head,
                               problems=res.problems, warnings=warnings)

@@ -22,6 +22,8 @@ __all__ = ["group"]
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SEVERITIES = ("info", "notice", "critical")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_BARE = re.compile(r"[\w.:/@+-]+")  # shown without quotes
 
 
 class _StderrWarnings(logging.Handler):
@@ -196,7 +198,9 @@ def _fields(event: dict[str, Any]) -> str:
             continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else \
             json.dumps(value)
-        if isinstance(value, str) and re.fullmatch(r"[\w.:/@+-]+", value):
+        if isinstance(value, str) and _SHA256.fullmatch(value):
+            shown = value[:12] + "…"  # full hashes are in --json; twelve digits identify one
+        elif isinstance(value, str) and _BARE.fullmatch(value):
             shown = value
         if len(shown) > 200:
             shown = shown[:197] + "…"
