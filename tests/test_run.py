@@ -110,7 +110,7 @@ def test_dry_run(root: Path, tmp_path: Path, cli_env: dict[str, str],
     env = json.loads(out.read_text())["env"]
     assert env["AGENT_DRY_RUN"] == "true"
     assert "AGENT_HEARTBEAT_FILE" not in env
-    assert not (dotagent_home / "state").exists()  # no heartbeat in dry-run
+    assert not (dotagent_home / "state" / "agents").exists()  # no heartbeat in dry-run
     assert not Path(env["AGENT_TMPDIR"]).exists()
     log = (dotagent_home / "logs/agents/envdump/envdump.log").read_text()
     assert "run started · schedule=evening · slug=period_dia-anterior_n ===" in log

@@ -76,9 +76,13 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                found: Discovery | None = None) -> DoctorReport:
     env = os.environ if env is None else env
     found = found or discover(env)
+    cache = _cache_findings(home, found)
     reports: list[ManifestReport] = []
     for loaded in found.agents.values():
-        reports.append(_check_agent(loaded, env))
+        report = _check_agent(loaded, env)
+        for message in cache.get(loaded.name, []):
+            report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
+        reports.append(report)
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
                                       list(failure.warnings), failure.declared_name))
@@ -89,6 +93,27 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             "ignored until one of them is renamed")]))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports)
+
+
+def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
+    """Drift and phantoms as the next executing command would see them; writes nothing."""
+    from datetime import UTC, datetime
+
+    from dotagent.paths import Home
+    from dotagent.security.manifests import check_manifests, load_cache
+
+    if load_cache(Home(home))[0] is None and not Home(home).audit_log.exists():
+        return {}  # first start: everything will be a baseline
+    report = check_manifests(Home(home), found, datetime.now(UTC), update=False)
+    out: dict[str, list[str]] = {}
+    for d in report.drifts:
+        out.setdefault(d.agent, []).append(
+            f"manifest drift since last seen (cached {d.expected_sha256[:12]} → now "
+            f"{d.actual_sha256[:12]})")
+    for name in report.phantoms:
+        out.setdefault(name, []).append(
+            "not in known_manifests.json: the next run will report it as a phantom agent")
+    return out
 
 
 def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestReport:

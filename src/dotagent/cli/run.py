@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
 
-__all__ = ["command"]
+__all__ = ["command", "report_cache_findings"]
 
 
 def _echo(stream: str, chunk: bytes) -> None:
     out = sys.stdout if stream == "stdout" else sys.stderr
     out.buffer.write(chunk)
     out.buffer.flush()
+
+
+def report_cache_findings(report: Any) -> None:
+    """Tell the person at the terminal what was just recorded as critical."""
+    for name in report.phantoms:
+        sys.stderr.write(f"[dotagent] warning: phantom agent {name!r}: never seen before "
+                         "(recorded in the audit log)\n")
+    for d in report.drifts:
+        sys.stderr.write(f"[dotagent] warning: manifest of {d.agent!r} changed since last seen "
+                         f"({d.expected_sha256[:12]} → {d.actual_sha256[:12]}; recorded in "
+                         "the audit log)\n")
+    if report.cache_missing:
+        sys.stderr.write("[dotagent] warning: state/known_manifests.json is missing although "
+                         "the audit log has history (recorded as critical)\n")
 
 
 @click.command("run")
@@ -26,16 +41,31 @@ def _echo(stream: str, chunk: bytes) -> None:
 def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     """Run one schedule of an agent now, in the foreground.
 
-    Output streams to the terminal and is appended to the agent's log; the exit code is the
-    agent's (124 on timeout, 128+N when killed by signal N, 127/126 when the command cannot
-    start).
+    Output streams to the terminal and is appended to the agent's log; the run is recorded in
+    the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
+    N, 127/126 when the command cannot start).
     """
+    from datetime import datetime, timezone
+
+    from dotagent.audit import AuditLog, events
+    from dotagent.discovery import discover
     from dotagent.paths import Home
     from dotagent.runner.foreground import run_schedule
+    from dotagent.security.manifests import check_manifests
 
-    loaded = find_agent(name)
+    home = Home.from_env()
+    found = discover()
+    loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
-    outcome = run_schedule(loaded, schedule, home=Home.from_env(), dry_run=dry_run, echo=_echo)
+    audit = AuditLog(home)
+    # Like every command that executes agents: check every manifest before running any.
+    report_cache_findings(check_manifests(home, found, datetime.now(timezone.utc), audit=audit))
+    outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo)
+    audit.append(events.AgentRun(
+        agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
+        manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
+        duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
+        dry_run=dry_run))
     label = f"{outcome.agent}/{outcome.schedule}"
     if outcome.start_error:
         sys.stderr.write(f"[dotagent] {label}: {outcome.start_error} (exit {outcome.exit_code})\n")

@@ -1,0 +1,187 @@
+"""Manifest drift and phantom agents (threat model V1, V2; SPEC S7, S8, S14.7).
+
+`state/known_manifests.json` remembers the sha256 of every manifest seen. Every command that
+executes agents compares *every* discovered manifest with it before running anything:
+- a name never seen before is a phantom agent (critical), unless this is the very first start;
+- a changed hash is drift (critical), reported once, then accepted;
+- a manifest that fails to load is recorded as `manifest_invalid`, once per distinct content.
+
+Beyond upstream: when the cache has vanished while the audit log has history, that is itself
+critical (`manifest_cache_missing`), and the last known hashes are rebuilt from the audit log,
+so deleting the cache does not launder a phantom or a drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dotagent.atomicfile import write_json_atomic
+from dotagent.audit import AuditLog, events
+from dotagent.discovery import Discovery
+from dotagent.paths import Home
+
+__all__ = ["CACHE_FILE", "CacheReport", "Drift", "check_manifests", "load_cache"]
+
+CACHE_FILE = "known_manifests.json"
+
+
+@dataclass(frozen=True)
+class Drift:
+    agent: str
+    path: str
+    expected_sha256: str
+    actual_sha256: str
+
+
+@dataclass
+class CacheReport:
+    baseline: list[str] = field(default_factory=list)  # first start: recorded, not phantom
+    phantoms: list[str] = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)  # paths newly reported invalid
+    cache_missing: str | None = None  # why, when the cache vanished with history
+
+    @property
+    def alarming(self) -> bool:
+        return bool(self.phantoms or self.drifts or self.cache_missing)
+
+
+def _iso(now: datetime) -> str:
+    return now.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _cache_path(home: Home) -> Path:
+    return home.state_dir / CACHE_FILE
+
+
+def load_cache(home: Home) -> tuple[dict[str, Any] | None, str | None]:
+    """(cache, problem). cache is None when the file is missing or unreadable."""
+    path = _cache_path(home)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "file does not exist"
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable: {exc}"
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+        return None, "unreadable: not a known_manifests.json document"
+    return data, None
+
+
+def _from_audit(log: AuditLog) -> dict[str, dict[str, Any]]:
+    """Last known (path, sha256) per agent, from manifest events in the audit log."""
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        fh = open(log.path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return entries
+    with fh:
+        for raw in fh:
+            if b'"manifest_' not in raw and b'"phantom_agent' not in raw:
+                continue
+            try:
+                event = json.loads(raw)["event"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            kind = event.get("event_type")
+            sha = event.get("actual_sha256") if kind == "manifest_drift_detected" else \
+                event.get("sha256")
+            if kind in ("manifest_loaded", "manifest_drift_detected", "phantom_agent_detected") \
+                    and isinstance(event.get("agent"), str) and isinstance(sha, str):
+                entries[event["agent"]] = {"path": event.get("path", ""), "sha256": sha}
+    return entries
+
+
+def check_manifests(home: Home, found: Discovery, now: datetime, *,
+                    audit: AuditLog | None = None, update: bool = True) -> CacheReport:
+    """Compare every discovered manifest with the cache; audit and (if `update`) save.
+
+    With `update=False` and no `audit` (doctor), nothing is written anywhere.
+    """
+    report = CacheReport()
+    cache, problem = load_cache(home)
+    log = audit or AuditLog(home)
+    first_start = False
+    if cache is None:
+        history = log.path.exists() and log.current_head()[0] > 0
+        cache = {"entries": {}}
+        if history:
+            report.cache_missing = problem
+            cache["entries"] = {name: {**info, "first_seen_at_iso": None,
+                                       "last_seen_at_iso": None}
+                                for name, info in _from_audit(log).items()}
+        else:
+            first_start = True
+    entries: dict[str, dict[str, Any]] = cache["entries"]
+    invalid: dict[str, str] = dict(cache.get("invalid") or {})
+    pending: list[events.Event] = []
+    if report.cache_missing is not None:
+        pending.append(events.ManifestCacheMissing(
+            path=str(_cache_path(home)),
+            reason=f"{report.cache_missing} while the audit log has history; last known "
+                   "hashes were rebuilt from the audit log"))
+    stamp = _iso(now)
+    changed = report.cache_missing is not None or first_start and bool(found.agents)
+
+    for name, loaded in found.agents.items():
+        path, sha = str(loaded.path), loaded.sha256
+        known = entries.get(name)
+        if known is None:
+            if first_start:
+                report.baseline.append(name)
+            else:
+                report.phantoms.append(name)
+                pending.append(events.PhantomAgentDetected(agent=name, path=path, sha256=sha))
+            pending.append(events.ManifestLoaded(agent=name, path=path, sha256=sha))
+            entries[name] = {"path": path, "sha256": sha, "first_seen_at_iso": stamp,
+                             "last_seen_at_iso": stamp}
+            changed = True
+        elif known.get("sha256") != sha:
+            drift = Drift(name, path, str(known.get("sha256", "")), sha)
+            report.drifts.append(drift)
+            pending.append(events.ManifestDriftDetected(
+                agent=name, path=path, expected_sha256=drift.expected_sha256,
+                actual_sha256=sha))
+            known.update(path=path, sha256=sha, last_seen_at_iso=stamp)
+            known.setdefault("first_seen_at_iso", stamp)
+            changed = True
+        else:
+            known["last_seen_at_iso"] = stamp  # saved only with another change (upstream)
+
+    for path, sha, error, agent in _invalid_manifests(found):
+        if invalid.get(path) != sha:
+            invalid[path] = sha
+            report.invalid.append(path)
+            pending.append(events.ManifestInvalid(path=path, error=error, agent=agent))
+            changed = True
+
+    if not update:
+        return report
+    for event in pending:
+        log.append(event, now=now)
+    if changed:
+        out: dict[str, Any] = {"entries": dict(sorted(entries.items()))}
+        if invalid:
+            out["invalid"] = dict(sorted(invalid.items()))
+        write_json_atomic(_cache_path(home), out)
+    return report
+
+
+def _invalid_manifests(found: Discovery) -> Iterator[tuple[str, str, str, str | None]]:
+    for failure in found.failures:
+        error = "; ".join(str(p) for p in failure.errors) or "failed to load"
+        yield str(failure.path), failure.sha256, error, failure.declared_name
+    owners = {loaded.path: name for name, loaded in found.agents.items()}
+    for later, first in found.duplicates:
+        try:
+            sha = hashlib.sha256(later.read_bytes()).hexdigest()
+        except OSError:
+            sha = ""
+        yield (str(later), sha, f"agent.name is already used by {first}; ignored",
+               owners.get(first))

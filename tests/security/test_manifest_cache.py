@@ -1,0 +1,135 @@
+"""Drift, phantom agents and a vanished cache, played as attacks through `dotagent run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import dotagent, simple_agent, write_agent
+
+
+def audit_events(home: Path) -> list[dict]:
+    path = home / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def of_type(home: Path, kind: str) -> list[dict]:
+    return [e for e in audit_events(home) if e["event"]["event_type"] == kind]
+
+
+@pytest.fixture
+def root(tmp_path: Path, cli_env: dict[str, str]) -> Path:
+    r = tmp_path / "agents"
+    simple_agent(r, "innocent", "true", [])
+    cli_env["DOTAGENT_ROOT"] = str(r)
+    return r
+
+
+def run(cli_env: dict[str, str], name: str = "innocent") -> str:
+    p = dotagent("run", name, env=cli_env)
+    assert p.returncode in (0, 1), p.stderr
+    return p.stderr
+
+
+def test_first_start_is_a_baseline_not_a_phantom_storm(root: Path, cli_env: dict[str, str],
+                                                       dotagent_home: Path) -> None:
+    simple_agent(root, "second", "true", [])
+    run(cli_env)
+    kinds = [e["event"]["event_type"] for e in audit_events(dotagent_home)]
+    assert kinds == ["manifest_loaded", "manifest_loaded", "agent_run"]
+    cache = json.loads((dotagent_home / "state/known_manifests.json").read_text())
+    assert list(cache["entries"]) == ["innocent", "second"]
+    entry = cache["entries"]["innocent"]
+    assert list(entry) == ["path", "sha256", "first_seen_at_iso", "last_seen_at_iso"]
+    assert entry["sha256"] == __import__("hashlib").sha256(
+        (root / "innocent/agent.toml").read_bytes()).hexdigest()
+
+
+def test_agent_run_records_manifest_sha256(root: Path, cli_env: dict[str, str],
+                                           dotagent_home: Path) -> None:
+    run(cli_env)
+    [event] = of_type(dotagent_home, "agent_run")
+    sha = __import__("hashlib").sha256((root / "innocent/agent.toml").read_bytes()).hexdigest()
+    assert event["severity"] == "notice"
+    assert event["event"]["manifest_sha256"] == sha
+    assert event["event"]["agent"] == "innocent" and event["event"]["exit_code"] == 0
+    dotagent("run", "innocent", "--dry-run", env=cli_env)
+    dry = of_type(dotagent_home, "agent_run")[-1]["event"]
+    assert dry["dry_run"] is True
+
+
+def test_manifest_hijack_is_drift_reported_once(root: Path, cli_env: dict[str, str],
+                                                dotagent_home: Path) -> None:
+    run(cli_env)
+    toml = root / "innocent/agent.toml"
+    before = __import__("hashlib").sha256(toml.read_bytes()).hexdigest()
+    toml.write_text(toml.read_text().replace('command = "true"', 'command = "false"'))
+    err = run(cli_env)
+    assert "manifest of 'innocent' changed since last seen" in err
+    [drift] = of_type(dotagent_home, "manifest_drift_detected")
+    assert drift["severity"] == "critical"
+    assert drift["event"]["expected_sha256"] == before
+    assert drift["event"]["actual_sha256"] != before
+    run(cli_env)  # accepted after being reported once
+    assert len(of_type(dotagent_home, "manifest_drift_detected")) == 1
+
+
+def test_phantom_agent_detected_on_any_run(root: Path, cli_env: dict[str, str],
+                                           dotagent_home: Path) -> None:
+    run(cli_env)
+    simple_agent(root, "spyware", "true", [])
+    err = run(cli_env)  # running the innocent agent still checks every manifest
+    assert "phantom agent 'spyware'" in err
+    [phantom] = of_type(dotagent_home, "phantom_agent_detected")
+    assert phantom["severity"] == "critical" and phantom["event"]["agent"] == "spyware"
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "manifest_loaded")] == [
+        "innocent", "spyware"]
+
+
+def test_deleting_the_cache_is_itself_detected_and_does_not_launder(
+        root: Path, cli_env: dict[str, str], dotagent_home: Path) -> None:
+    run(cli_env)
+    (dotagent_home / "state/known_manifests.json").unlink()
+    toml = root / "innocent/agent.toml"
+    toml.write_text(toml.read_text() + "\n# edited\n")
+    simple_agent(root, "spyware", "true", [])
+    err = run(cli_env)
+    assert "known_manifests.json is missing" in err
+    [missing] = of_type(dotagent_home, "manifest_cache_missing")
+    assert missing["severity"] == "critical"
+    # Known hashes came back from the audit log: the edit is drift, the newcomer a phantom.
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "manifest_drift_detected")] == [
+        "innocent"]
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "phantom_agent_detected")] == [
+        "spyware"]
+
+
+def test_invalid_manifest_audited_once_per_content(root: Path, cli_env: dict[str, str],
+                                                   dotagent_home: Path) -> None:
+    bad = write_agent(root, "broken", '[agent]\nname = "broken"\n')
+    run(cli_env)
+    run(cli_env)
+    [inv] = of_type(dotagent_home, "manifest_invalid")
+    assert inv["event"]["path"] == str(bad / "agent.toml")
+    assert "run: required field is missing" in inv["event"]["error"]
+    (bad / "agent.toml").write_text('[agent]\nname = "broken"\n[run]\ncommand="x"\n')
+    run(cli_env)
+    assert len(of_type(dotagent_home, "manifest_invalid")) == 2
+
+
+def test_doctor_shows_drift_without_updating(root: Path, cli_env: dict[str, str],
+                                             dotagent_home: Path) -> None:
+    run(cli_env)
+    cache = (dotagent_home / "state/known_manifests.json").read_bytes()
+    log = (dotagent_home / "audit.log").read_bytes()
+    toml = root / "innocent/agent.toml"
+    toml.write_text(toml.read_text() + "\n# edited\n")
+    simple_agent(root, "newcomer", "true", [])
+    p = dotagent("doctor", env=cli_env)
+    assert "manifest drift since last seen (cached " in p.stdout
+    assert "not in known_manifests.json" in p.stdout
+    assert (dotagent_home / "state/known_manifests.json").read_bytes() == cache
+    assert (dotagent_home / "audit.log").read_bytes() == log
