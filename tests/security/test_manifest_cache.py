@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from helpers import dotagent, simple_agent, write_agent
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from typing import Any
 
 import click
@@ -45,7 +46,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
     N, 127/126 when the command cannot start).
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dotagent.audit import AuditLog, events
     from dotagent.discovery import discover
@@ -59,7 +60,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     schedule = pick_schedule(loaded, schedule_id)
     audit = AuditLog(home)
     # Like every command that executes agents: check every manifest before running any.
-    report_cache_findings(check_manifests(home, found, datetime.now(timezone.utc), audit=audit))
+    report_cache_findings(check_manifests(home, found, datetime.now(UTC), audit=audit))
     outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo)
     audit.append(events.AgentRun(
         agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,

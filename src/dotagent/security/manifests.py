@@ -127,7 +127,7 @@ def check_manifests(home: Home, found: Discovery, now: datetime, *,
             reason=f"{report.cache_missing} while the audit log has history; last known "
                    "hashes were rebuilt from the audit log"))
     stamp = _iso(now)
-    changed = report.cache_missing is not None or first_start and bool(found.agents)
+    changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
     for name, loaded in found.agents.items():
         path, sha = str(loaded.path), loaded.sha256
