@@ -17,10 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from oncal_corpus import BASES, EXPRESSIONS, ZONES  # noqa: E402
-from oncal_oracle import SYSTEMD_ANALYZE, Verdict, run_cli, run_lib  # noqa: E402
+from oncal_corpus import BASES, EXPRESSIONS, ZONES
+from oncal_oracle import SYSTEMD_ANALYZE, Verdict, run_cli, run_lib
 
-from dotagent.schedule.oncalendar import (  # noqa: E402
+from dotagent.schedule.oncalendar import (
     CalendarEvaluationError,
     CalendarSyntaxError,
     parse,

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "run": "dotagent.cli.run:command",
     "doctor": "dotagent.cli.doctor:command",
     "audit": "dotagent.cli.audit:group",
+    "calendar": "dotagent.cli.calendar:command",
 }
 
 

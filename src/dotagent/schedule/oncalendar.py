@@ -317,13 +317,20 @@ class _Parser:
                 self.chains["minute"] = [Component(0)]
             self.second = [Component(0)]
         else:
-            self.parse_weekdays()
-            if self.parse_date() == 0:
-                self.parse_time()
-            else:
-                utc = True  # `@SECONDS` is a UTC instant whatever zone follows it
-            if self.i != len(self.s):
-                raise self.fail(f"unexpected text {self.where()}")
+            try:
+                self.parse_weekdays()
+                if self.parse_date() == 0:
+                    self.parse_time()
+                else:
+                    utc = True  # `@SECONDS` is a UTC instant whatever zone follows it
+                if self.i != len(self.s):
+                    raise self.fail(f"unexpected text {self.where()}")
+            except CalendarSyntaxError as exc:
+                last = p.rsplit(" ", 1)[-1] if " " in p else ""
+                if tz is None and last and all(ch in _TZ_CHARS for ch in last) \
+                        and any(ch.isalpha() for ch in last):
+                    raise self.fail(f"{exc.reason}; {last!r} is not a known time zone") from None
+                raise
             weekdays = self.weekdays
 
         if tz == "UTC":  # unreachable through the suffix rule, kept to mirror systemd

@@ -1,0 +1,256 @@
+"""`dotagent calendar`: what OnCalendar expressions mean, laid out like `systemd-analyze calendar`.
+
+The engine (dotagent.schedule.oncalendar) is pure; this shell supplies what it must not read
+itself: the local zone ($TZ, else /etc/localtime, else UTC) and the real clock (default base
+time and the "From now" line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from dotagent.errors import DotagentError
+
+__all__ = ["command", "format_relative", "local_zone", "parse_base_time", "render_human"]
+
+USEC = 1_000_000
+_NAME_WIDTH = len("Normalized form:")  # systemd right-aligns the labels to the widest one
+# systemd's format_timestamp_relative() units (time-util.h): a month is 30.44 days.
+_MINUTE = 60 * USEC
+_HOUR = 60 * _MINUTE
+_DAY = 24 * _HOUR
+_WEEK = 7 * _DAY
+_MONTH = 2629800 * USEC
+_YEAR = 31557600 * USEC
+
+
+def local_zone(environ: dict[str, str] | None = None) -> ZoneInfo:
+    """$TZ (a zoneinfo name, optionally with glibc's leading ':'), else /etc/localtime, else UTC.
+
+    An unusable $TZ falls back to UTC, as glibc does.
+    """
+    env = os.environ if environ is None else environ
+    tz = env.get("TZ")
+    if tz is not None:
+        name = tz[1:] if tz.startswith(":") else tz
+        if name.startswith("/"):
+            try:
+                with open(name, "rb") as fh:
+                    return ZoneInfo.from_file(fh, key=_zone_key(Path(name)))
+            except (OSError, ValueError):
+                return ZoneInfo("UTC")
+        try:
+            return ZoneInfo(name or "UTC")
+        except Exception:  # ZoneInfoNotFoundError, ValueError for odd strings
+            return ZoneInfo("UTC")
+    localtime = Path("/etc/localtime")
+    key = _zone_key(localtime)
+    if key is not None:
+        try:
+            return ZoneInfo(key)
+        except Exception:
+            pass
+    try:
+        with localtime.open("rb") as fh:
+            return ZoneInfo.from_file(fh, key="localtime")
+    except (OSError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _zone_key(path: Path) -> str | None:
+    """'Europe/Berlin' for a path that resolves into a zoneinfo tree, else None."""
+    try:
+        target = str(path.resolve())
+    except OSError:
+        return None
+    marker = "/zoneinfo/"
+    if marker in target:
+        return target.split(marker, 1)[1]
+    return None
+
+
+def parse_base_time(text: str, zone: ZoneInfo) -> int:
+    """`@EPOCH[.frac]` or ISO-8601 (no offset means local time) -> epoch microseconds."""
+    value = text.strip()
+    if value.startswith("@"):
+        try:
+            seconds = float(value[1:]) if "." in value else int(value[1:])
+        except ValueError:
+            raise DotagentError(f"invalid base time {text!r}: expected @SECONDS") from None
+        if isinstance(seconds, float):
+            whole, _, frac = value[1:].partition(".")
+            return int(whole) * USEC + int((frac + "000000")[:6])
+        return seconds * USEC
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise DotagentError(
+            f"invalid base time {text!r}: expected @SECONDS or ISO-8601 "
+            "(e.g. 2026-03-09T06:30:00, 2026-03-09 06:30+01:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _in_utc(zone: ZoneInfo) -> bool:
+    # systemd-analyze omits "(in UTC)" when glibc says timezone == 0 and daylight == 0.
+    for month in (1, 7):
+        probe = datetime(2100, month, 1, tzinfo=zone)
+        if probe.utcoffset() != timedelta(0) or probe.dst():
+            return False
+    return True
+
+
+def format_timestamp(usec: int, zone: ZoneInfo | timezone) -> str:
+    """systemd's format_timestamp(): 'Tue 2026-03-10 06:30:00 CET' (no fractions)."""
+    moment = datetime.fromtimestamp(usec // USEC, zone)
+    return moment.strftime("%a %Y-%m-%d %H:%M:%S ") + (moment.tzname() or "")
+
+
+def format_relative(usec: int, now_usec: int) -> str:
+    """systemd's format_timestamp_relative() as of v252."""
+    if now_usec > usec:
+        d, suffix = now_usec - usec, "ago"
+    else:
+        d, suffix = usec - now_usec, "left"
+
+    def plural(n: int, unit: str) -> str:
+        return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+    if d >= _YEAR:
+        years, months = d // _YEAR, (d % _YEAR) // _MONTH
+        return f"{plural(years, 'year')} {plural(months, 'month')} {suffix}"
+    if d >= _MONTH:
+        months, days = d // _MONTH, (d % _MONTH) // _DAY
+        return f"{plural(months, 'month')} {plural(days, 'day')} {suffix}"
+    if d >= _WEEK:
+        weeks, days = d // _WEEK, (d % _WEEK) // _DAY
+        return f"{plural(weeks, 'week')} {plural(days, 'day')} {suffix}"
+    if d >= 2 * _DAY:
+        return f"{d // _DAY} days {suffix}"
+    if d >= 25 * _HOUR:
+        return f"1 day {(d - _DAY) // _HOUR}h {suffix}"
+    if d >= 6 * _HOUR:
+        return f"{d // _HOUR}h {suffix}"
+    if d >= _HOUR:
+        return f"{d // _HOUR}h {(d % _HOUR) // _MINUTE}min {suffix}"
+    if d >= 5 * _MINUTE:
+        return f"{d // _MINUTE}min {suffix}"
+    if d >= _MINUTE:
+        return f"{d // _MINUTE}min {(d % _MINUTE) // USEC}s {suffix}"
+    if d >= USEC:
+        return f"{d // USEC}s {suffix}"
+    if d >= 1000:
+        return f"{d // 1000}ms {suffix}"
+    if d > 0:
+        return f"{d}us {suffix}"
+    return "now"
+
+
+def _iso(usec: int, zone: ZoneInfo) -> str:
+    moment = datetime.fromtimestamp(usec // USEC, zone).replace(microsecond=usec % USEC)
+    return moment.isoformat(timespec="microseconds" if usec % USEC else "seconds")
+
+
+def render_human(
+    expression: str,
+    normalized: str,
+    elapses: list[int],
+    zone: ZoneInfo,
+    now_usec: int,
+) -> str:
+    """The table `systemd-analyze calendar` prints for one expression."""
+    rows: list[tuple[str, str]] = []
+    if normalized != expression:
+        rows.append(("Original form:", expression))
+    rows.append(("Normalized form:", normalized))
+    if not elapses:
+        rows.append(("Next elapse:", "never"))
+    show_utc = not _in_utc(zone)
+    for i, usec in enumerate(elapses):
+        label = "Next elapse:" if i == 0 else f"Iter. #{i + 1}:"
+        rows.append((label, format_timestamp(usec, zone)))
+        if show_utc:
+            rows.append(("(in UTC):", format_timestamp(usec, UTC)))
+        rows.append(("From now:", format_relative(usec, now_usec)))
+    return "".join(f"{name:>{_NAME_WIDTH}} {value}\n" for name, value in rows)
+
+
+def _elapses(spec: object, base_usec: int, zone: ZoneInfo, iterations: int) -> list[int]:
+    from dotagent.schedule.oncalendar import CalendarSpec
+
+    assert isinstance(spec, CalendarSpec)
+    out: list[int] = []
+    usec = base_usec
+    for _ in range(iterations):
+        nxt = spec.next_elapse_usec(usec, zone)
+        if nxt is None:
+            break
+        out.append(nxt)
+        usec = nxt
+    return out
+
+
+@click.command("calendar")
+@click.option("--iterations", "-n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many elapses to show.")
+@click.option("--base-time", metavar="T",
+              help="Compute from T instead of now: @EPOCH or ISO-8601 (no offset = local time).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.argument("expressions", nargs=-1, required=True, metavar="EXPR...")
+def command(iterations: int, base_time: str | None, as_json: bool,
+            expressions: tuple[str, ...]) -> None:
+    """Show what OnCalendar expressions mean and when they elapse next, like
+    `systemd-analyze calendar`.
+
+    \b
+    Examples:
+      dotagent calendar 'Mon..Fri 08:30'
+      dotagent calendar --iterations 5 '*-*~01 18:00 Europe/Berlin'
+      dotagent calendar --base-time 2026-03-29T01:00 --json '*-*-* 02:30'
+    """
+    from dotagent.schedule.oncalendar import CalendarSyntaxError, parse
+
+    zone = local_zone()
+    now_usec = time.time_ns() // 1000
+    base_usec = now_usec if base_time is None else parse_base_time(base_time, zone)
+
+    documents: list[dict[str, object]] = []
+    errors: list[str] = []
+    chunks: list[str] = []
+    for expression in expressions:
+        try:
+            spec = parse(expression, zone)
+            elapses = _elapses(spec, base_usec, zone, iterations)
+        except CalendarSyntaxError as exc:
+            errors.append(exc.message)
+            chunks.append("")
+            continue
+        except DotagentError as exc:  # systemd's own search gave up
+            errors.append(exc.message)
+            chunks.append("")
+            continue
+        if as_json:
+            documents.append({"expression": expression, "normalized": spec.normalized,
+                              "next": [_iso(u, zone) for u in elapses]})
+        else:
+            chunks.append(render_human(expression, spec.normalized, elapses, zone, now_usec))
+
+    if as_json:
+        if documents:
+            payload: object = documents[0] if len(expressions) == 1 else documents
+            click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        # Like systemd-analyze: one blank line between expressions, invalid ones print nothing.
+        click.echo("\n".join(chunks), nl=False)
+    if errors:
+        raise DotagentError("\n".join(errors) if len(errors) == 1 else
+                            "\nError: ".join(errors))
