@@ -28,6 +28,8 @@ class ManifestReport:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     declared_name: str | None = None  # for manifests that failed: the name they claim
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational lines (plugin paths)
 
     @property
     def status(self) -> Literal["ok", "warnings", "errors"]:
@@ -39,6 +41,7 @@ class ManifestReport:
             "path": str(self.path), "status": self.status,
             "errors": [p.to_json() for p in self.errors],
             "warnings": [p.to_json() for p in self.warnings],
+            "plugins": self.plugins,
         }
 
 
@@ -77,11 +80,13 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     found = found or discover(env)
     cache = _cache_findings(home, found)
+    plugins = _plugin_findings(home, found, env)
     reports: list[ManifestReport] = []
     for loaded in found.agents.values():
         report = _check_agent(loaded, env)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
+        _add_plugins(report, loaded, plugins)
         reports.append(report)
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
@@ -93,6 +98,43 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             "ignored until one of them is renamed")]))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports)
+
+
+def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> Any:
+    from datetime import UTC, datetime
+
+    from dotagent.paths import Home
+    from dotagent.security.plugins import check_plugins
+
+    return check_plugins(Home(home), found, datetime.now(UTC), env=env, update=False)
+
+
+def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -> None:
+    from dotagent.discovery import plugin_search_dirs
+    from dotagent.security.plugins import referenced_plugins
+
+    for name in referenced_plugins(loaded.manifest):
+        status = plugins.plugins[name]
+        report.plugins.append({
+            "name": name, "path": str(status.path) if status.path else None,
+            "sha256": status.sha256, "known_sha256": status.known_sha256,
+            "drift": status.drifted})
+        if status.path is None:
+            searched = ", ".join(str(d) for d in plugin_search_dirs()[:4])
+            report.errors.append(Problem(
+                str(loaded.path), None, "", f"plugin {name} not found: no "
+                f"dotagent-plugin-{name} in {searched}, … or PATH"))
+            continue
+        report.notes.append(f"plugin {name} → {status.path} (sha256 {status.sha256})")
+        if not os.access(status.path, os.X_OK):
+            report.warnings.append(Problem(str(loaded.path), None, "",
+                                           f"plugin {name} at {status.path} is not executable",
+                                           "warning"))
+        if status.drifted:
+            report.warnings.append(Problem(
+                str(loaded.path), None, "",
+                f"plugin {name} changed since first seen (registered "
+                f"{status.known_sha256[:12]} → now {status.sha256[:12]})", "warning"))
 
 
 def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:

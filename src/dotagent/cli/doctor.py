@@ -39,6 +39,8 @@ def command(as_json: bool) -> int:
         verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
                    "errors": "manifest has errors"}[m.status]
         out.append(f"{mark} {label}: {verdict} ({m.path})")
+        for note in m.notes:
+            out.append(f"    {note}")
         for p in m.errors:
             out.append(f"    {paint('error', 'red')}: {p}")
         for p in m.warnings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC
 from typing import Any
 
 import click
@@ -46,13 +45,14 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
     N, 127/126 when the command cannot start).
     """
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from dotagent.audit import AuditLog, events
     from dotagent.discovery import discover
     from dotagent.paths import Home
     from dotagent.runner.foreground import run_schedule
     from dotagent.security.manifests import check_manifests
+    from dotagent.security.plugins import check_plugins
 
     home = Home.from_env()
     found = discover()
@@ -60,7 +60,11 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     schedule = pick_schedule(loaded, schedule_id)
     audit = AuditLog(home)
     # Like every command that executes agents: check every manifest before running any.
-    report_cache_findings(check_manifests(home, found, datetime.now(UTC), audit=audit))
+    now = datetime.now(UTC)
+    report_cache_findings(check_manifests(home, found, now, audit=audit))
+    for drift in check_plugins(home, found, now, audit=audit).drifts:
+        sys.stderr.write(f"[dotagent] warning: plugin {drift.name!r} at {drift.path} changed "
+                         "since first seen (recorded in the audit log)\n")
     outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo)
     audit.append(events.AgentRun(
         agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,

@@ -1,0 +1,137 @@
+"""The plugin hash registry (threat model V4): `state/known_plugins.json` holds the resolved
+path and sha256 of every plugin binary a manifest references. A binary whose content changed
+since it was first seen is `plugin_drift_detected` (critical), reported once, then accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dotagent.atomicfile import write_json_atomic
+from dotagent.audit import AuditLog, events
+from dotagent.discovery import Discovery, resolve_plugin
+from dotagent.manifest import Manifest, PluginNotifier
+from dotagent.paths import Home
+
+__all__ = ["REGISTRY_FILE", "PluginReport", "PluginStatus", "check_plugins",
+           "referenced_plugins"]
+
+REGISTRY_FILE = "known_plugins.json"
+
+
+def referenced_plugins(manifest: Manifest) -> list[str]:
+    """Every plugin name a manifest uses, in first-use order."""
+    names: list[str] = []
+    for ref in (*manifest.preflight, *manifest.on_success, *manifest.on_failure):
+        names.append(ref.plugin)
+    for notifier in manifest.notifiers:
+        if isinstance(notifier, PluginNotifier):
+            names.append(notifier.name)
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    name: str
+    path: Path | None
+    sha256: str | None
+    known_sha256: str | None  # what the registry held before this check
+
+    @property
+    def drifted(self) -> bool:
+        return self.sha256 is not None and self.known_sha256 not in (None, self.sha256)
+
+
+@dataclass
+class PluginReport:
+    plugins: dict[str, PluginStatus] = field(default_factory=dict)
+
+    @property
+    def drifts(self) -> list[PluginStatus]:
+        return [p for p in self.plugins.values() if p.drifted]
+
+    @property
+    def missing(self) -> list[str]:
+        return [p.name for p in self.plugins.values() if p.path is None]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def check_plugins(home: Home, found: Discovery, now: datetime, *,
+                  env: Mapping[str, str] | None = None, audit: AuditLog | None = None,
+                  update: bool = True) -> PluginReport:
+    env = os.environ if env is None else env
+    registry_path = home.state_dir / REGISTRY_FILE
+    entries = _load(registry_path)
+    report = PluginReport()
+    stamp = now.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    names = sorted({n for loaded in found.agents.values()
+                    for n in referenced_plugins(loaded.manifest)})
+    pending: list[events.Event] = []
+    changed = False
+    for name in names:
+        path = resolve_plugin(name, env)
+        known = entries.get(name) if isinstance(entries.get(name), dict) else None
+        known_sha = known.get("sha256") if known else None
+        sha = None
+        if path is not None:
+            try:
+                sha = _sha256_file(path)
+            except OSError:
+                sha = None
+        status = PluginStatus(name, path, sha, known_sha)
+        report.plugins[name] = status
+        if sha is None or path is None:
+            continue
+        if known is None:
+            entries[name] = {"path": str(path), "sha256": sha, "first_seen_at_iso": stamp,
+                             "last_seen_at_iso": stamp}
+            changed = True
+        elif status.drifted:
+            pending.append(events.PluginDriftDetected(
+                plugin=name, path=str(path), expected_sha256=str(known_sha),
+                actual_sha256=sha))
+            known.update(path=str(path), sha256=sha, last_seen_at_iso=stamp)
+            changed = True
+        elif known.get("path") != str(path):
+            known.update(path=str(path), last_seen_at_iso=stamp)  # same bytes, moved
+            changed = True
+    if update:
+        log = audit or AuditLog(home)
+        for event in pending:
+            log.append(event, now=now)
+        if changed:
+            write_json_atomic(registry_path, {"entries": dict(sorted(entries.items()))})
+    return report
+
+
+def describe(statuses: Iterable[PluginStatus]) -> list[str]:
+    out = []
+    for s in statuses:
+        if s.path is None:
+            out.append(f"plugin {s.name}: not found (dotagent-plugin-{s.name})")
+        else:
+            out.append(f"plugin {s.name} → {s.path} (sha256 {str(s.sha256)[:12]})")
+    return out
