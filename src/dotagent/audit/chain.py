@@ -17,6 +17,7 @@ noticed instead of silently re-adopting whatever the log now holds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import io
 import json
@@ -42,6 +43,7 @@ HEAD_FILE = "audit.head"
 BREAKS_FILE = "audit.breaks.json"
 _TAIL_CHUNK = 8192
 _MODE = 0o600
+_KINDS = ("edit", "deletion", "reorder", "truncation", "torn")
 
 
 @dataclass
@@ -138,6 +140,7 @@ class AuditLog:
         # as an empty file, which the head check reports as truncation.
         with open(self.path, "rb") if exists else io.BytesIO() as fh:
             res = scan(fh, size, head)
+        res.problems = self._as_recorded(res.problems)
         report = VerifyReport(ok=res.ok, lines=res.entries, head=head,
                               problems=res.problems, warnings=warnings)
         if head is None:
@@ -350,20 +353,46 @@ class AuditLog:
             os.fsync(fd)
         return side
 
+    def _known_breaks(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.breaks_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return {}
+        known = data.get("reported") if isinstance(data, dict) else None
+        return known if isinstance(known, dict) else {}
+
+    def _as_recorded(self, problems: list[Problem]) -> list[Problem]:
+        """Problems recorded before keep the kind and words they were recorded with.
+
+        A deletion, once recorded, re-anchors the head on the shorter log; judged afresh it
+        would read as an edit. The record is what the user was told, so it stays the answer.
+        """
+        if not problems:
+            return problems
+        known = self._known_breaks()
+        out = []
+        for p in problems:
+            entry = known.get(p.key)
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if isinstance(entry, dict) and kind in _KINDS and kind != p.kind:
+                line = entry.get("line")
+                p = dataclasses.replace(p, kind=kind, detail=str(entry.get("detail") or p.detail),
+                                        line=line if isinstance(line, int) else p.line)
+            out.append(p)
+        out.sort(key=lambda p: (p.line, p.kind))
+        return out
+
     def _unreported(self, problems: list[Problem]) -> list[tuple[Event, Severity | None]]:
         """audit_chain_broken events for the problems not recorded before; marks them."""
         if not problems:
             return []
-        try:
-            data = json.loads(self.breaks_path.read_bytes())
-            known: dict[str, Any] = data.get("reported", {}) if isinstance(data, dict) else {}
-        except (FileNotFoundError, ValueError):
-            known = {}
+        known = self._known_breaks()
         items: list[tuple[Event, Severity | None]] = []
         for p in problems:
             if p.key in known:
                 continue
-            known[p.key] = {"kind": p.kind, "line": p.line, "reported_at": format_ts()}
+            known[p.key] = {"kind": p.kind, "line": p.line, "detail": p.detail,
+                            "reported_at": format_ts()}
             items.append((AuditChainBroken(position=p.position,
                                            expected_prev_hash=p.expected_prev_hash,
                                            actual_prev_hash=p.actual_prev_hash, kind=p.kind,

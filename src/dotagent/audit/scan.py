@@ -65,7 +65,10 @@ class Problem:
     position: int  # 0-based entry index where the chain check failed (upstream's `position`)
     expected_prev_hash: str
     actual_prev_hash: str
-    key: str  # identifies this break across runs, so it is recorded once
+    # Identifies this break across runs, so it is recorded once. For a broken link it names
+    # the link (the two hashes), not the kind: re-anchoring the head after recording a break
+    # changes the counts the kind was derived from, and the break must stay the same break.
+    key: str
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "kind": self.kind, "detail": self.detail,
@@ -133,6 +136,7 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     head_line_hash: bytes | None = _GENESIS if head_count == 0 else None
     head_line_no = 0
     fragment = b""
+    start_broken = False  # the first entry's prev_hash is not GENESIS
 
     for raw in stream:
         pos += len(raw)
@@ -194,10 +198,17 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                 regions.append(region)
             region.links += 1
             region.last_line = line_no
-            if p and p in ring:
+            if p == _GENESIS:
+                # A chain start in the middle is the first entry moved here, if the file's
+                # first line does not start the chain itself; otherwise an edited prev_hash.
+                if start_broken:
+                    region.reorder = True
+            elif p and p in ring:
                 region.reorder = True
-            elif p != _GENESIS and len(pending) < _PENDING_CAP:
+            elif len(pending) < _PENDING_CAP:
                 pending[p] = region
+            if entries == 1:
+                start_broken = True
         alt = None
         if pending:
             waiting = pending.pop(h, None)
@@ -262,7 +273,7 @@ def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
                 line=last_line_no, kind="edit",
                 detail=f"line {last_line_no} (the last entry) differs from the head record",
                 position=res.entries - 1, expected_prev_hash=head.sha256,
-                actual_prev_hash=last, key=f"edit:{head.sha256}:{last}")]
+                actual_prev_hash=last, key=f"head:{head.sha256}:{last}")]
         return [Problem(
             line=head_line_no, kind="truncation",
             detail=(f"line {head_line_no} is not the entry the head record names: the log was "
@@ -307,5 +318,5 @@ def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region]) -
                           "before it")
         out.append(Problem(line=line, kind=kind, detail=detail, position=r.first_pos,
                            expected_prev_hash=expected, actual_prev_hash=actual,
-                           key=f"{kind}:{expected}:{actual}"))
+                           key=f"link:{expected}:{actual}"))
     return out
