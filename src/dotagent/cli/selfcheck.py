@@ -1,0 +1,51 @@
+"""`dotagent selfcheck [--record] [--json]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("selfcheck")
+@click.option("--record", "do_record", is_flag=True,
+              help="Record the current installation as the trusted one.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def command(do_record: bool, as_json: bool) -> int:
+    """Verify that the installed dotagent is the one recorded in daemon.sha256.
+
+    The first use records it. A mismatch is recorded in the audit log as critical and exits 1;
+    after a deliberate upgrade, accept the new installation with --record.
+    """
+    from datetime import UTC, datetime
+
+    from dotagent.audit import AuditLog, events
+    from dotagent.paths import Home
+    from dotagent.security import selfhash
+
+    home = Home.from_env()
+    now = datetime.now(UTC)
+    if do_record or selfhash.recorded(home) is None:
+        result = selfhash.record(home, now)
+    else:
+        result = selfhash.verify(home)
+        if not result.ok:
+            AuditLog(home).append(events.SelfcheckFailed(
+                path=str(home.root / selfhash.HASH_FILE), expected_sha256=result.expected or "",
+                actual_sha256=result.actual, reason=result.summary()), now=now)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+    elif result.status == "recorded":
+        sys.stdout.write(f"recorded sha256 {result.actual} over {result.files} files in "
+                         f"{home.root / selfhash.HASH_FILE}\n")
+    elif result.ok:
+        sys.stdout.write(f"ok: {result.files} files match {result.actual}\n")
+    else:
+        sys.stdout.write(f"MISMATCH: the installed dotagent differs from the recorded one "
+                         f"({result.summary()})\n  recorded {result.expected}\n  now      "
+                         f"{result.actual}\nrecorded in the audit log as selfcheck_failed; if "
+                         "you upgraded on purpose, run `dotagent selfcheck --record`\n")
+    return 0 if result.ok else 1
