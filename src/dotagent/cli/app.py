@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "run_app"]
 COMMANDS: dict[str, str] = {
     "run": "dotagent.cli.run:command",
     "doctor": "dotagent.cli.doctor:command",
+    "selfcheck": "dotagent.cli.selfcheck:command",
     "audit": "dotagent.cli.audit:group",
     "calendar": "dotagent.cli.calendar:command",
 }
