@@ -757,6 +757,15 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return date(y, m, 1).toordinal() - _EPOCH_ORDINAL + d - 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _month_start(y: int, m: int) -> int:
+    """Days since 1970-01-01 of the first of a (valid) month."""
+    return date(y, m, 1).toordinal() - _EPOCH_ORDINAL
+
+
+_MISSING: tuple[int, bool] = (0, False)  # a sentinel distinct (by identity) from cached values
+
+
 def _is_leap(y: int) -> bool:
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
@@ -841,7 +850,7 @@ class _ZoneClock:
         """
         y, mo, d, h, mi, s = tm
         if 1 <= mo <= 12 and 1 <= d <= 28 and 0 <= h < 24 and 0 <= mi < 60 and 0 <= s < 60:
-            day = date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+            day = _month_start(y, mo) + d - 1
             local = day * 86400 + h * 3600 + mi * 60 + s
             normal = True
         else:
@@ -849,7 +858,9 @@ class _ZoneClock:
             local = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
             normal = 1 <= mo <= 12 and 1 <= d <= _days_in_month(y, mo) and 0 <= h < 24 \
                 and 0 <= mi < 60 and 0 <= s < 60
-        info = self.day_info(day)
+        info = self._days.get(day, _MISSING)
+        if info is _MISSING:
+            info = self.day_info(day)
         if info is not None and (isdst < 0 or bool(isdst) == info[1]):
             off = info[0]
             t = local - off
@@ -968,16 +979,32 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
     weekdays = spec.weekdays
     eom = spec.end_of_month
     mktime = clock.mktime
+    days = clock._days
+
+    def settled(y: int, mo: int, d: int, h: int, mi: int, s: int) -> tuple[int, bool] | None:
+        # Inlined fast path of mktime (the hot spot): in-range fields on a day without a
+        # transition are left alone; the answer is that day's (offset, isdst).
+        if 1 <= mo <= 12 and d >= 1 and 0 <= h < 24 and 0 <= mi < 60 and 0 <= s < 60 \
+                and (d <= 28 or d <= _days_in_month(y, mo)):
+            day = _month_start(y, mo) + d - 1
+            info = days.get(day, _MISSING)
+            if info is _MISSING:
+                info = clock.day_info(day)
+            if info is not None and (isdst < 0 or bool(isdst) == info[1]):
+                return info
+        return None
 
     # tm_within_bounds(): mktime a copy; report whether it moved, and adopt it if it moved on.
-    last_t = 0
 
     def within(fields: _Tm) -> tuple[int, _Tm]:
-        nonlocal isdst, guess, last_t
+        nonlocal isdst, guess
         if fields[0] > MAX_YEAR:
             return -1, fields
-        t2, out, odst, guess = mktime(fields, isdst, guess)
-        last_t = t2
+        info = settled(*fields)
+        if info is not None:
+            guess = info[0]
+            return 1, fields
+        _t2, out, odst, guess = mktime(fields, isdst, guess)
         if out == fields:
             return 1, fields
         # The first field that changed decides; the fields below it restart from zero.
@@ -1007,9 +1034,17 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
 
     for _ in range(MAX_CALENDAR_ITERATIONS):
         # Normalise the current date (mktime writes the normalised fields back).
-        _t, (y, mo, d, h, mi, s), isdst, guess = mktime((y, mo, d, h, mi, s), isdst, guess)
+        info = settled(y, mo, d, h, mi, s)
+        if info is not None:
+            guess, isdst = info[0], int(info[1])
+        else:
+            _t, (y, mo, d, h, mi, s), isdst, guess = mktime((y, mo, d, h, mi, s), isdst, guess)
         if not went_back:
             isdst = spec_dst
+        # The fields are normalised now. Re-running mktime on unchanged fields cannot change
+        # them or glibc's remembered offset, so tm_within_bounds is skipped until a field
+        # moves -- unless an explicit DST flag (`… CET`) makes mktime answer differently.
+        clean = spec_dst < 0 or went_back
 
         # year
         v = _match(year_c, y)
@@ -1017,7 +1052,12 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
             return None
         if v != y:
             y, mo, d, h, mi, s, us = v, 1, 1, 0, 0, 0, 0
-        r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+            clean = False
+        if clean:  # tm_within_bounds still bounds the year
+            r = 1 if y <= MAX_YEAR else -1
+        else:
+            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+            clean = r == 1
         if r <= 0:
             return None
 
@@ -1026,7 +1066,12 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
         if v >= 0:
             if v != mo:
                 mo, d, h, mi, s, us = v, 1, 0, 0, 0, 0
-            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = False
+            if clean:  # tm_within_bounds still bounds the year
+                r = 1 if y <= MAX_YEAR else -1
+            else:
+                r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = r == 1
         else:
             r = -1
         if r < 0:
@@ -1040,6 +1085,7 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
             v = d
         elif eom:
             v = -1
+            clean = False  # find_end_of_month's mktime calls move glibc's remembered offset
             for c in day_c:
                 start, guess = _end_of_month(clock, (y, mo, d, h, mi, s), isdst, guess, c.start)
                 stop, guess = _end_of_month(clock, (y, mo, d, h, mi, s), isdst, guess, c.stop)
@@ -1057,7 +1103,12 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
         if v >= 0:
             if v != d:
                 d, h, mi, s, us = v, 0, 0, 0, 0
-            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = False
+            if clean:  # tm_within_bounds still bounds the year
+                r = 1 if y <= MAX_YEAR else -1
+            else:
+                r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = r == 1
         else:
             r = -1
         if r < 0:
@@ -1075,7 +1126,12 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
         if v >= 0:
             if v != h:
                 h, mi, s, us = v, 0, 0, 0
-            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = False
+            if clean:  # tm_within_bounds still bounds the year
+                r = 1 if y <= MAX_YEAR else -1
+            else:
+                r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = r == 1
         else:
             r = -1
         if r < 0:
@@ -1090,7 +1146,12 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
         if v >= 0:
             if v != mi:
                 mi, s, us = v, 0, 0
-            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = False
+            if clean:  # tm_within_bounds still bounds the year
+                r = 1 if y <= MAX_YEAR else -1
+            else:
+                r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = r == 1
         else:
             r = -1
         if r < 0:
@@ -1102,8 +1163,15 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
         # second, in microseconds
         v = _match(second_c, s * USEC_PER_SEC + us)
         if v >= 0:
-            s, us = divmod(v, USEC_PER_SEC)
-            r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+            new_s, us = divmod(v, USEC_PER_SEC)
+            if new_s != s:
+                s = new_s
+                clean = False
+            if clean:  # tm_within_bounds still bounds the year
+                r = 1 if y <= MAX_YEAR else -1
+            else:
+                r, (y, mo, d, h, mi, s) = within((y, mo, d, h, mi, s))
+                clean = r == 1
         else:
             r = -1
         if r < 0:
@@ -1120,7 +1188,9 @@ def _next_usec(spec: CalendarSpec, after_usec: int, clock: _ZoneClock) -> int | 
             went_back = True
             continue
 
-        return last_t * USEC_PER_SEC + us
+        # systemd's final mktime() of the match.
+        t_final = mktime((y, mo, d, h, mi, s), isdst, guess)[0]
+        return t_final * USEC_PER_SEC + us
 
     raise CalendarEvaluationError(
         f"calendar expression {spec.normalized!r}: systemd's search gives up here "
