@@ -72,6 +72,7 @@ class _Pending:
 
     items: list[tuple[Event, Severity | None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    head: Head | None = None  # the head once reconciled (saved), what the next line chains on
 
 
 class AuditLog:
@@ -212,7 +213,7 @@ class AuditLog:
             if pending is None:
                 pending = self._reconcile_locked(lock_fd, now, fd=fd)
             all_items = pending.items + items
-            head = self._load_head()
+            head = pending.head
             assert head is not None  # _reconcile_locked always leaves one
             if not all_items:
                 return []
@@ -305,6 +306,7 @@ class AuditLog:
             log.warning("%s", note)
         if new_head != stored:
             self._save_head(lock_fd, new_head)
+        pending.head = new_head
         return pending
 
     def _fast_check(self, fd: int, head: Head, complete_end: int) -> Head | None:
