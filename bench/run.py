@@ -69,7 +69,16 @@ def main(argv: list[str]) -> int:
         value = "—" if m["value"] is None else f"{m['value']:,.3f}".rstrip("0").rstrip(".")
         print(f"{m['metric']:<{width}}  {value:>12}  {m['unit']:<22} {m['target']:<14} "
               f"{m['verdict']}")
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = HERE / "results.json"
+    if only and out.exists():
+        # A partial run updates its own metrics and keeps the others' last numbers.
+        try:
+            previous = json.loads(out.read_text())
+        except ValueError:
+            previous = []
+        fresh = {m["metric"] for m in results}
+        results = [m for m in previous if m.get("metric") not in fresh] + results
+    out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -159,15 +159,17 @@ def should_retry(window: WindowState, backoffs: tuple[int, ...], now: datetime) 
 # Where windows fall
 # --------------------------------------------------------------------------------------
 def previous_fire(next_after: NextAfter, now: datetime,
-                  lookback: timedelta = _LOOKBACK) -> datetime | None:
+                  lookback: timedelta = _LOOKBACK, hint: datetime | None = None
+                  ) -> datetime | None:
     """The latest fire at or before `now`, using only a forward `next_after`.
 
-    Widen a look-back span until it holds a fire, walk forward a few steps, and bisect when
-    the span holds many (e.g. every second). O(log span) calls of `next_after`.
+    Start from `hint` (a known earlier fire) or widen a look-back span until it holds a fire;
+    then walk forward a few steps, and bisect when many fires remain (e.g. every second).
+    O(log span) calls of `next_after`.
     """
     span = timedelta(seconds=1)
-    found: datetime | None = None
-    while span <= lookback * 2:
+    found: datetime | None = hint if hint is not None and hint <= now else None
+    while found is None and span <= lookback * 2:
         start = now - span
         candidate = next_after(start)
         if candidate is not None and candidate <= now:
@@ -204,7 +206,24 @@ def expected_at(rule: Rule, state: ScheduleState, now: datetime) -> datetime | N
             return None
         k = elapsed // rule.every
         return state.last_start + k * rule.every
-    return previous_fire(rule.next_after, now)
+    return _calendar_windows(rule, state, now)[0]
+
+
+def _calendar_windows(rule: CalendarRule, state: ScheduleState,
+                      now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(latest fire <= now, first fire > now) for a calendar rule.
+
+    Steady state costs one `next_after` call: the recorded window is a fire, and when the next
+    fire after it lies in the future, both answers are known.
+    """
+    window = state.window
+    hint = window.expected_at if window is not None and window.expected_at <= now else None
+    if hint is not None:
+        nxt = rule.next_after(hint)
+        if nxt is None or nxt > now:
+            return hint, nxt
+    latest = previous_fire(rule.next_after, now, hint=hint)
+    return latest, rule.next_after(now)
 
 
 def _next_window_after(rule: Rule, state: ScheduleState, t: datetime) -> datetime | None:
@@ -242,7 +261,11 @@ def _count_skipped(rule: Rule, state: ScheduleState, since: datetime | None,
 def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> Decision:
     """What the daemon should do about one schedule at `now`."""
     window = state.window
-    exp = expected_at(rule, state, now)
+    upcoming: datetime | None
+    if isinstance(rule, CalendarRule):
+        exp, upcoming = _calendar_windows(rule, state, now)
+    else:
+        exp, upcoming = expected_at(rule, state, now), None
     if exp is not None and (window is None or exp > window.expected_at):
         done = state.last_success is not None and state.last_success >= exp
         if not done:
@@ -260,10 +283,13 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
         when = retry_at(window, policy.retry_backoff_minutes)
         if now >= when:
             return Decision("retry", window.expected_at, attempt=window.attempts + 1)
-        upcoming = _next_window_after(rule, state, now)
+        if upcoming is None:
+            upcoming = _next_window_after(rule, state, now)
         wake = when if upcoming is None else min(when, upcoming)
         return Decision("wait", window.expected_at, attempt=window.attempts, wake_at=wake)
-    return Decision("idle", exp, wake_at=_next_window_after(rule, state, now))
+    if upcoming is None:
+        upcoming = _next_window_after(rule, state, now)
+    return Decision("idle", exp, wake_at=upcoming)
 
 
 def next_due(rule: Rule, state: ScheduleState, policy: Policy,
