@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotagent import redaction
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
 from dotagent.runner.output import OutputCollector, open_log
@@ -73,7 +74,7 @@ def run_schedule(
         with open_log(home.agent_log_file(name)) as log:
             log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
                       f"slug={slug} ===\n".encode())
-            collector = OutputCollector(log, echo=echo, redact=_redactor())
+            collector = OutputCollector(log, echo=echo, redact=_redact_line)
             if not dry_run:
                 heartbeats.start(name, slug, schedule.args, started_at)
             start_error: str | None = None
@@ -112,15 +113,7 @@ def run_schedule(
     )
 
 
-def _redactor() -> Callable[[bytes], bytes] | None:
+def _redact_line(line: bytes) -> bytes:
     """Secret values registered by the secrets store never reach the per-agent log."""
-    try:
-        from dotagent import redaction
-    except ImportError:
-        return None
-
-    def apply(line: bytes) -> bytes:
-        text = line.decode("utf-8", errors="surrogateescape")
-        return redaction.redact(text).encode("utf-8", errors="surrogateescape")
-
-    return apply
+    text = line.decode("utf-8", errors="surrogateescape")
+    return redaction.redact(text).encode("utf-8", errors="surrogateescape")

@@ -1,0 +1,36 @@
+"""A registered secret never reaches the per-agent log, even split across output chunks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dotagent import redaction
+from dotagent.discovery import discover
+from dotagent.paths import Home
+from dotagent.runner.foreground import run_schedule
+
+from helpers import simple_agent
+
+
+def test_secret_values_are_redacted_in_the_agent_log(tmp_path: Path,
+                                                     dotagent_home: Path) -> None:
+    secret = "s3cr3t-token-value-1234"
+    script = ("import sys, time\n"
+              f"sys.stdout.write('token={secret[:6]}'); sys.stdout.flush(); time.sleep(0.2)\n"
+              f"print('{secret[6:]} end')\n"
+              f"print('again {secret}', file=sys.stderr)\n")
+    root = tmp_path / "agents"
+    simple_agent(root, "leaky", sys.executable, ["-c", script])
+    loaded = discover({"DOTAGENT_ROOT": str(root), "DOTAGENT_HOME": str(dotagent_home)},
+                      tmp_path).agents["leaky"]
+    redaction.register_secret(secret)
+    try:
+        outcome = run_schedule(loaded, loaded.manifest.schedules[0], home=Home(dotagent_home))
+    finally:
+        redaction.clear_secrets()
+    assert outcome.exit_code == 0
+    log = (dotagent_home / "logs/agents/leaky/leaky.log").read_text()
+    assert secret not in log
+    assert "token=[REDACTED] end" in log
+    assert "[stderr] again [REDACTED]" in log
