@@ -73,6 +73,10 @@ class _Pending:
     items: list[tuple[Event, Severity | None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     head: Head | None = None  # the head once reconciled (saved), what the next line chains on
+    # Breaks already recorded, plus those about to be; saved only after their lines are
+    # written, so a crash in between can cause a repeat, never a silent loss.
+    known: dict[str, Any] | None = None
+    known_dirty: bool = False
 
 
 class AuditLog:
@@ -153,9 +157,11 @@ class AuditLog:
         to_record = res.problems if record else []
         if to_record or head_missing or res.head_lag:
             with self._locked() as lock_fd:
-                items = self._unreported(to_record)
-                report.recorded = len(items)
                 pending = self._reconcile_locked(lock_fd, None)
+                items = self._unreported(to_record, pending)
+                # Breaks at the tail may have been recorded by the reconcile step already.
+                report.recorded = sum(isinstance(ev, AuditChainBroken)
+                                      for ev, _ in pending.items + items)
                 if pending.items or items:
                     self._append_locked(lock_fd, items, None, pending=pending)
             if head_missing or res.head_lag:
@@ -229,6 +235,8 @@ class AuditLog:
             if self._fsync:
                 os.fsync(fd)
             self._save_head(lock_fd, Head(head.count + len(rendered), prev, head.size + len(data)))
+            if pending.known_dirty and pending.known is not None:
+                write_json_atomic(self.breaks_path, {"reported": pending.known})
             return [line.decode("utf-8") for line in rendered]
         finally:
             os.close(fd)
@@ -290,7 +298,7 @@ class AuditLog:
             crash_key = f"torn:{res.last_hash}:{hash_line(fragment)}" if fragment else ""
             crash = head is None or head.size <= complete_end
             breaks = [p for p in res.problems if not (crash and p.key == crash_key)]
-            pending.items.extend(self._unreported(breaks))
+            pending.items.extend(self._unreported(breaks, pending))
             pending.notes.extend(f"recorded {p.kind} at line {p.line}: {p.detail}"
                                  for p in breaks)
             new_head = Head(res.entries, res.last_hash, res.complete_end)
@@ -384,23 +392,25 @@ class AuditLog:
         out.sort(key=lambda p: (p.line, p.kind))
         return out
 
-    def _unreported(self, problems: list[Problem]) -> list[tuple[Event, Severity | None]]:
+    def _unreported(self, problems: list[Problem],
+                    pending: _Pending) -> list[tuple[Event, Severity | None]]:
         """audit_chain_broken events for the problems not recorded before; marks them."""
         if not problems:
             return []
-        known = self._known_breaks()
+        if pending.known is None:
+            pending.known = self._known_breaks()
+        known = pending.known
         items: list[tuple[Event, Severity | None]] = []
         for p in problems:
             if p.key in known:
                 continue
+            pending.known_dirty = True
             known[p.key] = {"kind": p.kind, "line": p.line, "detail": p.detail,
                             "reported_at": format_ts()}
             items.append((AuditChainBroken(position=p.position,
                                            expected_prev_hash=p.expected_prev_hash,
                                            actual_prev_hash=p.actual_prev_hash, kind=p.kind,
                                            line=p.line, detail=p.detail), None))
-        if items:
-            write_json_atomic(self.breaks_path, {"reported": known})
         return items
 
 
