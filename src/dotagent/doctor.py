@@ -29,6 +29,7 @@ class ManifestReport:
     warnings: list[Problem] = field(default_factory=list)
     declared_name: str | None = None  # for manifests that failed: the name they claim
     plugins: list[dict[str, Any]] = field(default_factory=list)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational lines (plugin paths)
 
     @property
@@ -41,6 +42,7 @@ class ManifestReport:
             "path": str(self.path), "status": self.status,
             "errors": [p.to_json() for p in self.errors],
             "warnings": [p.to_json() for p in self.warnings],
+            "schedules": self.schedules,
             "plugins": self.plugins,
         }
 
@@ -79,6 +81,12 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                found: Discovery | None = None) -> DoctorReport:
     env = os.environ if env is None else env
     found = found or discover(env)
+    from datetime import UTC, datetime
+
+    from dotagent.localzone import local_zone
+    from dotagent.paths import Home
+
+    zone, now = local_zone(env), datetime.now(UTC)
     cache = _cache_findings(home, found)
     plugins = _plugin_findings(home, found, env)
     reports: list[ManifestReport] = []
@@ -86,6 +94,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         report = _check_agent(loaded, env)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
+        _add_schedules(report, loaded, Home(home), zone, now)
         _add_plugins(report, loaded, plugins)
         reports.append(report)
     for failure in found.failures:
@@ -98,6 +107,53 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             "ignored until one of them is renamed")]))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports)
+
+
+def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,
+                   now: Any) -> None:
+    """Each schedule's meaning and next fire, so a wrong expression is seen before it bites."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from dotagent.manifest import CronSchedule, ExpressionSchedule
+    from dotagent.schedule.oncalendar import parse_cached
+    from dotagent.schedule.rules import cron_expression
+    from dotagent.state.heartbeat import HeartbeatStore
+
+    heartbeats = HeartbeatStore(home)
+    for i, sched in enumerate(loaded.manifest.schedules):
+        info: dict[str, Any] = {"id": sched.id, "type": sched.type, "slug": sched.slug}
+        if isinstance(sched, CronSchedule | ExpressionSchedule):
+            text = sched.expression if isinstance(sched, ExpressionSchedule) else \
+                cron_expression(sched.weekdays, sched.hours, sched.minute)
+            spec = parse_cached(text)
+            where = ZoneInfo(sched.timezone) if sched.timezone else zone
+            nxt = spec.next_elapse(now, where)
+            info.update(expression=text, normalized=spec.normalized,
+                        timezone=sched.timezone,
+                        next_fire=nxt.isoformat() if nxt else None)
+            if nxt is None:
+                report.warnings.append(Problem(
+                    str(loaded.path), loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
+                    f"{spec.normalized!r} has no future elapse: this schedule never fires "
+                    "again", "warning"))
+                when = "never again"
+            else:
+                when = nxt.strftime("%a %Y-%m-%d %H:%M:%S %Z")
+            report.notes.append(f"schedule {sched.id}: {spec.normalized} → next {when}")
+        else:
+            beat = heartbeats.read(loaded.name, sched.slug)
+            if beat is None or not beat.started_at:
+                nxt_text, nxt_iso = "due now (never started)", now.isoformat()
+            else:
+                due = datetime.fromtimestamp(beat.started_at, zone) + \
+                    timedelta(minutes=sched.interval_minutes)
+                nxt_iso = max(due, now.astimezone(zone)).isoformat()
+                nxt_text = f"next {due.strftime('%a %Y-%m-%d %H:%M:%S %Z')}"
+            info.update(interval_minutes=sched.interval_minutes, next_fire=nxt_iso)
+            report.notes.append(f"schedule {sched.id}: every {sched.interval_minutes} min "
+                                f"from its last start → {nxt_text}")
+        report.schedules.append(info)
 
 
 def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> Any:

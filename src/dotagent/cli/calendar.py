@@ -8,17 +8,16 @@ time and the "From now" line).
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 
 from dotagent.errors import DotagentError
+from dotagent.localzone import local_zone
 
-__all__ = ["command", "format_relative", "local_zone", "parse_base_time", "render_human"]
+__all__ = ["command", "format_relative", "parse_base_time", "render_human"]
 
 USEC = 1_000_000
 _NAME_WIDTH = len("Normalized form:")  # systemd right-aligns the labels to the widest one
@@ -29,51 +28,6 @@ _DAY = 24 * _HOUR
 _WEEK = 7 * _DAY
 _MONTH = 2629800 * USEC
 _YEAR = 31557600 * USEC
-
-
-def local_zone(environ: dict[str, str] | None = None) -> ZoneInfo:
-    """$TZ (a zoneinfo name, optionally with glibc's leading ':'), else /etc/localtime, else UTC.
-
-    An unusable $TZ falls back to UTC, as glibc does.
-    """
-    env = os.environ if environ is None else environ
-    tz = env.get("TZ")
-    if tz is not None:
-        name = tz[1:] if tz.startswith(":") else tz
-        if name.startswith("/"):
-            try:
-                with open(name, "rb") as fh:
-                    return ZoneInfo.from_file(fh, key=_zone_key(Path(name)))
-            except (OSError, ValueError):
-                return ZoneInfo("UTC")
-        try:
-            return ZoneInfo(name or "UTC")
-        except Exception:  # ZoneInfoNotFoundError, ValueError for odd strings
-            return ZoneInfo("UTC")
-    localtime = Path("/etc/localtime")
-    key = _zone_key(localtime)
-    if key is not None:
-        try:
-            return ZoneInfo(key)
-        except Exception:
-            pass
-    try:
-        with localtime.open("rb") as fh:
-            return ZoneInfo.from_file(fh, key="localtime")
-    except (OSError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def _zone_key(path: Path) -> str | None:
-    """'Europe/Berlin' for a path that resolves into a zoneinfo tree, else None."""
-    try:
-        target = str(path.resolve())
-    except OSError:
-        return None
-    marker = "/zoneinfo/"
-    if marker in target:
-        return target.split(marker, 1)[1]
-    return None
 
 
 def parse_base_time(text: str, zone: ZoneInfo) -> int:
