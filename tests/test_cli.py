@@ -109,3 +109,32 @@ def test_doctor_warns_on_clamps_missing_command_and_shared_slug(
     assert "derives the same slug 'default' as 'main'" in p.stdout
     assert "no [security] section" in p.stdout
     assert "summary: 1 agent(s), 0 error(s), 4 warning(s)" in p.stdout
+
+
+def test_doctor_explains_schedules_and_rejects_bad_expressions(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    d = simple_agent(root, "cal", "true", [])
+    toml = d / "agent.toml"
+    toml.write_text(toml.read_text() + '\n[security]\n\n[[schedules]]\nid = "past"\n'
+                    'type = "expression"\nexpression = "2001-01-01 00:00"\nargs = ["p"]\n'
+                    '\n[[schedules]]\nid = "berlin"\ntype = "cron"\nweekdays = [1, 5]\n'
+                    'hours = [8, 18]\nminute = 30\ntimezone = "Europe/Berlin"\nargs = ["b"]\n')
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", "--json", env=cli_env)
+    assert p.returncode == 0, p.stdout
+    [m] = json.loads(p.stdout)["manifests"]
+    by_id = {s["id"]: s for s in m["schedules"]}
+    assert by_id["berlin"]["expression"] == "Mon,Fri *-*-* 08,18:30:00"
+    assert by_id["berlin"]["next_fire"].endswith(("+01:00", "+02:00"))
+    assert by_id["past"]["next_fire"] is None
+    assert by_id["main"]["next_fire"] is not None  # never-started interval: due now
+    assert any("has no future elapse" in w["message"] for w in m["warnings"])
+    toml.write_text(toml.read_text().replace('"2001-01-01 00:00"', '"Mon *-*-* 25:00"'))
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 1
+    assert "schedules[1].expression: invalid calendar expression 'Mon *-*-* 25:00'" in p.stdout
+    toml.write_text(toml.read_text().replace('"Mon *-*-* 25:00"', '"daily UTC"').replace(
+        'args = ["p"]', 'args = ["p"]\ntimezone = "Asia/Tokyo"'))
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 1 and "has its own time zone and `timezone` is also set" in p.stdout
