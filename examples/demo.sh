@@ -35,4 +35,11 @@ done
 say "per-agent log: logs/agents/hello-python/hello-python.log"
 cat "$DOTAGENT_HOME/logs/agents/hello-python/hello-python.log"
 
+say "the audit log: every run, with the sha256 of the manifest it ran"
+"$dotagent" audit show
+"$dotagent" audit verify
+
+say "when do they fire? (cron sets are systemd OnCalendar expressions)"
+"$dotagent" calendar --iterations 2 'Mon..Fri *-*-* 08:30:00'
+
 say "done; everything above lives in $DOTAGENT_HOME (delete it when you like)"
