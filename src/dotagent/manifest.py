@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from dotagent._tomllines import LineIndex
 from dotagent.paths import unsafe_reason
+from dotagent.schedule.windows import Policy as RetryPolicy
 
 __all__ = [
     "FALLBACK_POLICY",
@@ -71,18 +72,6 @@ KNOWN_EVENTS = (
     "given_up",
     "daily_summary",
 )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int
-    retry_backoff_minutes: tuple[int, ...]
-    stale_after_minutes: int
-
-    @property
-    def max_attempts(self) -> int:
-        """`max_retries` counts retries after the first attempt (S14.2)."""
-        return self.max_retries + 1
 
 
 FALLBACK_POLICY = RetryPolicy(max_retries=3, retry_backoff_minutes=(5, 15, 30),
@@ -234,8 +223,9 @@ Schedule = Annotated[
     Union[CronSchedule, IntervalSchedule, ExpressionSchedule],  # noqa: UP007
     Field(discriminator="type"),
 ]
-SCHEDULE_TYPES: dict[str, type[_ScheduleBase]] = {"cron": CronSchedule, "interval": IntervalSchedule,
-                  "expression": ExpressionSchedule}
+SCHEDULE_TYPES: dict[str, type[_ScheduleBase]] = {
+    "cron": CronSchedule, "interval": IntervalSchedule, "expression": ExpressionSchedule,
+}
 
 
 class PluginRef(_Model):

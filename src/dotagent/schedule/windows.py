@@ -77,12 +77,15 @@ Rule = CalendarRule | IntervalRule
 
 @dataclass(frozen=True)
 class Policy:
+    """A schedule's effective retry policy (after overrides, defaults and clamps)."""
+
     max_retries: int
     retry_backoff_minutes: tuple[int, ...]
     stale_after_minutes: int
 
     @property
     def max_attempts(self) -> int:
+        """`max_retries` counts retries after the first attempt (S14.2)."""
         return self.max_retries + 1
 
 

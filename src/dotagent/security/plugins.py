@@ -5,7 +5,6 @@ since it was first seen is `plugin_drift_detected` (critical), reported once, th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery, resolve_plugin
+from dotagent.filehash import sha256_file
 from dotagent.manifest import Manifest, PluginNotifier
 from dotagent.paths import Home
 
@@ -62,14 +62,6 @@ class PluginReport:
         return [p.name for p in self.plugins.values() if p.path is None]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -98,7 +90,7 @@ def check_plugins(home: Home, found: Discovery, now: datetime, *,
         sha = None
         if path is not None:
             try:
-                sha = _sha256_file(path)
+                sha = sha256_file(path)
             except OSError:
                 sha = None
         status = PluginStatus(name, path, sha, known_sha)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import write_atomic, write_json_atomic
+from dotagent.filehash import sha256_file
 from dotagent.paths import Home
 
 __all__ = ["SelfcheckResult", "compute", "installed_files", "record", "verify"]
@@ -50,19 +51,11 @@ def _entry_script() -> Path | None:
     return Path(found) if found else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compute(files: dict[str, Path] | None = None) -> tuple[str, dict[str, str]]:
     """(aggregate, per-file hashes). The aggregate hashes `<sha>  <name>` lines in name
     order, so adding, removing or renaming a file changes it too."""
     files = installed_files() if files is None else files
-    per_file = {name: _sha256(path) for name, path in sorted(files.items())}
+    per_file = {name: sha256_file(path) for name, path in sorted(files.items())}
     lines = "".join(f"{sha}  {name}\n" for name, sha in per_file.items())
     return hashlib.sha256(lines.encode()).hexdigest(), per_file
 
