@@ -138,3 +138,16 @@ def test_doctor_explains_schedules_and_rejects_bad_expressions(
         'args = ["p"]', 'args = ["p"]\ntimezone = "Asia/Tokyo"'))
     p = dotagent("doctor", env=cli_env)
     assert p.returncode == 1 and "has its own time zone and `timezone` is also set" in p.stdout
+
+
+def test_unusable_state_directory_is_a_clean_error(tmp_path: Path,
+                                                   cli_env: dict[str, str]) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    root = tmp_path / "r"
+    simple_agent(root, "any", "true", [])
+    cli_env.update(DOTAGENT_HOME=str(blocker), DOTAGENT_ROOT=str(root))
+    p = dotagent("run", "any", env=cli_env)
+    assert p.returncode == 1
+    assert p.stderr.startswith(f"Error: cannot use {blocker}")
+    assert "Traceback" not in p.stderr

@@ -90,6 +90,14 @@ def run_app(args: list[str]) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 141
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        home = os.environ.get("DOTAGENT_HOME") or "~/.config/dotagent"
+        sys.stderr.write(f"Error: cannot use{where}: {exc.strerror or exc} (state directory: "
+                         f"{home})\n")
+        return 1
     except Exception as exc:  # the boundary: never a traceback unless asked for
         if debug:
             traceback.print_exc()
