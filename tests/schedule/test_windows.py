@@ -287,3 +287,29 @@ def test_interval_health_failing_while_retrying() -> None:
     state = ScheduleState(T0, None, WindowState(T0, 1, T0, 1))
     h = health(IntervalRule(60), state, POLICY, T0 + timedelta(minutes=2))
     assert h.state == "failing"
+
+
+def test_next_due_fast_path_agrees_with_decide() -> None:
+    """next_due's shortcut for settled windows must give what `decide` would."""
+    from dotagent.schedule.windows import next_due
+
+    rules = [daily("08:30"), daily("08:30", "09:00", "23:59"), IntervalRule(15),
+             IntervalRule(240)]
+    windows = [None,
+               WindowState(at("08:30"), 1, at("08:30"), 0),
+               WindowState(at("08:30"), 2, at("08:40"), 1),
+               WindowState(at("08:30"), 4, at("09:10"), 1, given_up=True),
+               WindowState(at("08:30"), missed=True)]
+    starts = [None, at("08:30"), at("08:40"), at("07:00")]
+    successes = [None, at("08:31"), at("08:41")]
+    for rule in rules:
+        for window in windows:
+            for start in starts:
+                for success in successes:
+                    state = ScheduleState(start, success, window)
+                    for minutes in range(0, 24 * 60, 7):
+                        now = at("08:30") + timedelta(minutes=minutes)
+                        d = decide(rule, state, POLICY, now)
+                        slow = now if d.action in ("run", "retry", "give_up", "missed") \
+                            else d.wake_at
+                        assert next_due(rule, state, POLICY, now) == slow, (rule, state, now)

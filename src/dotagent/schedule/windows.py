@@ -21,7 +21,7 @@ Rules (SPEC S14.1, S14.2, S14.20, S14.21, S14.23)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -66,10 +66,10 @@ class CalendarRule:
 @dataclass(frozen=True)
 class IntervalRule:
     minutes: int
+    every: timedelta = field(init=False, repr=False, compare=False)
 
-    @property
-    def every(self) -> timedelta:
-        return timedelta(minutes=self.minutes)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "every", timedelta(minutes=self.minutes))
 
 
 Rule = CalendarRule | IntervalRule
@@ -298,6 +298,19 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
 def next_due(rule: Rule, state: ScheduleState, policy: Policy,
              now: datetime) -> datetime | None:
     """The earliest instant >= now at which `decide` would act (None: never again)."""
+    window = state.window
+    if window is not None and window.expected_at <= now and (
+            window.given_up or window.missed or state.succeeded(window)):
+        # Fast path for the common case (latest window settled, nothing due): the next
+        # window is the answer. Falls through to `decide` whenever anything is pending.
+        if isinstance(rule, CalendarRule):
+            nxt = rule.next_after(window.expected_at)
+            if nxt is None or nxt > now:
+                return nxt
+        elif state.last_start is not None:
+            due = state.last_start + rule.every
+            if due > now:
+                return due
     d = decide(rule, state, policy, now)
     if d.action in ("run", "retry", "give_up", "missed"):
         return now
