@@ -60,3 +60,42 @@ def test_cron_sets_agree_with_systemd_across_dst(zone: str, weekdays: list[int],
             got.append(int(nxt.timestamp()))
             t = nxt
         assert got == expected, (expr, zone, base)
+
+
+def test_rule_for_manifest_schedules() -> None:
+    from pathlib import Path
+
+    from dotagent.manifest import parse_manifest
+    from dotagent.schedule.rules import rule_for
+    from dotagent.schedule.windows import IntervalRule
+
+    text = b"""
+[agent]
+name = "r"
+[run]
+command = "true"
+[[schedules]]
+id = "c"
+type = "cron"
+weekdays = [1]
+hours = [8]
+timezone = "Asia/Tokyo"
+[[schedules]]
+id = "i"
+type = "interval"
+interval_minutes = 90
+args = ["i"]
+[[schedules]]
+id = "e"
+type = "expression"
+expression = "*-*-* 12:00 UTC"
+args = ["e"]
+"""
+    m = parse_manifest(text, Path("r/agent.toml")).manifest
+    assert m is not None
+    berlin = ZoneInfo("Europe/Berlin")
+    base = datetime(2026, 3, 9, 0, 0, tzinfo=UTC)  # Monday 09:00 in Tokyo
+    cron, interval, expr = (rule_for(s, berlin) for s in m.schedules)
+    assert cron.next_after(base) == datetime(2026, 3, 15, 23, 0, tzinfo=UTC)  # Mon 08:00 JST
+    assert isinstance(interval, IntervalRule) and interval.minutes == 90
+    assert expr.next_after(base) == datetime(2026, 3, 9, 12, 0, tzinfo=UTC)

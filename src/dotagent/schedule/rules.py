@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dotagent.schedule.oncalendar import CalendarSpec, parse_cached
 from dotagent.schedule.windows import CalendarRule, IntervalRule, Rule
 
-__all__ = ["calendar_rule", "cron_expression", "interval_rule"]
+__all__ = ["calendar_rule", "cron_expression", "cron_rule", "interval_rule", "rule_for"]
 
 _WEEKDAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
@@ -43,3 +44,14 @@ def cron_rule(weekdays: Sequence[int], hours: Sequence[int], minute: int,
 
 def interval_rule(minutes: int) -> Rule:
     return IntervalRule(minutes)
+
+
+def rule_for(schedule: Any, local_zone: ZoneInfo) -> Rule:
+    """The rule of a manifest schedule (`CronSchedule`, `IntervalSchedule` or
+    `ExpressionSchedule`); its own `timezone`, if any, replaces the local zone."""
+    if schedule.type == "interval":
+        return IntervalRule(schedule.interval_minutes)
+    zone = ZoneInfo(schedule.timezone) if schedule.timezone else local_zone
+    if schedule.type == "cron":
+        return cron_rule(schedule.weekdays, schedule.hours, schedule.minute, zone)
+    return calendar_rule(parse_cached(schedule.expression), zone)
