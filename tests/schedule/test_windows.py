@@ -313,3 +313,11 @@ def test_next_due_fast_path_agrees_with_decide() -> None:
                         slow = now if d.action in ("run", "retry", "give_up", "missed") \
                             else d.wake_at
                         assert next_due(rule, state, POLICY, now) == slow, (rule, state, now)
+
+
+def test_interval_with_lost_heartbeat_does_not_run_every_tick() -> None:
+    """A deleted or corrupt heartbeat must not turn an interval into a retry storm."""
+    rule = IntervalRule(60)
+    state = ScheduleState(None, None, WindowState(T0, 1, T0, 0))
+    d = decide(rule, state, POLICY, T0 + timedelta(minutes=5))
+    assert d.action == "idle" and d.wake_at == T0 + timedelta(hours=1)

@@ -105,7 +105,20 @@ class ScheduleState:
     last_success: datetime | None = None  # heartbeat last_success_at
     window: WindowState | None = None  # the latest window the daemon has recorded
 
+    @property
+    def interval_anchor(self) -> datetime | None:
+        """An interval counts from the last start; when the heartbeat is gone or unreadable,
+        from the recorded window, so that a lost heartbeat never means "due on every tick"."""
+        if self.last_start is not None:
+            return self.last_start
+        if self.window is not None:
+            return self.window.last_attempt_at or self.window.expected_at
+        return None
+
     def succeeded(self, window: WindowState) -> bool:
+        """The window's last attempt exited 0, or a success (any command) came after it."""
+        if window.attempts > 0 and window.last_exit_code == 0:
+            return True
         return self.last_success is not None and self.last_success >= window.expected_at
 
 
@@ -202,13 +215,14 @@ def previous_fire(next_after: NextAfter, now: datetime,
 def expected_at(rule: Rule, state: ScheduleState, now: datetime) -> datetime | None:
     """The latest window at or before `now` (None: nothing has fallen due yet)."""
     if isinstance(rule, IntervalRule):
-        if state.last_start is None:
+        anchor = state.interval_anchor
+        if anchor is None:
             return now  # never started: due when first seen (S14.1)
-        elapsed = now - state.last_start
+        elapsed = now - anchor
         if elapsed < rule.every:
             return None
         k = elapsed // rule.every
-        return state.last_start + k * rule.every
+        return anchor + k * rule.every
     return _calendar_windows(rule, state, now)[0]
 
 
@@ -231,12 +245,13 @@ def _calendar_windows(rule: CalendarRule, state: ScheduleState,
 
 def _next_window_after(rule: Rule, state: ScheduleState, t: datetime) -> datetime | None:
     if isinstance(rule, IntervalRule):
-        if state.last_start is None:
+        anchor = state.interval_anchor
+        if anchor is None:
             return t
-        if t < state.last_start + rule.every:
-            return state.last_start + rule.every
-        k = (t - state.last_start) // rule.every + 1
-        return state.last_start + k * rule.every
+        if t < anchor + rule.every:
+            return anchor + rule.every
+        k = (t - anchor) // rule.every + 1
+        return anchor + k * rule.every
     return rule.next_after(t)
 
 
@@ -307,8 +322,8 @@ def next_due(rule: Rule, state: ScheduleState, policy: Policy,
             nxt = rule.next_after(window.expected_at)
             if nxt is None or nxt > now:
                 return nxt
-        elif state.last_start is not None:
-            due = state.last_start + rule.every
+        elif state.interval_anchor is not None:
+            due = state.interval_anchor + rule.every
             if due > now:
                 return due
     d = decide(rule, state, policy, now)
