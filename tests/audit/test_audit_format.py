@@ -85,7 +85,8 @@ def test_every_event_type_is_defined_once() -> None:
     ours = {"manifest_invalid", "manifest_cache_missing", "plugin_drift_detected",
             "selfcheck_failed", "audit_repaired", "window_missed", "run_skipped_overlap",
             "run_interrupted", "notifier_failed", "command_not_allowed",
-            "sandbox_unavailable", "manifest_signature_invalid", "agent_approved"}
+            "sandbox_unavailable", "manifest_signature_invalid", "agent_approved",
+            "selfcheck_recorded"}
     assert set(events.EVENT_TYPES) == upstream | ours
     assert {t for t, cls in events.EVENT_TYPES.items() if cls.upstream} == upstream
 

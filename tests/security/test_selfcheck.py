@@ -55,6 +55,12 @@ def test_swapped_file_is_a_critical_mismatch(tmp_path: Path, dotagent_home: Path
     [failed] = [e for e in events if e["event"]["event_type"] == "selfcheck_failed"]
     assert failed["severity"] == "critical"
     assert "dotagent/runner/spawn.py" in failed["event"]["reason"]
-    # Accepting the new installation deliberately.
+    # Accepting the new installation deliberately leaves a trace.
     assert selfcheck(site, "--record").returncode == 0
     assert selfcheck(site).returncode == 0
+    events = [json.loads(x) for x in (dotagent_home / "audit.log").read_text().splitlines()]
+    recorded = [e["event"] for e in events if e["event"]["event_type"] == "selfcheck_recorded"]
+    assert len(recorded) == 2
+    assert recorded[0]["previous_sha256"] is None
+    assert recorded[1]["previous_sha256"] == failed["event"]["expected_sha256"]
+    assert recorded[1]["sha256"] == failed["event"]["actual_sha256"]

@@ -48,6 +48,7 @@ __all__ = [
     "SecretsLoaded",
     "SecretsRefused",
     "SelfcheckFailed",
+    "SelfcheckRecorded",
     "Severity",
     "TickCompleted",
     "TickStarted",
@@ -325,6 +326,19 @@ class SelfcheckFailed(Event):
     expected_sha256: str
     actual_sha256: str
     reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfcheckRecorded(Event):
+    """The installed files were recorded as trusted in `daemon.sha256` (first use or
+    `selfcheck --record`): whoever accepts a new installation leaves a trace."""
+
+    event_type: ClassVar[str] = "selfcheck_recorded"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    path: str
+    sha256: str
+    previous_sha256: str | None = None
+    files: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

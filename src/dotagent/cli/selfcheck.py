@@ -28,8 +28,12 @@ def command(do_record: bool, as_json: bool) -> int:
 
     home = Home.from_env()
     now = datetime.now(UTC)
-    if do_record or selfhash.recorded(home) is None:
+    previous = selfhash.recorded(home)
+    if do_record or previous is None:
         result = selfhash.record(home, now)
+        AuditLog(home).append(events.SelfcheckRecorded(
+            path=str(home.root / selfhash.HASH_FILE), sha256=result.actual,
+            previous_sha256=previous, files=result.files), now=now)
     else:
         result = selfhash.verify(home)
         if not result.ok:
