@@ -322,3 +322,30 @@ def test_long_slug_is_bounded_and_stable() -> None:
     long = ["x" * 300]
     s = slug_for(long)
     assert len(s) == 128 and s == slug_for(long) and s != slug_for(["x" * 301])
+
+
+def test_deeply_nested_toml_is_a_located_error_not_a_crash() -> None:
+    text = '[agent]\nname = "d"\n[run]\ncommand = "true"\nx = ' + "[" * 5000 + "]" * 5000 + "\n"
+    r = load(text)
+    assert r.manifest is None
+    assert [str(e) for e in r.errors] == [
+        "agents/x/agent.toml: TOML syntax error: values are nested too deeply to be read"]
+
+
+def test_utf8_bom_is_accepted() -> None:
+    r = parse_manifest(b"\xef\xbb\xbf" + BASE.encode(), Path("agents/x/agent.toml"))
+    assert r.ok, [str(e) for e in r.errors]
+
+
+def test_hook_errors_keep_the_plugin_field() -> None:
+    found = errors(BASE + "[[preflight]]\n[[on_success]]\nplugin = 5\n"
+                          '[[on_failure]]\nplugin = "../x"\n')
+    assert any("preflight[0].plugin: required field is missing" in e for e in found), found
+    assert any("on_success[0].plugin: expected a string" in e for e in found), found
+    assert any("on_failure[0].plugin: '../x' contains '/'" in e for e in found), found
+
+
+def test_no_clamp_warning_for_a_list_that_has_errors() -> None:
+    r = load(BASE + "[defaults]\nretry_backoff_minutes = [0, -3]\n")
+    assert r.clamps == []
+    assert any("retry_backoff_minutes[1]: -3 is out of range" in str(e) for e in r.errors)

@@ -505,8 +505,14 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         bad_line = data[: exc.start].count(b"\n") + 1
         result.errors.append(Problem(shown, bad_line, "", "file is not valid UTF-8"))
         return result
+    # A UTF-8 byte-order mark is what some Windows editors put first; it is not content.
+    text = text.removeprefix("\ufeff")
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        result.errors.append(Problem(shown, None, "", "TOML syntax error: values are nested "
+                                     "too deeply to be read"))
+        return result
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         line: int | None = None
@@ -605,8 +611,9 @@ def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
             clamps.append(Clamp(f"{loc}.max_retries", v, MAX_RETRIES))
             t["max_retries"] = MAX_RETRIES
         b = t.get("retry_backoff_minutes")
-        if isinstance(b, list) and all(_is_int(x) for x in b):
-            eff = [x if x < 0 else max(x, MIN_BACKOFF_MINUTES) for x in b] or [MIN_BACKOFF_MINUTES]
+        # A list with an invalid step is reported as an error, not clamped.
+        if isinstance(b, list) and all(_is_int(x) and 0 <= x <= MAX_MINUTES for x in b):
+            eff = [max(x, MIN_BACKOFF_MINUTES) for x in b] or [MIN_BACKOFF_MINUTES]
             if eff != b:
                 clamps.append(Clamp(f"{loc}.retry_backoff_minutes", b, eff))
                 t["retry_backoff_minutes"] = eff
@@ -760,7 +767,7 @@ def _render_errors(exc: ValidationError,
             if not (loc == ("schedules",) and m == "required field is missing")]
 
 
-_TAGS = set(SCHEDULE_TYPES) | set(NOTIFIER_TYPES)
+_UNION_TAGS = {"schedules": set(SCHEDULE_TYPES), "notifiers": set(NOTIFIER_TYPES)}
 
 
 _MARKER = re.compile(r"^(literal|list|tuple|dict|set|function-[a-z-]+|lax-or-strict|nullable)"
@@ -773,7 +780,8 @@ def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     out: list[str | int] = []
     for i, part in enumerate(loc):
         if isinstance(part, str):
-            if i >= 2 and isinstance(loc[i - 1], int) and part in _TAGS:
+            if i >= 2 and isinstance(loc[i - 1], int) and \
+                    part in _UNION_TAGS.get(str(loc[i - 2]), ()):
                 continue
             if _MARKER.match(part):
                 continue
