@@ -151,3 +151,16 @@ def test_unusable_state_directory_is_a_clean_error(tmp_path: Path,
     assert p.returncode == 1
     assert p.stderr.startswith(f"Error: cannot use {blocker}")
     assert "Traceback" not in p.stderr
+
+
+def test_duplicate_name_error_has_line_and_declared_name(tmp_path: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    a = simple_agent(r1, "same", "true", [])
+    b = simple_agent(r2, "same", "true", [])
+    cli_env["DOTAGENT_ROOT"] = f"{r1}:{r2}"
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 1
+    assert f"✗ 'same': manifest has errors ({b}/agent.toml)" in p.stdout
+    assert (f"{b}/agent.toml:2: agent.name: 'same' is already used by {a}/agent.toml, which "
+            "keeps running") in p.stdout

@@ -26,9 +26,11 @@ def test_first_root_wins_and_later_duplicate_is_an_error(tmp_path: Path) -> None
     b = simple_agent(r2, "dup", "false", [])
     found = discover(env_for(tmp_path / "home", r1, r2), cwd)
     assert found.agents["dup"].path == a / "agent.toml"
-    assert found.duplicates == [(b / "agent.toml", a / "agent.toml")]
+    [dup] = found.duplicates
+    assert (dup.path, dup.owner, dup.name) == (b / "agent.toml", a / "agent.toml", "dup")
     [err] = found.errors()
-    assert str(b / "agent.toml") in str(err) and str(a / "agent.toml") in str(err)
+    assert str(err).startswith(f"{b / 'agent.toml'}:2: agent.name: 'dup' is already used by "
+                               f"{a / 'agent.toml'}")
 
 
 def test_same_file_through_two_roots_is_one_manifest(tmp_path: Path) -> None:
@@ -73,4 +75,12 @@ def test_discovery_order_is_sorted_within_a_root(tmp_path: Path) -> None:
                     dirname=d)
     found = discover(env_for(tmp_path / "home", root), cwd)
     assert found.agents["alpha"].path == root / "a" / "agent.toml"
-    assert found.duplicates[0][0] == root / "b" / "agent.toml"
+    assert found.duplicates[0].path == root / "b" / "agent.toml"
+
+
+def test_relative_root_becomes_absolute(tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    simple_agent(cwd / "rel", "relative", "true", [])
+    found = discover({"DOTAGENT_HOME": str(tmp_path / "home"), "DOTAGENT_ROOT": "rel"}, cwd)
+    assert found.agents["relative"].path == cwd / "rel/relative/agent.toml"
+    assert found.agents["relative"].path.is_absolute()

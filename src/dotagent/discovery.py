@@ -19,7 +19,8 @@ from pathlib import Path
 from dotagent.manifest import LoadedManifest, LoadResult, Problem, load_manifest
 from dotagent.paths import resolve_home
 
-__all__ = ["Discovery", "discover", "plugin_search_dirs", "resolve_plugin", "search_roots"]
+__all__ = ["Discovery", "Duplicate", "discover", "plugin_search_dirs", "resolve_plugin",
+           "search_roots"]
 
 MANIFEST_NAME = "agent.toml"
 
@@ -27,11 +28,24 @@ MANIFEST_NAME = "agent.toml"
 def search_roots(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
-    roots = [Path(p) for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
+    # Relative entries are taken from the current directory once, so AGENT_HOME and the
+    # paths recorded in state are absolute.
+    roots = [cwd / p for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
     roots.append(resolve_home(env) / "agents")
     roots.append(cwd / "agents")
     roots.append(cwd)
     return roots
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A manifest claiming a name that an earlier manifest already owns."""
+
+    path: Path
+    owner: Path
+    name: str
+    line: int | None  # of agent.name in `path`
+    sha256: str
 
 
 @dataclass
@@ -40,16 +54,15 @@ class Discovery:
 
     agents: dict[str, LoadedManifest] = field(default_factory=dict)
     failures: list[LoadResult] = field(default_factory=list)
-    # Name conflicts: (the later manifest's path, the path that owns the name).
-    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
 
     def errors(self) -> list[Problem]:
         out = [p for f in self.failures for p in f.errors]
-        for later, first in self.duplicates:
-            out.append(Problem(str(later), None, "agent.name",
-                               f"name is already used by {first}; this manifest is ignored "
-                               "(rename one of them)"))
+        for dup in self.duplicates:
+            out.append(Problem(str(dup.path), dup.line, "agent.name",
+                               f"{dup.name!r} is already used by {dup.owner}, which keeps "
+                               "running; this manifest is ignored until one is renamed"))
         return out
 
     def get(self, name: str) -> LoadedManifest | None:
@@ -91,7 +104,9 @@ def discover(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> D
                 continue
             manifest = loaded.loaded()
             if manifest.name in owner:
-                result.duplicates.append((path, owner[manifest.name]))
+                result.duplicates.append(Duplicate(path, owner[manifest.name], manifest.name,
+                                                   manifest.line_of("agent.name"),
+                                                   manifest.sha256))
                 continue
             owner[manifest.name] = path
             result.agents[manifest.name] = manifest

@@ -100,11 +100,9 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
                                       list(failure.warnings), failure.declared_name))
-    for later, first in found.duplicates:
-        reports.append(ManifestReport(later, None, [Problem(
-            str(later), None, "agent.name",
-            f"this name is already used by {first}, which keeps running; this manifest is "
-            "ignored until one of them is renamed")]))
+    for dup in found.duplicates:
+        reports.append(ManifestReport(dup.path, None, [
+            p for p in found.errors() if p.path == str(dup.path)], declared_name=dup.name))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports)
 
@@ -167,28 +165,33 @@ def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> An
 
 def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -> None:
     from dotagent.discovery import plugin_search_dirs
-    from dotagent.security.plugins import referenced_plugins
+    from dotagent.security.plugins import plugin_fields
 
-    for name in referenced_plugins(loaded.manifest):
+    shown = str(loaded.path)
+    reported: set[str] = set()
+    for field_name, name in plugin_fields(loaded.manifest):
         status = plugins.plugins[name]
-        report.plugins.append({
-            "name": name, "path": str(status.path) if status.path else None,
-            "sha256": status.sha256, "known_sha256": status.known_sha256,
-            "drift": status.drifted})
+        line = loaded.line_of(field_name)
         if status.path is None:
-            searched = ", ".join(str(d) for d in plugin_search_dirs()[:4])
+            searched = ", ".join(str(d) for d in plugin_search_dirs({**os.environ, "PATH": ""}))
             report.errors.append(Problem(
-                str(loaded.path), None, "", f"plugin {name} not found: no "
-                f"dotagent-plugin-{name} in {searched}, … or PATH"))
+                shown, line, field_name, f"plugin {name!r} not found: no "
+                f"dotagent-plugin-{name} in {searched} or on PATH"))
             continue
+        if name in reported:
+            continue
+        reported.add(name)
+        report.plugins.append({
+            "name": name, "path": str(status.path), "sha256": status.sha256,
+            "known_sha256": status.known_sha256, "drift": status.drifted})
         report.notes.append(f"plugin {name} → {status.path} (sha256 {status.sha256})")
         if not os.access(status.path, os.X_OK):
-            report.warnings.append(Problem(str(loaded.path), None, "",
+            report.warnings.append(Problem(shown, line, field_name,
                                            f"plugin {name} at {status.path} is not executable",
                                            "warning"))
         if status.drifted:
             report.warnings.append(Problem(
-                str(loaded.path), None, "",
+                shown, line, field_name,
                 f"plugin {name} changed since first seen (registered "
                 f"{status.known_sha256[:12]} → now {status.sha256[:12]})", "warning"))
 

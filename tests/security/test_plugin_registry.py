@@ -79,7 +79,7 @@ def test_doctor_shows_resolution_and_hash(tmp_path: Path, cli_env: dict[str, str
     write_agent(root, "hooked", AGENT)
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("doctor", env=cli_env)
-    assert p.returncode == 1 and "plugin sink-x not found" in p.stdout
+    assert p.returncode == 1 and ":10: on_success[0].plugin: plugin 'sink-x' not found" in p.stdout
     plugin = make_plugin(dotagent_home / "plugins", "sink-x")
     p = dotagent("doctor", "--json", env=cli_env)
     assert p.returncode == 0, p.stdout

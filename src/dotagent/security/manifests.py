@@ -13,7 +13,6 @@ so deleting the cache does not launder a phantom or a drift.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -177,11 +176,6 @@ def _invalid_manifests(found: Discovery) -> Iterator[tuple[str, str, str, str | 
     for failure in found.failures:
         error = "; ".join(str(p) for p in failure.errors) or "failed to load"
         yield str(failure.path), failure.sha256, error, failure.declared_name
-    owners = {loaded.path: name for name, loaded in found.agents.items()}
-    for later, first in found.duplicates:
-        try:
-            sha = hashlib.sha256(later.read_bytes()).hexdigest()
-        except OSError:
-            sha = ""
-        yield (str(later), sha, f"agent.name is already used by {first}; ignored",
-               owners.get(first))
+    for dup in found.duplicates:
+        yield (str(dup.path), dup.sha256, f"agent.name is already used by {dup.owner}; ignored",
+               dup.name)

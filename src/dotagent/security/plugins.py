@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,15 +26,21 @@ __all__ = ["REGISTRY_FILE", "PluginReport", "PluginStatus", "check_plugins",
 REGISTRY_FILE = "known_plugins.json"
 
 
+def plugin_fields(manifest: Manifest) -> list[tuple[str, str]]:
+    """(field path, plugin name) for every place a manifest names a plugin."""
+    out: list[tuple[str, str]] = []
+    for section in ("preflight", "on_success", "on_failure"):
+        for i, ref in enumerate(getattr(manifest, section)):
+            out.append((f"{section}[{i}].plugin", ref.plugin))
+    for i, notifier in enumerate(manifest.notifiers):
+        if isinstance(notifier, PluginNotifier):
+            out.append((f"notifiers[{i}].name", notifier.name))
+    return out
+
+
 def referenced_plugins(manifest: Manifest) -> list[str]:
     """Every plugin name a manifest uses, in first-use order."""
-    names: list[str] = []
-    for ref in (*manifest.preflight, *manifest.on_success, *manifest.on_failure):
-        names.append(ref.plugin)
-    for notifier in manifest.notifiers:
-        if isinstance(notifier, PluginNotifier):
-            names.append(notifier.name)
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(name for _, name in plugin_fields(manifest)))
 
 
 @dataclass(frozen=True)
@@ -117,13 +123,3 @@ def check_plugins(home: Home, found: Discovery, now: datetime, *,
         if changed:
             write_json_atomic(registry_path, {"entries": dict(sorted(entries.items()))})
     return report
-
-
-def describe(statuses: Iterable[PluginStatus]) -> list[str]:
-    out = []
-    for s in statuses:
-        if s.path is None:
-            out.append(f"plugin {s.name}: not found (dotagent-plugin-{s.name})")
-        else:
-            out.append(f"plugin {s.name} → {s.path} (sha256 {str(s.sha256)[:12]})")
-    return out
