@@ -134,3 +134,39 @@ def test_doctor_shows_drift_without_updating(root: Path, cli_env: dict[str, str]
     assert "not in known_manifests.json" in p.stdout
     assert (dotagent_home / "state/known_manifests.json").read_bytes() == cache
     assert (dotagent_home / "audit.log").read_bytes() == log
+
+
+def test_unrelated_audit_history_does_not_make_a_first_start_suspicious(
+        root: Path, cli_env: dict[str, str], dotagent_home: Path) -> None:
+    assert dotagent("selfcheck", env=cli_env).returncode == 0  # the log now has an entry
+    err = run(cli_env)
+    assert "phantom" not in err and "missing" not in err
+    assert of_type(dotagent_home, "phantom_agent_detected") == []
+    assert of_type(dotagent_home, "manifest_cache_missing") == []
+    assert len(of_type(dotagent_home, "manifest_loaded")) == 1
+
+
+def test_concurrent_runs_report_baseline_and_drift_once(root: Path, cli_env: dict[str, str],
+                                                        dotagent_home: Path) -> None:
+    import subprocess
+
+    from helpers import DOTAGENT
+
+    simple_agent(root, "b", "true", [])
+    simple_agent(root, "c", "true", [])
+
+    def burst() -> None:
+        procs = [subprocess.Popen([DOTAGENT, "run", "innocent"], env=cli_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(8)]
+        assert all(p.wait(timeout=60) == 0 for p in procs)
+
+    burst()
+    assert len(of_type(dotagent_home, "manifest_loaded")) == 3
+    assert of_type(dotagent_home, "manifest_cache_missing") == []
+    assert of_type(dotagent_home, "phantom_agent_detected") == []
+    toml = root / "b/agent.toml"
+    toml.write_text(toml.read_text() + "\n# changed\n")
+    burst()
+    assert len(of_type(dotagent_home, "manifest_drift_detected")) == 1
+    assert len(of_type(dotagent_home, "agent_run")) == 16

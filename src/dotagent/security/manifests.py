@@ -23,6 +23,7 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery
+from dotagent.filelock import locked
 from dotagent.paths import Home
 
 __all__ = ["CACHE_FILE", "CacheReport", "Drift", "check_manifests", "load_cache"]
@@ -101,20 +102,32 @@ def check_manifests(home: Home, found: Discovery, now: datetime, *,
                     audit: AuditLog | None = None, update: bool = True) -> CacheReport:
     """Compare every discovered manifest with the cache; audit and (if `update`) save.
 
-    With `update=False` and no `audit` (doctor), nothing is written anywhere.
+    Updating holds `state/known_manifests.lock` from reading the cache to saving it, so
+    concurrent commands report a drift or a phantom once. With `update=False` (doctor),
+    nothing is written anywhere.
     """
+    if not update:
+        return _check(home, found, now, audit, update=False)
+    with locked(home.state_dir / "known_manifests.lock"):
+        return _check(home, found, now, audit, update=True)
+
+
+def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, *,
+           update: bool) -> CacheReport:
     report = CacheReport()
     cache, problem = load_cache(home)
     log = audit or AuditLog(home)
     first_start = False
     if cache is None:
-        history = log.path.exists() and log.current_head()[0] > 0
+        # "History" means the log has seen manifests before; any other entry (a selfcheck,
+        # a verify) does not make a first start suspicious.
+        remembered = _from_audit(log)
         cache = {"entries": {}}
-        if history:
+        if remembered:
             report.cache_missing = problem
             cache["entries"] = {name: {**info, "first_seen_at_iso": None,
                                        "last_seen_at_iso": None}
-                                for name, info in _from_audit(log).items()}
+                                for name, info in remembered.items()}
         else:
             first_start = True
     entries: dict[str, dict[str, Any]] = cache["entries"]

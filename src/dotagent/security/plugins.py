@@ -17,6 +17,7 @@ from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery, resolve_plugin
 from dotagent.filehash import sha256_file
+from dotagent.filelock import locked
 from dotagent.manifest import Manifest, PluginNotifier
 from dotagent.paths import Home
 
@@ -80,6 +81,16 @@ def _load(path: Path) -> dict[str, Any]:
 def check_plugins(home: Home, found: Discovery, now: datetime, *,
                   env: Mapping[str, str] | None = None, audit: AuditLog | None = None,
                   update: bool = True) -> PluginReport:
+    """Hash every referenced plugin and compare with the registry (under its lock when
+    updating, so concurrent commands report a swap once)."""
+    if not update:
+        return _check(home, found, now, env, audit, update=False)
+    with locked(home.state_dir / "known_plugins.lock"):
+        return _check(home, found, now, env, audit, update=True)
+
+
+def _check(home: Home, found: Discovery, now: datetime, env: Mapping[str, str] | None,
+           audit: AuditLog | None, *, update: bool) -> PluginReport:
     env = os.environ if env is None else env
     registry_path = home.state_dir / REGISTRY_FILE
     entries = _load(registry_path)

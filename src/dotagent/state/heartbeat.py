@@ -8,16 +8,15 @@ two writers (daemon and CLI) always lock the same inode.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import write_json_atomic
+from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso_local
 
@@ -114,14 +113,6 @@ class HeartbeatStore:
             write_json_atomic(self.path(agent, slug), beat.to_json())
             return beat
 
-    @contextmanager
-    def _locked(self, agent: str, slug: str) -> Iterator[None]:
+    def _locked(self, agent: str, slug: str) -> AbstractContextManager[None]:
         target = self.path(agent, slug)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = target.with_name(target.name.removesuffix(".json") + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return locked(target.with_name(target.name.removesuffix(".json") + ".lock"))
