@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Any
 
@@ -12,24 +14,45 @@ from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
 __all__ = ["command", "report_cache_findings"]
 
 
+_closed: set[str] = set()
+
+
 def _echo(stream: str, chunk: bytes) -> None:
+    """Show output live. A reader that went away (`| head`) stops the echo, not the agent:
+    the run goes on and is still logged and recorded."""
+    if stream in _closed:
+        return
     out = sys.stdout if stream == "stdout" else sys.stderr
-    out.buffer.write(chunk)
-    out.buffer.flush()
+    try:
+        out.buffer.write(chunk)
+        out.buffer.flush()
+    except (BrokenPipeError, ValueError):
+        _closed.add(stream)
+        # Point the stream at /dev/null so that nothing fails at exit either.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def report_cache_findings(report: Any) -> None:
     """Tell the person at the terminal what was just recorded as critical."""
     for name in report.phantoms:
-        sys.stderr.write(f"[dotagent] warning: phantom agent {name!r}: never seen before "
-                         "(recorded in the audit log)\n")
+        _say(f"[dotagent] warning: phantom agent {name!r}: never seen before (recorded in the "
+             "audit log)\n")
     for d in report.drifts:
-        sys.stderr.write(f"[dotagent] warning: manifest of {d.agent!r} changed since last seen "
-                         f"({d.expected_sha256[:12]} → {d.actual_sha256[:12]}; recorded in "
-                         "the audit log)\n")
+        _say(f"[dotagent] warning: manifest of {d.agent!r} changed since last seen "
+             f"({d.expected_sha256[:12]} → {d.actual_sha256[:12]}; recorded in the audit "
+             "log)\n")
     if report.cache_missing:
-        sys.stderr.write("[dotagent] warning: state/known_manifests.json is missing although "
-                         "the audit log has history (recorded as critical)\n")
+        _say("[dotagent] warning: state/known_manifests.json is missing although the audit "
+             "log has history (recorded as critical)\n")
 
 
 @click.command("run")
@@ -45,12 +68,14 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
     N, 127/126 when the command cannot start).
     """
+    import signal
     from datetime import UTC, datetime
 
     from dotagent.audit import AuditLog, events
     from dotagent.discovery import discover
     from dotagent.paths import Home
     from dotagent.runner.foreground import run_schedule
+    from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
 
@@ -59,21 +84,34 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
     audit = AuditLog(home)
-    # Like every command that executes agents: check every manifest before running any.
-    now = datetime.now(UTC)
-    report_cache_findings(check_manifests(home, found, now, audit=audit))
-    for drift in check_plugins(home, found, now, audit=audit).drifts:
-        sys.stderr.write(f"[dotagent] warning: plugin {drift.name!r} at {drift.path} changed "
-                         "since first seen (recorded in the audit log)\n")
-    outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo)
-    audit.append(events.AgentRun(
-        agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
-        manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
-        duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
-        dry_run=dry_run))
-    label = f"{outcome.agent}/{outcome.schedule}"
+    # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
+    with StopRequest() as stop:
+        # Like every command that executes agents: check every manifest before running any.
+        now = datetime.now(UTC)
+        report_cache_findings(check_manifests(home, found, now, audit=audit))
+        for drift in check_plugins(home, found, now, audit=audit).drifts:
+            _say(f"[dotagent] warning: plugin {drift.name!r} at {drift.path} changed since "
+                 "first seen (recorded in the audit log)\n")
+        outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo,
+                               stop=stop)
+        label = f"{outcome.agent}/{outcome.schedule}"
+        if outcome.interrupted_by is not None:
+            signame = signal.Signals(outcome.interrupted_by).name
+            audit.append(events.RunInterrupted(
+                agent=outcome.agent, schedule=outcome.schedule,
+                reason=f"{signame} received by dotagent run; the agent was stopped "
+                       f"(exit {outcome.exit_code})"))
+        audit.append(events.AgentRun(
+            agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
+            manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
+            duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
+            dry_run=dry_run))
+    if outcome.interrupted_by is not None:
+        _say(f"[dotagent] {label}: interrupted by {signame}; agent stopped (exit "
+             f"{outcome.exit_code})\n")
+        return 128 + outcome.interrupted_by
     if outcome.start_error:
-        sys.stderr.write(f"[dotagent] {label}: {outcome.start_error} (exit {outcome.exit_code})\n")
+        _say(f"[dotagent] {label}: {outcome.start_error} (exit {outcome.exit_code})\n")
     elif outcome.timed_out:
-        sys.stderr.write(f"[dotagent] {label}: timeout (exit {outcome.exit_code})\n")
+        _say(f"[dotagent] {label}: timeout (exit {outcome.exit_code})\n")
     return outcome.exit_code

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +18,13 @@ from dotagent import redaction
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
 from dotagent.runner.output import OutputCollector, open_log
-from dotagent.runner.process import GRACE_SECONDS, SpawnError, Stream, supervise
+from dotagent.runner.process import (
+    GRACE_SECONDS,
+    SpawnError,
+    StopRequest,
+    Stream,
+    supervise,
+)
 from dotagent.runner.spawn import RunContext, build_env, resolve_command
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.timefmt import iso_local
@@ -42,6 +49,7 @@ class RunOutcome:
     stderr_dropped: int
     start_error: str | None  # set when the command could not be started
     manifest_sha256: str
+    interrupted_by: int | None = None  # signal that made dotagent stop the agent
 
     @property
     def ok(self) -> bool:
@@ -58,6 +66,7 @@ def run_schedule(
     parent_env: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     grace: float | None = None,
+    stop: StopRequest | None = None,
 ) -> RunOutcome:
     manifest = loaded.manifest
     name, slug = manifest.agent.name, schedule.slug
@@ -80,6 +89,7 @@ def run_schedule(
             start_error: str | None = None
             timed_out = False
             duration = 0.0
+            interrupted_by: int | None = None
             try:
                 executable = resolve_command(manifest.run.command, loaded.working_dir(),
                                              os.environ.get("PATH"))
@@ -87,15 +97,19 @@ def run_schedule(
                     ctx.argv, executable=executable, cwd=loaded.working_dir(),
                     env=build_env(ctx, parent_env), timeout=manifest.agent.timeout_seconds,
                     on_output=collector, grace=GRACE_SECONDS if grace is None else grace,
+                    stop=stop,
                 )
                 exit_code, timed_out, duration = result.exit_code, result.timed_out, \
                     result.duration
+                interrupted_by = result.interrupted_by
             except SpawnError as exc:
                 start_error, exit_code = exc.message, exc.exit_code
                 collector.note(f"[dotagent] cannot start: {exc.message} (exit {exit_code})")
             collector.close()
             finished_at = max(started_at, int(clock()))
             outcome = "timed out" if timed_out else "finished"
+            if interrupted_by is not None:
+                outcome = f"interrupted by {signal.Signals(interrupted_by).name}"
             collector.note(f"=== {iso_local(finished_at)} run {outcome} · exit={exit_code} · "
                            f"{duration:.1f}s{' · dry-run' if dry_run else ''} ===")
             if not dry_run:
@@ -109,11 +123,12 @@ def run_schedule(
         finished_at=finished_at, stdout_tail=collector.tail("stdout"),
         stderr_tail=collector.tail("stderr"), stdout_dropped=collector.dropped("stdout"),
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
-        manifest_sha256=loaded.sha256,
+        manifest_sha256=loaded.sha256, interrupted_by=interrupted_by,
     )
 
 
 def _redact_line(line: bytes) -> bytes:
     """Secret values registered by the secrets store never reach the per-agent log."""
-    text = line.decode("utf-8", errors="surrogateescape")
-    return redaction.redact(text).encode("utf-8", errors="surrogateescape")
+    # Invalid UTF-8 becomes U+FFFD: the log stays valid text (one bad byte must not make a
+    # whole run unreadable, as upstream's all-or-nothing decoding did).
+    return redaction.redact(line.decode("utf-8", errors="replace")).encode("utf-8")

@@ -16,18 +16,36 @@ from dotagent.runner.process import Stream
 __all__ = ["TAIL_LINES", "OutputCollector"]
 
 TAIL_LINES = 500
+MAX_LINE = 64 * 1024
+TAIL_LINE_BYTES = 4096
 STDERR_MARK = b"[stderr] "
 
 
 class _Tail:
+    """Splits a stream into lines and keeps the last TAIL_LINES of them.
+
+    Memory and time stay linear whatever the agent prints: a line longer than MAX_LINE bytes
+    (say, megabytes without a newline) is cut into MAX_LINE pieces instead of being
+    accumulated, and a tail line keeps at most TAIL_LINE_BYTES.
+    """
+
     def __init__(self) -> None:
         self.lines: deque[bytes] = deque(maxlen=TAIL_LINES)
         self.total = 0
-        self.partial = b""
+        self.partial = bytearray()
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        data = self.partial + chunk
-        *complete, self.partial = data.split(b"\n")
+        parts = chunk.split(b"\n")
+        complete: list[bytes] = []
+        if len(parts) > 1:
+            self.partial += parts[0]
+            complete.append(bytes(self.partial))
+            self.partial.clear()
+            complete.extend(parts[1:-1])
+        self.partial += parts[-1]
+        while len(self.partial) >= MAX_LINE:
+            complete.append(bytes(self.partial[:MAX_LINE]))
+            del self.partial[:MAX_LINE]
         for line in complete:
             self._keep(line)
         return complete
@@ -35,13 +53,14 @@ class _Tail:
     def close(self) -> bytes | None:
         if not self.partial:
             return None
-        line, self.partial = self.partial, b""
+        line = bytes(self.partial)
+        self.partial.clear()
         self._keep(line)
         return line
 
     def _keep(self, line: bytes) -> None:
         self.total += 1
-        self.lines.append(line.rstrip(b"\r"))
+        self.lines.append(line[:TAIL_LINE_BYTES].rstrip(b"\r"))
 
     def text(self) -> str:
         return b"\n".join(self.lines).decode("utf-8", errors="replace")

@@ -12,7 +12,7 @@ Guarantees (SPEC S14.9, S14.18):
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import selectors
 import signal
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_TIMEOUT", "GRACE_SECONDS",
-           "ProcessResult", "SpawnError", "exit_code_for_status", "supervise"]
+           "ProcessResult", "SpawnError", "StopRequest", "exit_code_for_status", "supervise"]
 
 GRACE_SECONDS = 5.0
 EXIT_TIMEOUT = 124
@@ -45,6 +45,50 @@ class SpawnError(Exception):
         self.exit_code = exit_code
 
 
+class StopRequest:
+    """Signals that ask dotagent to stop the run it supervises (TERM, INT, HUP).
+
+    While installed, such a signal does not kill dotagent: it is noted, the supervise loop is
+    woken through a pipe, and the agent's group is stopped the usual way (TERM, then KILL
+    after the grace period; a second signal kills at once). The run is then recorded.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.count = 0
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._previous: dict[int, object] = {}
+
+    def fileno(self) -> int:
+        return self._r
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = self.signum or signum
+        self.count += 1
+        with contextlib.suppress(OSError):
+            os.write(self._w, b"\0")
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._r, 512):
+                pass
+
+    def __enter__(self) -> StopRequest:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        os.close(self._r)
+        os.close(self._w)
+
+
 @dataclass(frozen=True)
 class ProcessResult:
     exit_code: int  # shell convention: 124 timeout, 128+N killed by signal N
@@ -52,6 +96,7 @@ class ProcessResult:
     timed_out: bool
     duration: float  # seconds, monotonic, spawn to main-process exit
     pid: int
+    interrupted_by: int | None = None  # the signal that made dotagent stop the agent
 
 
 def exit_code_for_status(returncode: int, timed_out: bool) -> int:
@@ -72,6 +117,7 @@ def supervise(
     on_output: OnOutput,
     grace: float = GRACE_SECONDS,
     on_spawn: Callable[[int], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> ProcessResult:
     """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion."""
     try:
@@ -88,7 +134,7 @@ def supervise(
         )
     except FileNotFoundError as exc:
         # The file vanished, or its #! interpreter does not exist.
-        raise SpawnError(f"cannot execute {executable}: {exc.strerror}", EXIT_NOT_FOUND) from None
+        raise SpawnError(_not_found_reason(executable, exc), EXIT_NOT_FOUND) from None
     except PermissionError as exc:
         raise SpawnError(f"cannot execute {executable}: {exc.strerror}",
                          EXIT_CANNOT_EXECUTE) from None
@@ -108,6 +154,9 @@ def supervise(
     pidfd = _pidfd_open(proc.pid)
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ, "exit")
+    if stop is not None:
+        sel.register(stop.fileno(), selectors.EVENT_READ, "stop")
+    stops_seen = 0
 
     deadline = started + timeout
     kill_at: float | None = None  # set once the group has been sent SIGTERM
@@ -121,6 +170,13 @@ def supervise(
     try:
         while True:
             now = time.monotonic()
+            if stop is not None and stop.count > stops_seen:
+                if stops_seen == 0 and kill_at is None:
+                    _signal_group(pgid, signal.SIGTERM)
+                    kill_at = now + grace
+                elif stops_seen > 0:
+                    kill_at = now  # asked twice: no more grace
+                stops_seen = stop.count
             if returncode is None:
                 code = proc.poll()
                 if code is not None:
@@ -159,6 +215,10 @@ def supervise(
                 if key.data == "exit":
                     sel.unregister(key.fileobj)
                     continue
+                if key.data == "stop":
+                    assert stop is not None
+                    stop.drain()
+                    continue
                 try:
                     chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
                 except BlockingIOError:
@@ -185,7 +245,20 @@ def supervise(
         timed_out=timed_out,
         duration=exited_at - started,
         pid=proc.pid,
+        interrupted_by=stop.signum if stop is not None and stops_seen else None,
     )
+
+
+def _not_found_reason(executable: str, exc: OSError) -> str:
+    try:
+        with open(executable, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        return f"cannot execute {executable}: {exc.strerror}"
+    if first.startswith(b"#!"):
+        interpreter = first[2:].strip().split(b" ")[0].decode(errors="replace")
+        return f"cannot execute {executable}: its interpreter {interpreter} (from #!) was not found"
+    return f"cannot execute {executable}: {exc.strerror}"
 
 
 def _pidfd_open(pid: int) -> int | None:
@@ -238,7 +311,3 @@ def _group_alive(pgid: int) -> bool:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False
-
-
-def is_missing_errno(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOENT, errno.ENOTDIR)
