@@ -110,47 +110,54 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
 def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,
                    now: Any) -> None:
     """Each schedule's meaning and next fire, so a wrong expression is seen before it bites."""
-    from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import UTC, datetime
 
-    from dotagent.manifest import CronSchedule, ExpressionSchedule
+    from dotagent.manifest import ExpressionSchedule, IntervalSchedule
     from dotagent.schedule.oncalendar import parse_cached
-    from dotagent.schedule.rules import cron_expression
+    from dotagent.schedule.rules import cron_expression, rule_for
+    from dotagent.schedule.windows import ScheduleState, next_due
     from dotagent.state.heartbeat import HeartbeatStore
 
+    def when(t: datetime) -> str:
+        return t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M:%S %Z")
+
     heartbeats = HeartbeatStore(home)
+    shown = str(loaded.path)
     for i, sched in enumerate(loaded.manifest.schedules):
         info: dict[str, Any] = {"id": sched.id, "type": sched.type, "slug": sched.slug}
-        if isinstance(sched, CronSchedule | ExpressionSchedule):
-            text = sched.expression if isinstance(sched, ExpressionSchedule) else \
+        rule = rule_for(sched, zone)
+        if isinstance(sched, IntervalSchedule):
+            beat = heartbeats.read(loaded.name, sched.slug)
+            if beat is None and heartbeats.path(loaded.name, sched.slug).exists():
+                report.warnings.append(Problem(
+                    shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
+                    f"heartbeat {heartbeats.path(loaded.name, sched.slug)} is unreadable; "
+                    "the schedule counts as never started", "warning"))
+            start = datetime.fromtimestamp(beat.started_at, UTC) if beat and beat.started_at \
+                else None
+            nxt = next_due(rule, ScheduleState(last_start=start), loaded.manifest.policy(sched),
+                           now)
+            assert nxt is not None
+            info.update(interval_minutes=sched.interval_minutes)
+            text = "due now" + (" (never started)" if start is None else "") if nxt <= now \
+                else f"next {when(nxt)}"
+            report.notes.append(f"schedule {sched.id}: every {sched.interval_minutes} min "
+                                f"from its last start → {text}")
+        else:
+            expression = sched.expression if isinstance(sched, ExpressionSchedule) else \
                 cron_expression(sched.weekdays, sched.hours, sched.minute)
-            spec = parse_cached(text)
-            where = ZoneInfo(sched.timezone) if sched.timezone else zone
-            nxt = spec.next_elapse(now, where)
-            info.update(expression=text, normalized=spec.normalized,
-                        timezone=sched.timezone,
-                        next_fire=nxt.isoformat() if nxt else None)
+            nxt = rule.next_after(now)  # type: ignore[union-attr]
+            info.update(expression=expression,
+                        normalized=parse_cached(expression).normalized,
+                        timezone=sched.timezone)
             if nxt is None:
                 report.warnings.append(Problem(
-                    str(loaded.path), loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
-                    f"{spec.normalized!r} has no future elapse: this schedule never fires "
+                    shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
+                    f"{info['normalized']!r} has no future elapse: this schedule never fires "
                     "again", "warning"))
-                when = "never again"
-            else:
-                when = nxt.strftime("%a %Y-%m-%d %H:%M:%S %Z")
-            report.notes.append(f"schedule {sched.id}: {spec.normalized} → next {when}")
-        else:
-            beat = heartbeats.read(loaded.name, sched.slug)
-            if beat is None or not beat.started_at:
-                nxt_text, nxt_iso = "due now (never started)", now.isoformat()
-            else:
-                due = datetime.fromtimestamp(beat.started_at, zone) + \
-                    timedelta(minutes=sched.interval_minutes)
-                nxt_iso = max(due, now.astimezone(zone)).isoformat()
-                nxt_text = f"next {due.strftime('%a %Y-%m-%d %H:%M:%S %Z')}"
-            info.update(interval_minutes=sched.interval_minutes, next_fire=nxt_iso)
-            report.notes.append(f"schedule {sched.id}: every {sched.interval_minutes} min "
-                                f"from its last start → {nxt_text}")
+            report.notes.append(f"schedule {sched.id}: {info['normalized']} → "
+                                f"{'next ' + when(nxt) if nxt else 'never again'}")
+        info["next_fire"] = nxt.astimezone(zone).isoformat(timespec="seconds") if nxt else None
         report.schedules.append(info)
 
 

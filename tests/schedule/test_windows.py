@@ -321,3 +321,19 @@ def test_interval_with_lost_heartbeat_does_not_run_every_tick() -> None:
     state = ScheduleState(None, None, WindowState(T0, 1, T0, 0))
     d = decide(rule, state, POLICY, T0 + timedelta(minutes=5))
     assert d.action == "idle" and d.wake_at == T0 + timedelta(hours=1)
+
+
+def test_interval_counts_real_minutes_across_dst() -> None:
+    """60 minutes after 01:30 CET on the spring-forward night is 03:30 CEST, not 02:30."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 29, 1, 30, tzinfo=berlin)
+    state = ScheduleState(start, start, WindowState(start, 1, start, 0))
+    rule = IntervalRule(60)
+    forty_minutes_later = datetime(2026, 3, 29, 3, 10, tzinfo=berlin)
+    assert expected_at(rule, state, forty_minutes_later) is None
+    d = decide(rule, state, POLICY, forty_minutes_later)
+    assert d.action == "idle"
+    assert d.wake_at == datetime(2026, 3, 29, 3, 30, tzinfo=berlin)
+    assert d.wake_at.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 __all__ = [
@@ -109,10 +109,12 @@ class ScheduleState:
     def interval_anchor(self) -> datetime | None:
         """An interval counts from the last start; when the heartbeat is gone or unreadable,
         from the recorded window, so that a lost heartbeat never means "due on every tick"."""
+        # In UTC: Python adds and subtracts aware datetimes of one zone on the wall clock, which
+        # would make an interval across a DST change an hour short or long.
         if self.last_start is not None:
-            return self.last_start
+            return self.last_start.astimezone(UTC)
         if self.window is not None:
-            return self.window.last_attempt_at or self.window.expected_at
+            return (self.window.last_attempt_at or self.window.expected_at).astimezone(UTC)
         return None
 
     def succeeded(self, window: WindowState) -> bool:
@@ -150,8 +152,14 @@ def whole_minutes(delta: timedelta) -> int:
     return int(seconds / 60)
 
 
+def _utc(t: datetime) -> datetime:
+    """All arithmetic happens in UTC: Python adds and subtracts aware datetimes that share a
+    zone on the wall clock, which is an hour off across a DST change."""
+    return t.astimezone(UTC)
+
+
 def is_stale(expected: datetime, now: datetime, stale_after_minutes: int) -> bool:
-    return whole_minutes(now - expected) > stale_after_minutes
+    return whole_minutes(_utc(now) - _utc(expected)) > stale_after_minutes
 
 
 def _backoff(attempts: int, backoffs: tuple[int, ...]) -> int:
@@ -164,7 +172,7 @@ def retry_at(window: WindowState, backoffs: tuple[int, ...]) -> datetime:
     """When a failed window may be attempted again (S2.4 indexing)."""
     if window.last_attempt_at is None:
         return window.expected_at
-    return window.last_attempt_at + timedelta(minutes=_backoff(window.attempts, backoffs))
+    return _utc(window.last_attempt_at) + timedelta(minutes=_backoff(window.attempts, backoffs))
 
 
 def should_retry(window: WindowState, backoffs: tuple[int, ...], now: datetime) -> bool:
@@ -183,6 +191,7 @@ def previous_fire(next_after: NextAfter, now: datetime,
     then walk forward a few steps, and bisect when many fires remain (e.g. every second).
     O(log span) calls of `next_after`.
     """
+    now = _utc(now)
     span = timedelta(seconds=1)
     found: datetime | None = hint if hint is not None and hint <= now else None
     while found is None and span <= lookback * 2:
@@ -194,11 +203,12 @@ def previous_fire(next_after: NextAfter, now: datetime,
         span *= 2
     if found is None:
         return None
+    found = _utc(found)
     for _ in range(16):
         nxt = next_after(found)
         if nxt is None or nxt > now:
             return found
-        found = nxt
+        found = _utc(nxt)
     # Dense rule: bisect for the last fire in (found, now].
     lo, hi = found, now
     while hi - lo > _USEC:
@@ -214,6 +224,7 @@ def previous_fire(next_after: NextAfter, now: datetime,
 
 def expected_at(rule: Rule, state: ScheduleState, now: datetime) -> datetime | None:
     """The latest window at or before `now` (None: nothing has fallen due yet)."""
+    now = _utc(now)
     if isinstance(rule, IntervalRule):
         anchor = state.interval_anchor
         if anchor is None:
@@ -250,7 +261,7 @@ def _next_window_after(rule: Rule, state: ScheduleState, t: datetime) -> datetim
             return t
         if t < anchor + rule.every:
             return anchor + rule.every
-        k = (t - anchor) // rule.every + 1
+        k = (t.astimezone(UTC) - anchor) // rule.every + 1
         return anchor + k * rule.every
     return rule.next_after(t)
 
@@ -261,8 +272,8 @@ def _count_skipped(rule: Rule, state: ScheduleState, since: datetime | None,
     if since is None or since >= window:
         return 0, None
     if isinstance(rule, IntervalRule):
-        k = (window - since) // rule.every
-        return (int(k) - 1, since + rule.every) if k > 1 else (0, None)
+        k = (_utc(window) - _utc(since)) // rule.every
+        return (int(k) - 1, _utc(since) + rule.every) if k > 1 else (0, None)
     count = 0
     first: datetime | None = None
     t = rule.next_after(since)
@@ -278,6 +289,7 @@ def _count_skipped(rule: Rule, state: ScheduleState, since: datetime | None,
 # --------------------------------------------------------------------------------------
 def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> Decision:
     """What the daemon should do about one schedule at `now`."""
+    now = _utc(now)
     window = state.window
     upcoming: datetime | None
     if isinstance(rule, CalendarRule):
@@ -313,6 +325,7 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
 def next_due(rule: Rule, state: ScheduleState, policy: Policy,
              now: datetime) -> datetime | None:
     """The earliest instant >= now at which `decide` would act (None: never again)."""
+    now = _utc(now)
     window = state.window
     if window is not None and window.expected_at <= now and (
             window.given_up or window.missed or state.succeeded(window)):
@@ -357,11 +370,13 @@ def _ago(delta: timedelta) -> str:
 
 
 def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> Health:
+    now = _utc(now)
     window = state.window
     if state.last_start is None and state.last_success is None and \
             (window is None or window.attempts == 0):
         if window is not None and window.missed:
-            return Health("stale", f"missed its window by {_ago(now - window.expected_at)}; "
+            return Health("stale", f"missed its window by "
+                                   f"{_ago(now - _utc(window.expected_at))}; "
                                    "never ran")
         return Health("stale", "never ran")
     exp = expected_at(rule, state, now)
@@ -373,7 +388,7 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
             return _failing(window, policy)
         anchor = state.last_start or state.last_success
         assert anchor is not None
-        due = anchor + rule.every
+        due = _utc(anchor) + rule.every
         if now >= due:
             overdue = now - due
             if overdue < rule.every:
@@ -382,14 +397,15 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
         return _settled(window, state)
     if window is not None and exp is not None and window.expected_at >= exp:
         if window.missed:
-            return Health("stale", f"missed the window of {_ago(now - window.expected_at)} "
+            return Health("stale", f"missed the window of "
+                                   f"{_ago(now - _utc(window.expected_at))} "
                                    "ago (stale)")
         if state.succeeded(window):
             return _settled(window, state)
         if window.attempts > 0:
             return _failing(window, policy)
     if exp is not None and (state.last_success is None or state.last_success < exp):
-        late = now - exp
+        late = now - _utc(exp)
         if is_stale(exp, now, policy.stale_after_minutes):
             return Health("stale", f"window {_ago(late)} ago was missed (stale)")
         return Health("degraded", f"window {_ago(late)} ago has not run yet")

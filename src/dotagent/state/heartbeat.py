@@ -22,6 +22,8 @@ from dotagent.timefmt import iso_local
 
 __all__ = ["Heartbeat", "HeartbeatStore"]
 
+_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the last instant datetime can show
+
 
 @dataclass(frozen=True)
 class Heartbeat:
@@ -56,19 +58,26 @@ class Heartbeat:
     def from_json(cls, data: dict[str, Any]) -> Heartbeat:
         """Tolerates missing optional keys (older files written by other tools)."""
 
-        def opt_int(key: str) -> int | None:
+        def opt_int(key: str, lo: int, hi: int) -> int | None:
+            # A value no clock or process could have produced (hand-edited, corrupted) is
+            # treated as absent rather than allowed to crash date arithmetic later.
             v = data.get(key)
-            return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return None
+            if v != v or not lo <= v <= hi:  # NaN, or out of range
+                return None
+            return int(v)
 
+        args = data.get("args")
         return cls(
             name=str(data.get("name", "")),
             slug=str(data.get("slug", "")),
-            args=tuple(str(a) for a in data.get("args") or ()),
-            started_at=opt_int("started_at") or 0,
-            finished_at=opt_int("finished_at"),
-            exit_code=opt_int("exit_code"),
-            duration_seconds=opt_int("duration_seconds"),
-            last_success_at=opt_int("last_success_at"),
+            args=tuple(str(a) for a in args) if isinstance(args, list) else (),
+            started_at=opt_int("started_at", 0, _MAX_EPOCH) or 0,
+            finished_at=opt_int("finished_at", 0, _MAX_EPOCH),
+            exit_code=opt_int("exit_code", -(2**31), 2**31 - 1),
+            duration_seconds=opt_int("duration_seconds", 0, _MAX_EPOCH),
+            last_success_at=opt_int("last_success_at", 0, _MAX_EPOCH),
         )
 
 
