@@ -64,3 +64,62 @@ def test_swapped_file_is_a_critical_mismatch(tmp_path: Path, dotagent_home: Path
     assert recorded[0]["previous_sha256"] is None
     assert recorded[1]["previous_sha256"] == failed["event"]["expected_sha256"]
     assert recorded[1]["sha256"] == failed["event"]["actual_sha256"]
+
+
+def test_tampered_bytecode_with_a_matching_header_is_caught(tmp_path: Path,
+                                                            dotagent_home: Path) -> None:
+    """Python trusts a .pyc whose header matches the source's mtime and size: forge one."""
+    import importlib.util
+    import marshal
+    import os
+
+    site = copy_package(tmp_path)
+    assert selfcheck(site).returncode == 0
+    source = site / "dotagent/cli/selfcheck.py"
+    evil = source.read_text().replace('"""Verify that', '"""PWNED. Verify that', 1)
+    st = source.stat()
+    header = (importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little")
+              + (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+              + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    cache = site / "dotagent/cli/__pycache__"
+    cache.mkdir(exist_ok=True)
+    tag = sys.implementation.cache_tag
+    pyc = cache / f"selfcheck.{tag}.pyc"
+    pyc.write_bytes(header + marshal.dumps(compile(evil, str(source), "exec")))
+    os.utime(source, (st.st_atime, st.st_mtime))
+    p = selfcheck(site)
+    assert p.returncode == 1, p.stdout
+    assert f"bytecode differs from its source: dotagent/cli/__pycache__/selfcheck.{tag}.pyc" \
+        in p.stdout
+
+
+def test_genuine_and_stale_bytecode_is_not_an_alarm(tmp_path: Path,
+                                                     dotagent_home: Path) -> None:
+    import compileall
+
+    site = copy_package(tmp_path)
+    assert compileall.compile_dir(str(site / "dotagent"), quiet=1)
+    assert list((site / "dotagent").rglob("*.pyc"))  # the check has real caches to look at
+    assert selfcheck(site).returncode == 0
+    assert selfcheck(site).returncode == 0
+    # A cache whose source moved on is stale: Python recompiles it, so it is no threat.
+    source = site / "dotagent/timefmt.py"
+    source.write_text(source.read_text() + "\n")
+    assert selfcheck(site, "--record").returncode == 0
+    p = selfcheck(site)
+    assert p.returncode == 0, p.stdout
+
+
+def test_deleting_the_hash_file_does_not_launder_a_swap(tmp_path: Path,
+                                                        dotagent_home: Path) -> None:
+    site = copy_package(tmp_path)
+    assert selfcheck(site).returncode == 0
+    (dotagent_home / "daemon.sha256").unlink()
+    assert selfcheck(site).returncode == 0  # unchanged install: restored, with a warning
+    assert (dotagent_home / "daemon.sha256").exists()
+    target = site / "dotagent/runner/spawn.py"
+    target.write_text(target.read_text() + "\n# trojan\n")
+    (dotagent_home / "daemon.sha256").unlink()
+    p = selfcheck(site)
+    assert p.returncode == 1
+    assert "daemon.sha256 was missing" in p.stdout and "dotagent/runner/spawn.py" in p.stdout

@@ -29,7 +29,27 @@ def command(do_record: bool, as_json: bool) -> int:
     home = Home.from_env()
     now = datetime.now(UTC)
     previous = selfhash.recorded(home)
-    if do_record or previous is None:
+    lost: str | None = None
+    if previous is None and not do_record:
+        # No daemon.sha256, but a hash was recorded before: the file was deleted. Judge the
+        # installation against the last recorded hash rather than silently trusting it.
+        lost = selfhash.last_recorded_in_audit(home.audit_log)
+    if lost is not None:
+        result = selfhash.verify(home, expected=lost)
+        result.note = "daemon.sha256 was missing; compared with the last hash recorded in the " \
+                      "audit log"
+        if result.ok:
+            result = selfhash.record(home, now)
+            result.note = "daemon.sha256 was missing; the installation matches the last hash " \
+                          "recorded in the audit log, so the file was restored"
+            AuditLog(home).append(events.SelfcheckRecorded(
+                path=str(home.root / selfhash.HASH_FILE), sha256=result.actual,
+                previous_sha256=lost, files=result.files), now=now)
+        else:
+            AuditLog(home).append(events.SelfcheckFailed(
+                path=str(home.root / selfhash.HASH_FILE), expected_sha256=lost,
+                actual_sha256=result.actual, reason=result.summary()), now=now)
+    elif do_record or previous is None:
         result = selfhash.record(home, now)
         AuditLog(home).append(events.SelfcheckRecorded(
             path=str(home.root / selfhash.HASH_FILE), sha256=result.actual,
@@ -43,6 +63,8 @@ def command(do_record: bool, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     elif result.status == "recorded":
+        if result.note:
+            sys.stdout.write(f"warning: {result.note}\n")
         sys.stdout.write(f"recorded sha256 {result.actual} over {result.files} files in "
                          f"{home.root / selfhash.HASH_FILE}\n")
     elif result.ok:

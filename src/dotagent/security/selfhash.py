@@ -28,19 +28,91 @@ HASH_FILE = "daemon.sha256"
 LIST_FILE = "selfcheck.json"
 
 
-def installed_files() -> dict[str, Path]:
-    """name → path of every file that makes up this installation."""
+def _package_dir() -> Path:
     import dotagent
 
-    package = Path(dotagent.__file__).resolve().parent
+    return Path(dotagent.__file__).resolve().parent
+
+
+def installed_files() -> dict[str, Path]:
+    """name → path of every file that makes up this installation.
+
+    Bytecode caches are left out of the hash (Python rewrites them on its own); they are
+    checked against their sources instead, see `tampered_bytecode`.
+    """
+    package = _package_dir()
     files: dict[str, Path] = {}
     for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if path.is_file() and "__pycache__" not in path.parts:
             files[f"dotagent/{path.relative_to(package).as_posix()}"] = path
     entry = _entry_script()
     if entry is not None:
         files["bin/dotagent"] = entry
     return files
+
+
+def tampered_bytecode(package: Path | None = None) -> list[str]:
+    """Cached bytecode that Python would load instead of its source, but whose code differs
+    from that source: the way to change behaviour without changing any hashed file.
+
+    A cache is "live" when its header matches the source (mtime and size, or the source hash
+    for hash-based caches); a stale one is ignored, since Python recompiles it.
+    """
+    import importlib.util
+    import marshal
+
+    package = package or _package_dir()
+    tag = sys.implementation.cache_tag
+    found: list[str] = []
+    for pyc in sorted(package.rglob(f"__pycache__/*.{tag}*.pyc")):
+        stem = pyc.name.split(".")[0]
+        source = pyc.parent.parent / f"{stem}.py"
+        try:
+            data = pyc.read_bytes()
+            src = source.read_bytes()
+            st = source.stat()
+        except OSError:
+            continue  # no source: Python never loads a __pycache__ file on its own
+        if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+            continue
+        flags = int.from_bytes(data[4:8], "little")
+        if flags & 1:
+            live = data[8:16] == importlib.util.source_hash(src)
+        else:
+            live = (int.from_bytes(data[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                    and int.from_bytes(data[12:16], "little") == st.st_size & 0xFFFFFFFF)
+        if not live:
+            continue
+        opt = pyc.name.split(".opt-")[1].split(".")[0] if ".opt-" in pyc.name else "0"
+        try:
+            cached = marshal.loads(data[16:])
+            fresh = compile(src, str(source), "exec", dont_inherit=True, optimize=int(opt))
+        except (ValueError, EOFError, TypeError, SyntaxError):
+            found.append(f"dotagent/{pyc.relative_to(package).as_posix()}")
+            continue
+        if cached != fresh:
+            found.append(f"dotagent/{pyc.relative_to(package).as_posix()}")
+    return found
+
+
+def last_recorded_in_audit(audit_log: Path) -> str | None:
+    """The sha256 of the most recent `selfcheck_recorded` entry, if the log has one."""
+    last: str | None = None
+    try:
+        fh = open(audit_log, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with fh:
+        for raw in fh:
+            if b'"selfcheck_recorded"' not in raw:
+                continue
+            try:
+                event = json.loads(raw)["event"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(event, dict) and isinstance(event.get("sha256"), str):
+                last = event["sha256"]
+    return last
 
 
 def _entry_script() -> Path | None:
@@ -68,7 +140,9 @@ class SelfcheckResult:
     changed: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    bytecode: list[str] = field(default_factory=list)  # caches that differ from their source
     files: int = 0
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -77,17 +151,21 @@ class SelfcheckResult:
     def summary(self) -> str:
         parts = []
         for label, names in (("changed", self.changed), ("added", self.added),
-                             ("removed", self.removed)):
+                             ("removed", self.removed),
+                             ("bytecode differs from its source", self.bytecode)):
             if names:
                 shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)"
                                                 if len(names) > 5 else "")
                 parts.append(f"{label}: {shown}")
+        if self.note:
+            parts.insert(0, self.note)
         return "; ".join(parts) or "the file list is unavailable"
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "ok": self.ok, "expected_sha256": self.expected,
                 "actual_sha256": self.actual, "files": self.files, "changed": self.changed,
-                "added": self.added, "removed": self.removed}
+                "added": self.added, "removed": self.removed, "bytecode": self.bytecode,
+                "note": self.note}
 
 
 def record(home: Home, now: datetime) -> SelfcheckResult:
@@ -107,12 +185,14 @@ def recorded(home: Home) -> str | None:
     return text.split()[0] if text else None
 
 
-def verify(home: Home) -> SelfcheckResult:
-    expected = recorded(home)
+def verify(home: Home, expected: str | None = None) -> SelfcheckResult:
+    """Compare with `daemon.sha256` (or `expected`, when that file is gone)."""
+    expected = expected or recorded(home)
     aggregate, per_file = compute()
-    result = SelfcheckResult("ok" if expected == aggregate else "mismatch", expected,
-                             aggregate, files=len(per_file))
-    if result.ok:
+    bytecode = tampered_bytecode()
+    result = SelfcheckResult("ok" if expected == aggregate and not bytecode else "mismatch",
+                             expected, aggregate, files=len(per_file), bytecode=bytecode)
+    if result.ok or expected == aggregate:
         return result
     try:
         old = json.loads((home.state_dir / LIST_FILE).read_text())["files"]
