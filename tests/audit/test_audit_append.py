@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_concurrent_appends_never_fork_or_lose(dotagent_home: Path) -> None:
     report = log.verify()
     assert report.ok, report.problems
     assert report.lines == PROCS * PER_PROC
-    seen = Counter()
+    seen: Counter[tuple[Any, Any]] = Counter()
     prev = GENESIS
     for raw in (dotagent_home / "audit.log").read_bytes().splitlines():
         entry = json.loads(raw)
@@ -122,9 +123,12 @@ def test_verify_repairs_lagging_head(dotagent_home: Path) -> None:
     log = AuditLog(Home.from_env())
     log.append(events.TickStarted(agents_scanned=1))
     head_file = dotagent_home / "state" / "audit.head"
-    stale = head_file.read_bytes()
+    copy_file = dotagent_home / "audit.log.lock"
+    stale, stale_copy = head_file.read_bytes(), copy_file.read_bytes()
     log.append(events.TickStarted(agents_scanned=2))
+    # A crash between the line's fsync and the head update: head and copy both stale.
     head_file.write_bytes(stale)
+    copy_file.write_bytes(stale_copy)
     report = log.verify()
     assert report.ok and any("lagged" in w for w in report.warnings)
     assert report.head is not None and report.head.count == 2

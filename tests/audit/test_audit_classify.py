@@ -33,13 +33,16 @@ def build(root: Path, n: int) -> list[bytes]:
 @st.composite
 def attacks(draw: st.DrawFn) -> tuple[int, str, tuple[int, ...]]:
     n = draw(st.integers(min_value=2, max_value=40))
-    kind = draw(st.sampled_from(["edit", "delete", "swap", "cut", "tear"]))
+    kind = draw(st.sampled_from(["edit", "delete", "swap", "cut", "tear", "dup", "garbage",
+                                 "forge"]))
     if kind == "swap":
         i = draw(st.integers(0, n - 2))
         j = draw(st.integers(i + 1, n - 1))
         return n, kind, (i, j)
     if kind == "cut":
         return n, kind, (draw(st.integers(1, n)),)
+    if kind == "forge":
+        return n, kind, ()
     return n, kind, (draw(st.integers(0, n - 1)),)
 
 
@@ -70,6 +73,19 @@ def test_single_attack_classified(attack: tuple[int, str, tuple[int, ...]]) -> N
             (k,) = args
             del lines[n - k:]
             expected = (n - k + 1, "truncation")
+        elif kind == "dup":  # line i written twice
+            (i,) = args
+            lines.insert(i, lines[i])
+            expected = (i + 2, "reorder")
+        elif kind == "garbage":  # a line that is not an entry inserted before line i
+            (i,) = args
+            lines.insert(i, b"garbage")
+            expected = (i + 1, "torn")
+        elif kind == "forge":  # an entry after the last one that does not chain on it
+            forged = render_line(events.TickStarted(agents_scanned=-1),
+                                 ts="2026-05-19T14:30:01-0300", prev_hash="a" * 64)
+            lines.append(forged)
+            expected = (n + 1, "edit")
         else:  # tear: cut line i in half and drop everything after it
             (i,) = args
             lines = [*lines[:i], lines[i][: len(lines[i]) // 2]]
@@ -109,6 +125,12 @@ def test_after_any_attack_appends_chain_on_and_breaks_are_recorded_once(
         elif kind == "swap":
             i, j = args
             lines[i], lines[j] = lines[j], lines[i]
+        elif kind == "dup":
+            lines.insert(args[0], lines[args[0]])
+        elif kind == "garbage":
+            lines.insert(args[0], b"garbage")
+        elif kind == "forge":
+            lines.append(lines[0][:-9] + b"a" * 64 + b'"}')
         else:
             del lines[n - args[0]:]
         (root / "audit.log").write_bytes(b"".join(x + b"\n" for x in lines))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dotagent.audit import AuditLog, events
+from dotagent.audit import AuditLog, events, hash_line
 from dotagent.cli.audit import group
 from dotagent.paths import Home
 
@@ -213,3 +213,185 @@ def test_tiny_logs(n: int) -> None:
     write_lines(path, [])
     report = log.verify()
     assert [p.kind for p in report.problems] == ["truncation"]
+
+
+# ---------------------------------------------------------------- the head and its copy
+def head_file() -> Path:
+    return Home.from_env().state_dir / "audit.head"
+
+
+def copy_file() -> Path:
+    return Home.from_env().audit_log.with_name("audit.log.lock")
+
+
+def rewrite_head_to_match(path: Path) -> None:
+    """What an attacker who cut the tail writes: a head consistent with the shorter file."""
+    lines = lines_of(path)
+    head_file().write_text(json.dumps({"count": len(lines), "sha256": hash_line(lines[-1]),
+                                       "size": path.stat().st_size}))
+
+
+def test_cut_tail_hidden_by_a_rewritten_head_is_caught_by_the_copy() -> None:
+    log, path = make_log()
+    write_lines(path, lines_of(path)[:-3])
+    rewrite_head_to_match(path)
+    result = CliRunner().invoke(group, ["verify"])
+    assert result.exit_code == 1, result.output
+    assert "line 8: truncation" in result.output
+    assert "behind its copy" in result.output  # the warning, on stderr (mixed in)
+    events_ = [json.loads(line) for line in lines_of(path)[7:]]
+    assert events_[0]["event"]["event_type"] == "audit_repaired"
+    assert events_[0]["severity"] == "critical"
+    assert events_[1]["event"]["kind"] == "truncation"
+    # Recorded once; the cut tail is re-anchored, the records are the evidence.
+    again = log.verify()
+    assert again.ok and again.recorded == 0 and again.warnings == []
+
+
+def test_cut_tail_hidden_by_a_rewritten_head_is_caught_by_the_next_append() -> None:
+    log, path = make_log()
+    write_lines(path, lines_of(path)[:-3])
+    rewrite_head_to_match(path)
+    log.append(events.TickStarted(agents_scanned=1))
+    assert [e["kind"] for e in broken_events(path)] == ["truncation"]
+    assert b'"severity":"critical","event":{"event_type":"audit_repaired"' in path.read_bytes()
+    assert log.verify().ok
+
+
+def test_head_rewritten_back_over_an_intact_log_is_a_critical_note() -> None:
+    log, path = make_log()
+    lines = lines_of(path)
+    size7 = sum(len(x) + 1 for x in lines[:7])
+    head_file().write_text(json.dumps({"count": 7, "sha256": hash_line(lines[6]),
+                                       "size": size7}))
+    report = log.verify()
+    assert report.ok and report.problems == []
+    assert any("behind its copy" in w for w in report.warnings)
+    [repaired] = [json.loads(x) for x in lines_of(path)[10:]]
+    assert repaired["severity"] == "critical"
+    assert repaired["event"]["event_type"] == "audit_repaired"
+    assert report.head is not None and report.head.count == 11
+    assert log.verify().warnings == []
+
+
+def test_same_count_different_sha_in_the_copy_is_an_edit_of_the_last_line() -> None:
+    log, path = make_log()
+    lines = lines_of(path)
+    lines[9] = lines[9].replace(b'"exit_code":0', b'"exit_code":1')
+    write_lines(path, lines)
+    rewrite_head_to_match(path)
+    report = log.verify(record=False)
+    assert [(p.line, p.kind) for p in report.problems] == [(10, "edit")]
+
+
+def test_a_crash_between_head_and_copy_leaves_the_copy_behind_and_is_no_alarm() -> None:
+    log, path = make_log(3)
+    before = head_file().read_bytes()
+
+    def crash(*_args: object) -> None:
+        raise SystemExit("power cut")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dotagent.audit.chain.os.pwrite", crash)
+        with pytest.raises(SystemExit):
+            log.append(events.TickStarted(agents_scanned=1))
+    # The head was replaced before the copy was touched: the copy lags, never leads.
+    assert head_file().read_bytes() != before
+    report = log.verify()
+    assert report.ok and report.warnings == [] and report.recorded == 0
+    assert b"audit_repaired" not in path.read_bytes()
+
+
+def test_copy_with_leftover_bytes_after_a_crash_is_still_read() -> None:
+    log, path = make_log(3)
+    # A shorter copy written over a longer one, crash before the truncate.
+    copy_file().write_bytes(copy_file().read_bytes() + b'9999,"size":12345}')
+    write_lines(path, lines_of(path)[:-1])
+    rewrite_head_to_match(path)
+    assert [p.kind for p in log.verify(record=False).problems] == ["truncation"]
+
+
+# ---------------------------------------------------------------- head vs. count
+def test_duplicated_middle_line_is_only_a_reorder() -> None:
+    log, path = make_log()
+    lines = lines_of(path)
+    lines.insert(5, lines[5])
+    write_lines(path, lines)
+    report = log.verify()
+    assert [(p.line, p.kind) for p in report.problems] == [(7, "reorder")]
+
+
+def test_garbage_line_inserted_in_the_middle_is_only_torn() -> None:
+    log, path = make_log()
+    lines = lines_of(path)
+    lines.insert(5, b"garbage")
+    write_lines(path, lines)
+    report = log.verify()
+    assert [(p.line, p.kind) for p in report.problems] == [(6, "torn")]
+
+
+def forged_after_the_end(path: Path) -> bytes:
+    lines = lines_of(path)
+    forged = lines[3][:-66] + b"a" * 64 + b'"}'
+    write_lines(path, [*lines, forged])
+    return forged
+
+
+def test_forged_line_appended_after_the_head_is_an_edit_of_that_line() -> None:
+    log, path = make_log()
+    forged = forged_after_the_end(path)
+    head_before = log.head()
+    report = log.verify(record=False)
+    assert [(p.line, p.kind) for p in report.problems] == [(11, "edit")]
+    assert report.warnings == []  # not a lagging head
+    assert log.head() == head_before
+
+    report = log.verify()
+    assert [(p.line, p.kind) for p in report.problems] == [(11, "edit")]
+    assert report.recorded == 1
+    head = log.head()
+    assert head is not None and head.sha256 != hash_line(forged)
+    for _ in range(2):  # it stays damage, told the same way, recorded once
+        again = log.verify()
+        assert not again.ok and again.recorded == 0
+        assert [(p.line, p.kind) for p in again.problems] == [(11, "edit")]
+    assert len(broken_events(path)) == 1
+
+
+def test_forged_line_appended_after_the_head_is_recorded_by_the_next_append(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log, path = make_log()
+    forged_after_the_end(path)
+    with caplog.at_level("WARNING", logger="dotagent.audit"):
+        log.append(events.TickStarted(agents_scanned=1))
+    assert "lagged" not in caplog.text
+    [event] = broken_events(path)
+    assert (event["kind"], event["line"]) == ("edit", 11)
+    assert [(p.line, p.kind) for p in log.verify().problems] == [(11, "edit")]
+
+
+# ---------------------------------------------------------------- an edited last line
+def test_edited_last_line_keeps_failing_verify() -> None:
+    _, path = make_log()
+    lines = lines_of(path)
+    lines[9] = lines[9].replace(b'"exit_code":0', b'"exit_code":1')
+    write_lines(path, lines)
+    runner = CliRunner()
+    for _ in range(3):
+        result = runner.invoke(group, ["verify"])
+        assert result.exit_code == 1, result.output
+        assert "line 10: edit" in result.output
+    assert lines_of(path)[9] == lines[9]  # still in place
+    assert [e["kind"] for e in broken_events(path)] == ["edit"]
+
+
+def test_edited_last_line_found_by_an_append_keeps_failing_verify() -> None:
+    log, path = make_log()
+    lines = lines_of(path)
+    lines[9] = lines[9].replace(b'"exit_code":0', b'"exit_code":1')
+    write_lines(path, lines)
+    log.append(events.TickStarted(agents_scanned=1))
+    log.append(events.TickStarted(agents_scanned=2))
+    report = log.verify()
+    assert [(p.line, p.kind) for p in report.problems] == [(10, "edit")]
+    assert report.recorded == 0 and len(broken_events(path)) == 1

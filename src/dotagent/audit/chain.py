@@ -10,8 +10,10 @@ backwards from the end), checks that they agree, writes the new line with one `w
 fsyncs, and replaces the head atomically. Only when they disagree does it fall back to a
 full scan, to classify and record what happened before chaining on.
 
-The head is also copied into the lock file, a second place, so that a deleted head is
-noticed instead of silently re-adopting whatever the log now holds.
+The head is also copied into the lock file, a second place, written after the head so that
+it may lag the head but never lead it. A deleted head is therefore noticed instead of
+silently re-adopting whatever the log now holds, and a head rewritten to match a shortened
+log is noticed because its copy is ahead of it.
 """
 
 from __future__ import annotations
@@ -126,19 +128,26 @@ class AuditLog:
         """Check the whole chain and the head; record each new break once.
 
         The file is streamed without holding the lock (appends may continue meanwhile); only
-        the bytes present when verification started are judged.
+        the bytes present when verification started are judged. With record=False nothing is
+        written: no break recorded, no head repaired.
         """
         warnings: list[str] = []
         with self._locked() as lock_fd:
             exists = self.path.exists()
             size = self.path.stat().st_size if exists else 0
             head = self._load_head()
+            copy = _read_copy(lock_fd)
             head_missing = head is None
+            head_behind = False
             if head is None:
-                head = _read_copy(lock_fd)
+                head = copy
                 if head is not None:
                     warnings.append(f"head record {self.head_path} is missing; checked against "
                                     "the copy kept in the lock file")
+            elif copy is not None and _copy_leads(head, copy):
+                head_behind = True
+                warnings.append(self._behind_note(head, copy) + "; checked against the copy")
+                head = copy
         if not exists and (head is None or head.count == 0):
             return VerifyReport(ok=True, lines=0, head=head)
         # A missing file with a head that vouches for entries is the whole log deleted: judged
@@ -155,7 +164,7 @@ class AuditLog:
             warnings.append(f"head record lagged the log by {res.head_lag} "
                             f"entr{'y' if res.head_lag == 1 else 'ies'}; repaired")
         to_record = res.problems if record else []
-        if to_record or head_missing or res.head_lag:
+        if record and (to_record or head_missing or head_behind or res.head_lag):
             with self._locked() as lock_fd:
                 pending = self._reconcile_locked(lock_fd, None)
                 items = self._unreported(to_record, pending)
@@ -164,7 +173,7 @@ class AuditLog:
                                       for ev, _ in pending.items + items)
                 if pending.items or items:
                     self._append_locked(lock_fd, items, None, pending=pending)
-            if head_missing or res.head_lag:
+            if head_missing or head_behind or res.head_lag:
                 report.head = self._load_head()
         for w in warnings:
             log.warning("%s", w)
@@ -205,12 +214,22 @@ class AuditLog:
             return None
 
     def _save_head(self, lock_fd: int, head: Head) -> None:
+        # Order matters. The head is replaced durably first (temp file, fsync, rename, fsync of
+        # the directory), and only then is its copy refreshed. A crash in between leaves a
+        # copy that lags the head (lower count), which is never an alarm; a copy that leads
+        # the head can therefore only mean the head was rewritten. The copy itself is not
+        # fsynced: losing its latest write also makes it lag, never lead.
         write_json_atomic(self.head_path, head.to_json())
-        # The copy in the lock file is best effort (no fsync): it only has to survive an
-        # attacker deleting state/, and a stale copy reads as a lagging head.
         data = json.dumps(head.to_json(), separators=(",", ":")).encode()
         os.pwrite(lock_fd, data, 0)
+        # A crash before this truncate leaves older bytes after the object: _read_copy
+        # reads only the first JSON value.
         os.ftruncate(lock_fd, len(data))
+
+    def _behind_note(self, head: Head, copy: Head) -> str:
+        return (f"head record {self.head_path} ({_entries(head.count)}, {head.sha256[:12]}) "
+                f"is behind its copy in {self.lock_path.name} ({_entries(copy.count)}, "
+                f"{copy.sha256[:12]}): the head record was rewritten")
 
     def _append_locked(self, lock_fd: int, items: list[tuple[Event, Severity | None]],
                        now: datetime | None, pending: _Pending | None = None) -> list[str]:
@@ -263,19 +282,29 @@ class AuditLog:
         complete_end, fragment = _split_fragment(fd, size)
         stored = self._load_head()
         head = stored
-        if head is None:
-            copy = _read_copy(lock_fd)
-            if copy is not None and copy.count > 0:
-                # The head is gone but the lock file remembers it: someone deleted it (a crash
-                # cannot: write_atomic replaces, never removes). Say so loudly, then judge the
-                # log against the copy as if it were the head.
-                note = (f"head record {self.head_path} was missing while the log holds "
-                        f"entries; restored from the copy kept in {self.lock_path.name}")
-                pending.items.append((AuditRepaired(reason=note, path=str(self.head_path)),
-                                      Severity.CRITICAL))
-                pending.notes.append(note)
-                log.warning("%s", note)
-                head = copy
+        copy = _read_copy(lock_fd)
+        if head is not None and copy is not None and _copy_leads(head, copy):
+            # The copy is written after the head, so it may lag but never lead: a copy ahead
+            # of the head means the head was rewritten (to hide a cut tail, say). Record
+            # that, and judge the log against the copy.
+            note = self._behind_note(head, copy) + "; the log is judged against the copy"
+            pending.items.append((AuditRepaired(reason=note, path=str(self.head_path),
+                                                sha256=copy.sha256, line=copy.count),
+                                  Severity.CRITICAL))
+            pending.notes.append(note)
+            log.warning("%s", note)
+            head = copy
+        if head is None and copy is not None and copy.count > 0:
+            # The head is gone but the lock file remembers it: someone deleted it (a crash
+            # cannot: write_atomic replaces, never removes). Say so loudly, then judge the
+            # log against the copy as if it were the head.
+            note = (f"head record {self.head_path} was missing while the log holds "
+                    f"entries; restored from the copy kept in {self.lock_path.name}")
+            pending.items.append((AuditRepaired(reason=note, path=str(self.head_path)),
+                                  Severity.CRITICAL))
+            pending.notes.append(note)
+            log.warning("%s", note)
+            head = copy
 
         new_head = self._fast_check(fd, head, complete_end) if head is not None else None
         if new_head is not None and head is not None and new_head.count > head.count:
@@ -301,7 +330,9 @@ class AuditLog:
             pending.items.extend(self._unreported(breaks, pending))
             pending.notes.extend(f"recorded {p.kind} at line {p.line}: {p.detail}"
                                  for p in breaks)
-            new_head = Head(res.entries, res.last_hash, res.complete_end)
+            # Continue after the file's last line, or on the head's own hash when the head
+            # caught its last line changed in place (the change must stay a broken link).
+            new_head = Head(res.entries, res.chain_from, res.complete_end)
 
         if fragment:
             side = self._move_fragment(fd, fragment, complete_end, now)
@@ -312,7 +343,10 @@ class AuditLog:
                 path=str(side), sha256=hash_line(fragment), line=line), None))
             pending.notes.append(note)
             log.warning("%s", note)
-        if new_head != stored:
+        if new_head != stored and not pending.items:
+            # With events still owed, the head is saved only after they are written (by
+            # _append_locked): a crash in between then finds the old head and the same
+            # damage again, instead of a head re-anchored past damage nobody recorded.
             self._save_head(lock_fd, new_head)
         pending.head = new_head
         return pending
@@ -384,7 +418,7 @@ class AuditLog:
         for p in problems:
             entry = known.get(p.key)
             kind = entry.get("kind") if isinstance(entry, dict) else None
-            if isinstance(entry, dict) and kind in _KINDS and kind != p.kind:
+            if isinstance(entry, dict) and kind in _KINDS:
                 line = entry.get("line")
                 p = dataclasses.replace(p, kind=kind, detail=str(entry.get("detail") or p.detail),
                                         line=line if isinstance(line, int) else p.line)
@@ -428,10 +462,22 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_copy(lock_fd: int) -> Head | None:
+    """The copy of the head kept in the lock file (its first JSON value), if readable."""
     try:
-        return Head.from_json(json.loads(os.pread(lock_fd, 4096, 0) or b"null"))
-    except ValueError:
+        text = os.pread(lock_fd, 4096, 0).decode("utf-8")
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except ValueError:  # includes UnicodeDecodeError
         return None
+    return Head.from_json(value)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _copy_leads(head: Head, copy: Head) -> bool:
+    """The copy is ahead of the head: more entries, or as many with a different last one."""
+    return copy.count > head.count or (copy.count == head.count and copy.sha256 != head.sha256)
 
 
 def _split_fragment(fd: int, size: int) -> tuple[int, bytes]:

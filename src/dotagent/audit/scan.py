@@ -9,9 +9,12 @@ it. The rules (also in docs/audit.md):
   `prev_hash` values names another line still in the file (earlier, or found later); else
   `deletion` when the file holds fewer entries than the head record says; else `edit`.
 * `torn`: a line that is not one whole entry (no final newline, unparsable, two entries glued).
-* Against the head record: fewer entries than the head and the last line is not the head's
-  line ⇒ `truncation`; same count but a different last line ⇒ `edit` of the last line; more
-  entries whose chain passes through the head's line ⇒ the head merely lags (repairable).
+* Against the head record: the head's line is where the head says and every entry after it
+  chains on from it ⇒ the head merely lags (repairable); an entry after it that does not chain
+  is a damage region like any other (`edit` of that entry: the head vouches for the line
+  before it). The head's line still in the file, elsewhere ⇒ nothing more (the regions say
+  what moved it). The head's line nowhere in the file: fewer entries than the head ⇒
+  `truncation`; otherwise the line at the head's position was changed ⇒ `edit` of that line.
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ class ScanResult:
     fragment: bytes = b""  # bytes after the last newline
     problems: list[Problem] = field(default_factory=list)
     head_lag: int = 0  # entries after the head's line that chain from it (> 0: head lags)
+    # The hash the next appended line must carry. The last line's hash, except when the head
+    # caught the last line changed in place: then the head's own hash, so the next line keeps
+    # the change visible as a broken link instead of vouching for the changed line.
+    chain_from: str = "GENESIS"
 
     @property
     def ok(self) -> bool:
@@ -135,6 +142,9 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     head_count = head.count if head is not None else -1
     head_line_hash: bytes | None = _GENESIS if head_count == 0 else None
     head_line_no = 0
+    # Whether the head's line is anywhere in the file (it may have moved).
+    head_sha = head.sha256.encode("ascii", "replace") if head is not None else b"\0"
+    head_seen = head_count == 0 or head_sha == _GENESIS
     fragment = b""
     start_broken = False  # the first entry's prev_hash is not GENESIS
 
@@ -185,6 +195,8 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                 expected, alt, last_line_no = h, alt_next, line_no
                 if entries == head_count:
                     head_line_hash, head_line_no = h, line_no
+                if h == head_sha:
+                    head_seen = True
                 if pos >= limit:
                     break
                 continue
@@ -198,7 +210,10 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                 regions.append(region)
             region.links += 1
             region.last_line = line_no
-            if p == _GENESIS:
+            if h in ring:
+                # The very same bytes as an earlier line: a duplicated entry.
+                region.reorder = True
+            elif p == _GENESIS:
                 # A chain start in the middle is the first entry moved here, if the file's
                 # first line does not start the chain itself; otherwise an edited prev_hash.
                 if start_broken:
@@ -219,11 +234,14 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
         last_line_no = line_no
         if entries == head_count:
             head_line_hash, head_line_no = h, line_no
+        if h == head_sha:
+            head_seen = True
         if pos >= limit:
             break
 
     result = ScanResult(entries=entries, last_hash=expected.decode(),
-                        complete_end=pos - len(fragment), fragment=fragment)
+                        complete_end=pos - len(fragment), fragment=fragment,
+                        chain_from=expected.decode())
     problems = list(torn)
     if fragment:
         problems.append(Problem(
@@ -235,58 +253,87 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     # A torn line's own hash is not the one its successor carries: that single broken link
     # is the torn line, already reported, not a second problem.
     regions = [r for r in regions if not (r.links == 1 and r.prev_line in torn_lines)]
-    problems.extend(_judge_head(head, result, regions, head_line_hash, head_line_no,
-                                last_line_no))
-    problems.extend(_judge_regions(head, result, regions))
+    verdict = _judge_head(head, result, regions, torn_lines, head_line_hash, head_line_no,
+                          last_line_no, head_seen)
+    problems.extend(verdict.problems)
+    problems.extend(_judge_regions(head, result, regions, verdict))
     problems.sort(key=lambda p: (p.line, p.kind))
     result.problems = problems
     return result
 
 
+@dataclass
+class _HeadVerdict:
+    problems: list[Problem] = field(default_factory=list)
+    vouched_line: int = 0  # the head's line, found where the head says and unchanged
+    changed_line: int = 0  # the line at the head's position, when it is not the head's line
+
+
 def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
-                head_line_hash: bytes | None, head_line_no: int,
-                last_line_no: int) -> list[Problem]:
+                torn_lines: set[int], head_line_hash: bytes | None, head_line_no: int,
+                last_line_no: int, head_seen: bool) -> _HeadVerdict:
+    verdict = _HeadVerdict()
     if head is None:
-        return []
+        return verdict
+    if head_line_hash is not None and head_line_hash.decode() == head.sha256:
+        # The head's line is where the head says. Entries after it are a lag only when they
+        # all chain on from it; one that does not is damage, reported by its region.
+        verdict.vouched_line = head_line_no
+        if (res.entries > head.count
+                and not any(r.first_line > head_line_no for r in regions)
+                and not any(t > head_line_no for t in torn_lines)):
+            res.head_lag = res.entries - head.count
+        return verdict
+    if head_seen:
+        # The head's line is still in the file, at another position: lines before it were
+        # added, removed or moved, and the damage regions say which. Not a truncation.
+        return verdict
     last = res.last_hash
     if res.entries < head.count:
-        # Fewer entries than the head vouched for. Not truncation when the last line is still
-        # the head's line (the gap is in the middle: regions report it as deletion), nor when
-        # the only missing entry is the torn final line.
-        if last == head.sha256 and regions:
-            return []
+        # The head's line is gone and the file is shorter: the end was cut. Unless the only
+        # missing entry is the torn final line (the head's line cut in half: `torn`).
         if res.fragment and res.entries == head.count - 1:
-            return []
+            return verdict
         missing = head.count - res.entries
-        return [Problem(
-            line=last_line_no + 1, kind="truncation",
+        line = last_line_no + 1
+        verdict.problems.append(Problem(
+            line=line, kind="truncation",
             detail=(f"the log ends after {res.entries} entries but the head record says "
                     f"{head.count}: {missing} entr{'y' if missing == 1 else 'ies'} cut from "
                     "the end"),
             position=res.entries, expected_prev_hash=head.sha256, actual_prev_hash=last,
-            key=f"truncation:{head.sha256}:{last}")]
-    if head.count > 0 and head_line_hash is not None and head_line_hash.decode() != head.sha256:
-        if res.entries == head.count:
-            if any(r.last_line == last_line_no for r in regions):
-                return []  # the last line is already part of a reported region
-            return [Problem(
-                line=last_line_no, kind="edit",
-                detail=f"line {last_line_no} (the last entry) differs from the head record",
-                position=res.entries - 1, expected_prev_hash=head.sha256,
-                actual_prev_hash=last, key=f"head:{head.sha256}:{last}")]
-        return [Problem(
-            line=head_line_no, kind="truncation",
-            detail=(f"line {head_line_no} is not the entry the head record names: the log was "
-                    f"cut there and {res.entries - head.count + 1} entries written in its place"),
-            position=head.count - 1, expected_prev_hash=head.sha256,
-            actual_prev_hash=head_line_hash.decode(),
-            key=f"truncation:{head.sha256}:{head_line_hash.decode()}")]
-    if res.entries > head.count:
-        res.head_lag = res.entries - head.count
-    return []
+            key=f"truncation:{head.sha256}:{last}"))
+        return verdict
+    # As many entries as the head says, or more, and none of them is the head's line: the
+    # line at the head's position was changed (whatever follows it chains on the change).
+    assert head_line_hash is not None
+    changed = head_line_hash.decode()
+    verdict.changed_line = head_line_no
+    if res.entries == head.count:
+        # Chain the next line on the head's hash: the change then stays a broken link that
+        # every later verify sees, instead of being vouched for by the next line.
+        res.chain_from = head.sha256
+    if head_line_no in torn_lines or any(
+            r.first_line <= head_line_no <= r.last_line or r.prev_line == head_line_no
+            for r in regions):
+        return verdict  # already reported, as the region or torn line it is part of
+    if res.entries == head.count:
+        detail = f"line {head_line_no} (the last entry) differs from the head record"
+    else:
+        after = res.entries - head.count
+        detail = (f"line {head_line_no} is not the entry the head record names "
+                  f"({after} entr{'y' if after == 1 else 'ies'} after it chain on from it)")
+    # Named as the broken link the next line will leave (it carries the head's hash), so the
+    # break stays the same break once the next line is written.
+    verdict.problems.append(Problem(
+        line=head_line_no, kind="edit", detail=detail, position=head.count,
+        expected_prev_hash=changed, actual_prev_hash=head.sha256,
+        key=f"link:{changed}:{head.sha256}"))
+    return verdict
 
 
-def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region]) -> list[Problem]:
+def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region],
+                   verdict: _HeadVerdict) -> list[Problem]:
     present = res.entries + (1 if res.fragment else 0)
     short = head.count - present if head is not None else 0
     unexplained = [r for r in regions if not r.reorder]
@@ -308,7 +355,14 @@ def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region]) -
             detail = f"{count} missing {where}"
         else:
             kind = "edit"
-            if r.links == 1 and r.prev_line > 0:
+            if r.prev_line > 0 and r.prev_line == verdict.vouched_line:
+                # The line before the break is the head's line, intact: the line after it is
+                # the one that is wrong (changed, or written after the head by something
+                # that did not chain on it).
+                line = r.first_line
+                detail = (f"line {line} was changed or added: it does not chain on line "
+                          f"{r.prev_line}, the last entry the head record vouches for")
+            elif r.links == 1 and r.prev_line > 0 and r.first_line != verdict.changed_line:
                 line = r.prev_line
                 detail = (f"line {line} was changed: line {r.first_line} no longer carries "
                           "its hash")
