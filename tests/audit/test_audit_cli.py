@@ -69,9 +69,49 @@ def test_show_without_log_prints_nothing() -> None:
     assert show() == []
 
 
-def test_bad_since_is_a_user_error(populated: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_app(["audit", "show", "--since", "last tuesday"]) == 1
-    assert capsys.readouterr().err.startswith("Error: --since 'last tuesday' is neither")
+def test_bad_since_is_a_usage_error(populated: AuditLog,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_app(["audit", "show", "--since", "last tuesday"]) == 2
+    assert "Invalid value for '--since': 'last tuesday' is neither" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("since", ["99999999w", "99999999999999999999d", "0001-01-01",
+                                   "9999-12-31T23:59:59-1400"])
+def test_out_of_range_since_is_a_usage_error(populated: AuditLog, since: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_app(["audit", "show", "--since", since]) == 2
+    assert f"'{since}' is out of range" in capsys.readouterr().err
+    result = CliRunner().invoke(group, ["show", "--since", since])
+    assert result.exit_code == 2 and not isinstance(result.exception, OverflowError)
+
+
+ODD_LINES = [
+    b'{"ts":"x","severity":"info","event":"notadict","prev_hash":"y"}',
+    b"[1,2]",
+    b'{"ts":5,"severity":["a"],"event":{"event_type":null,"agent":"inbox"},"prev_hash":"z"}',
+    b"\xff\xfe not json",
+]
+
+
+@pytest.mark.parametrize("args", [[], ["--json"], ["--agent", "inbox"],
+                                  ["--severity", "critical"], ["--event", "agent_run"],
+                                  ["--since", "1d"], ["-n", "3"]])
+def test_show_prints_odd_lines_as_unreadable(populated: AuditLog, args: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = Home.from_env().audit_log
+    with open(path, "ab") as fh:
+        fh.write(b"".join(line + b"\n" for line in ODD_LINES))
+    assert run_app(["audit", "show", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    odd = out[-len(ODD_LINES):] if "-n" not in args else out
+    if "--json" in args:
+        assert odd == [line.decode("utf-8", "replace") for line in ODD_LINES]
+    elif "-n" in args:
+        assert [x.split(":")[0] for x in odd] == [f"?  unreadable line {n}" for n in (7, 8, 9)]
+    else:
+        assert [x.split(":")[0] for x in odd] == [f"?  unreadable line {n}"
+                                                  for n in (6, 7, 8, 9)]
+        assert "'[1,2]'" in odd[1]
 
 
 def test_verify_through_the_app(populated: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from dotagent.errors import DotagentError
 from dotagent.paths import Home
 
 __all__ = ["group"]
@@ -112,50 +111,72 @@ def repair() -> None:
 @click.option("--agent", help="Only events about this agent.")
 @click.option("--severity", type=click.Choice(_SEVERITIES), help="Minimum severity.")
 @click.option("--event", "event_type", help="Only this event type (e.g. agent_run).")
-@click.option("--since", help="ISO time (2026-05-19T14:30:00-0300, 2026-05-19) or a duration "
-                              "back from now (90m, 2h, 3d, 1w).")
+@click.option("--since", callback=lambda _ctx, _param, value: _parse_since(value),
+              help="ISO time (2026-05-19T14:30:00-0300, 2026-05-19) or a duration "
+                   "back from now (90m, 2h, 3d, 1w).")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Only the last N matching events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the matching lines exactly as stored.")
-def show(agent: str | None, severity: str | None, event_type: str | None, since: str | None,
-         limit: int | None, as_json: bool) -> None:
-    """Print audit events, oldest first."""
+def show(agent: str | None, severity: str | None, event_type: str | None,
+         since: datetime | None, limit: int | None, as_json: bool) -> None:
+    """Print audit events, oldest first.
+
+    A line that is not an audit entry (unparsable, or not shaped like one) is printed as
+    `?  unreadable line N: …` whatever the filters: it cannot be judged against them, and
+    hiding it would hide damage.
+    """
     path = Home.from_env().audit_log
     if not path.exists():
         return
-    cutoff = _parse_since(since) if since else None
     min_rank = _SEVERITIES.index(severity) if severity else 0
-    matches: Iterator[tuple[str, dict[str, Any] | None]] = _matching(
-        path, agent, min_rank, event_type, cutoff)
+    matches: Iterator[tuple[int, str, dict[str, Any] | None]] = _matching(
+        path, agent, min_rank, event_type, since)
     selected: Any = deque(matches, maxlen=limit) if limit else matches
     if as_json:
-        for raw, _entry in selected:
+        for _line_no, raw, _entry in selected:
             click.echo(raw)
         return
     render = _rich_renderer() if _use_colour() else None
-    for raw, entry in selected:
+    for line_no, raw, entry in selected:
         if entry is None:
-            click.echo(f"(unreadable line) {raw[:120]}")
+            click.echo(_unreadable(line_no, raw))
         elif render is not None:
             render(entry)
         else:
             click.echo(_plain(entry))
 
 
+def _unreadable(line_no: int, raw: str) -> str:
+    shown = raw if len(raw) <= 120 else raw[:119] + "…"
+    return f"?  unreadable line {line_no}: {shown!r}"
+
+
+def _entry_of(text: str) -> dict[str, Any] | None:
+    """The entry on a line, or None when the line is not shaped like one."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    event = entry.get("event")
+    if not (isinstance(event, dict) and isinstance(event.get("event_type"), str)
+            and isinstance(entry.get("ts"), str) and isinstance(entry.get("severity"), str)):
+        return None
+    return entry
+
+
 def _matching(path: Any, agent: str | None, min_rank: int, event_type: str | None,
-              cutoff: datetime | None) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    filtered = bool(agent or min_rank or event_type or cutoff)
+              cutoff: datetime | None) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
     with open(path, "rb") as fh:
-        for raw in fh:
+        for line_no, raw in enumerate(fh, start=1):
             text = raw.rstrip(b"\n").decode("utf-8", "replace")
             if not text.strip():
                 continue
-            try:
-                entry = json.loads(text)
-                event = entry["event"]
-            except (ValueError, KeyError, TypeError):
-                if not filtered:
-                    yield text, None
+            entry = _entry_of(text)
+            if entry is None:
+                yield line_no, text, None
                 continue
+            event = entry["event"]
             if agent is not None and event.get("agent") != agent:
                 continue
             if event_type is not None and event.get("event_type") != event_type:
@@ -163,32 +184,49 @@ def _matching(path: Any, agent: str | None, min_rank: int, event_type: str | Non
             if min_rank and _rank(entry.get("severity")) < min_rank:
                 continue
             if cutoff is not None:
-                try:
-                    when = datetime.strptime(entry.get("ts", ""), "%Y-%m-%dT%H:%M:%S%z")
-                except ValueError:
+                when = _when(entry.get("ts"))
+                if when is None or when < cutoff:
                     continue
-                if when < cutoff:
-                    continue
-            yield text, entry
+            yield line_no, text, entry
+
+
+def _when(ts: Any) -> datetime | None:
+    if not isinstance(ts, str):
+        return None
+    try:
+        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
 
 
 def _rank(severity: Any) -> int:
-    return _SEVERITIES.index(severity) if severity in _SEVERITIES else 0
+    return _SEVERITIES.index(severity) if isinstance(severity, str) and \
+        severity in _SEVERITIES else 0
 
 
-def _parse_since(value: str) -> datetime:
+def _parse_since(value: str | None) -> datetime | None:
+    """--since as an aware datetime; a usage error (exit 2) for anything unusable."""
+    if value is None:
+        return None
     text = value.strip()
     m = _DURATION.fullmatch(text)
-    if m:
-        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        return datetime.now().astimezone() - delta
+    if not m:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is neither an ISO time (2026-05-19T14:30:00-0300, 2026-05-19) "
+                "nor a duration (90m, 2h, 3d, 1w)", param_hint="'--since'") from None
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise DotagentError(
-            f"--since {value!r} is neither an ISO time (2026-05-19T14:30:00-0300, 2026-05-19) "
-            "nor a duration (90m, 2h, 3d, 1w)") from None
-    return when.astimezone()  # a value without an offset means local time
+        if m:
+            delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            return datetime.now().astimezone() - delta
+        return when.astimezone()  # a value without an offset means local time
+    except (OverflowError, ValueError, OSError):
+        # The duration, or the time in local time, falls outside the years datetime can
+        # hold (1–9999), or the platform cannot convert it.
+        raise click.BadParameter(f"{value!r} is out of range (years 1–9999 only)",
+                                 param_hint="'--since'") from None
 
 
 def _fields(event: dict[str, Any]) -> str:
@@ -209,9 +247,9 @@ def _fields(event: dict[str, Any]) -> str:
 
 
 def _plain(entry: dict[str, Any]) -> str:
-    event = entry.get("event", {})
-    return (f"{entry.get('ts', '?')}  {entry.get('severity', '?')!s:<8}  "
-            f"{event.get('event_type', '?'):<24}  {_fields(event)}").rstrip()
+    event = entry["event"]
+    return (f"{entry.get('ts', '?')!s}  {entry.get('severity', '?')!s:<8}  "
+            f"{event.get('event_type', '?')!s:<24}  {_fields(event)}").rstrip()
 
 
 def _use_colour() -> bool:
@@ -226,7 +264,7 @@ def _rich_renderer() -> Any:
     styles = {"critical": "bold red", "notice": "yellow", "info": "dim"}
 
     def render(entry: dict[str, Any]) -> None:
-        event = entry.get("event", {})
+        event = entry["event"]
         sev = str(entry.get("severity", "?"))
         style = styles.get(sev, "none")
         console.print(f"[dim]{escape(str(entry.get('ts', '?')))}[/]  "
