@@ -103,6 +103,10 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     for dup in found.duplicates:
         reports.append(ManifestReport(dup.path, None, [
             p for p in found.errors() if p.path == str(dup.path)], declared_name=dup.name))
+    if home.exists() and not home.is_dir():
+        reports.append(ManifestReport(home, None, [Problem(
+            str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
+            "nothing can be recorded (point DOTAGENT_HOME elsewhere)")]))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports)
 

@@ -829,10 +829,8 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
 
 def _expression_problem(expression: str, timezone: Any) -> str | None:
     """Validate an OnCalendar expression when the calendar engine is available."""
-    try:
-        from dotagent.schedule import oncalendar
-    except ImportError:  # pragma: no cover - the engine ships with the package
-        return None
+    from dotagent.schedule import oncalendar
+
     try:
         spec = oncalendar.parse(expression)
     except oncalendar.CalendarSyntaxError as exc:

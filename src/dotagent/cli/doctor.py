@@ -38,6 +38,8 @@ def command(as_json: bool) -> int:
         label = m.name or (repr(m.declared_name) if m.declared_name else "(unnamed)")
         verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
                    "errors": "manifest has errors"}[m.status]
+        if m.path == report.home:
+            label, verdict = "state directory", "unusable"
         out.append(f"{mark} {label}: {verdict} ({m.path})")
         for note in m.notes:
             out.append(f"    {note}")

@@ -73,6 +73,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
 
     from dotagent.audit import AuditLog, events
     from dotagent.discovery import discover
+    from dotagent.errors import DotagentError
     from dotagent.paths import Home
     from dotagent.runner.foreground import run_schedule
     from dotagent.runner.process import StopRequest
@@ -95,17 +96,25 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo,
                                stop=stop)
         label = f"{outcome.agent}/{outcome.schedule}"
+        records: list[Any] = []
         if outcome.interrupted_by is not None:
             signame = signal.Signals(outcome.interrupted_by).name
-            audit.append(events.RunInterrupted(
+            records.append(events.RunInterrupted(
                 agent=outcome.agent, schedule=outcome.schedule,
                 reason=f"{signame} received by dotagent run; the agent was stopped "
                        f"(exit {outcome.exit_code})"))
-        audit.append(events.AgentRun(
+        records.append(events.AgentRun(
             agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
             manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
             duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
             dry_run=dry_run))
+        for record in records:
+            try:
+                audit.append(record)
+            except (OSError, DotagentError) as exc:
+                # The run happened; its exit code must survive a failing audit log.
+                _say(f"[dotagent] error: could not record {record.event_type} in the audit "
+                     f"log: {exc}\n")
     if outcome.interrupted_by is not None:
         _say(f"[dotagent] {label}: interrupted by {signame}; agent stopped (exit "
              f"{outcome.exit_code})\n")

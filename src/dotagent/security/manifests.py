@@ -25,6 +25,7 @@ from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery
 from dotagent.filelock import locked
 from dotagent.paths import Home
+from dotagent.timefmt import iso
 
 __all__ = ["CACHE_FILE", "CacheReport", "Drift", "check_manifests", "load_cache"]
 
@@ -50,10 +51,6 @@ class CacheReport:
     @property
     def alarming(self) -> bool:
         return bool(self.phantoms or self.drifts or self.cache_missing)
-
-
-def _iso(now: datetime) -> str:
-    return now.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _cache_path(home: Home) -> Path:
@@ -138,7 +135,7 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
             path=str(_cache_path(home)),
             reason=f"{report.cache_missing} while the audit log has history; last known "
                    "hashes were rebuilt from the audit log"))
-    stamp = _iso(now)
+    stamp = iso(now)
     changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
     for name, loaded in found.agents.items():

@@ -20,6 +20,7 @@ from dotagent.filehash import sha256_file
 from dotagent.filelock import locked
 from dotagent.manifest import Manifest, PluginNotifier
 from dotagent.paths import Home
+from dotagent.timefmt import iso
 
 __all__ = ["REGISTRY_FILE", "PluginReport", "PluginStatus", "check_plugins",
            "referenced_plugins"]
@@ -95,7 +96,7 @@ def _check(home: Home, found: Discovery, now: datetime, env: Mapping[str, str] |
     registry_path = home.state_dir / REGISTRY_FILE
     entries = _load(registry_path)
     report = PluginReport()
-    stamp = now.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = iso(now)
     names = sorted({n for loaded in found.agents.values()
                     for n in referenced_plugins(loaded.manifest)})
     pending: list[events.Event] = []

@@ -21,6 +21,7 @@ from typing import Any
 from dotagent.atomicfile import write_atomic, write_json_atomic
 from dotagent.filehash import sha256_file
 from dotagent.paths import Home
+from dotagent.timefmt import iso
 
 __all__ = ["SelfcheckResult", "compute", "installed_files", "record", "verify"]
 
@@ -172,7 +173,7 @@ def record(home: Home, now: datetime) -> SelfcheckResult:
     aggregate, per_file = compute()
     write_atomic(home.root / HASH_FILE, (aggregate + "\n").encode(), mode=0o600)
     write_json_atomic(home.state_dir / LIST_FILE, {
-        "recorded_at_iso": now.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "recorded_at_iso": iso(now),
         "aggregate_sha256": aggregate, "files": per_file})
     return SelfcheckResult("recorded", None, aggregate, files=len(per_file))
 
