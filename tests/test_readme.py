@@ -17,10 +17,17 @@ def tour_script() -> str:
     return block.strip().removeprefix("```sh").removesuffix("```")
 
 
-def sample_lines() -> list[str]:
+def sample_blocks() -> list[list[str]]:
     after = README.split("<!-- tour:end -->", 1)[1].split("## Where agents are found")[0]
-    return [line for block in re.findall(r"```text\n(.*?)```", after, re.S)
-            for line in block.splitlines() if line.strip()]
+    return [[line for line in block.splitlines() if line.strip()]
+            for block in re.findall(r"```text\n(.*?)```", after, re.S)]
+
+
+def line_pattern(expected: str, tmp_path: Path) -> str:
+    """A README sample line as a regex: /tmp/tmp.XXXX is the tour's home, … any text."""
+    pattern = re.escape(expected).replace(re.escape("/tmp/tmp.XXXX"),
+                                          re.escape(str(tmp_path)) + r"/tmp\.\w+")
+    return pattern.replace(re.escape("…"), ".+")
 
 
 def test_tour_runs_and_output_matches_readme(tmp_path: Path) -> None:
@@ -32,13 +39,12 @@ def test_tour_runs_and_output_matches_readme(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    lines = sample_lines()
-    assert len(lines) >= 5
-    for expected in lines:
-        pattern = re.escape(expected).replace(re.escape("/tmp/tmp.XXXX"),
-                                              re.escape(str(tmp_path)) + r"/tmp\.\w+")
-        pattern = pattern.replace(re.escape("…"), ".+")
-        assert re.search(pattern, out), f"README line not in the tour's output: {expected}"
+    blocks = sample_blocks()
+    assert len(blocks) >= 3
+    for block in blocks:
+        # Each sample block must appear as consecutive lines of the real output.
+        pattern = r"^" + r"\n".join(line_pattern(line, tmp_path) for line in block) + r"$"
+        assert re.search(pattern, out, re.M), f"README block not in the output:\n{block}"
     assert "hello from greeter (weekday-morning, dry run: false)" in out
     assert '"exit_code": 0' in out
     assert "doctor exited 1" in out
