@@ -28,19 +28,31 @@ _DAY = 24 * _HOUR
 _WEEK = 7 * _DAY
 _MONTH = 2629800 * USEC
 _YEAR = 31557600 * USEC
+# systemd's parse_time() refuses @SECONDS whose whole part reaches USEC_INFINITY / 10**6 ...
+_BASE_LIMIT_SECONDS = (2**64 - 1) // USEC
+# ... and calendar_spec_next_usec() refuses base times after USEC_TIMESTAMP_FORMATTABLE_MAX.
+FORMATTABLE_MAX_USEC = 253402214399 * USEC  # Thu 9999-12-30 23:59:59 UTC
+# systemd's format_timestamp() leaves out a zone abbreviation that does not fit its buffer.
+_MAX_SHOWN_ABBREVIATION = 13
 
 
 def parse_base_time(text: str, zone: ZoneInfo) -> int:
-    """`@EPOCH[.frac]` or ISO-8601 (no offset means local time) -> epoch microseconds."""
+    """`@EPOCH[.frac]` or ISO-8601 (no offset means local time) -> epoch microseconds.
+
+    Like systemd, times before 1970 and `@SECONDS` of 2**64 microseconds or more are refused.
+    """
     value = text.strip()
     if value.startswith("@"):
         try:
             seconds = float(value[1:]) if "." in value else int(value[1:])
         except ValueError:
             raise DotagentError(f"invalid base time {text!r}: expected @SECONDS") from None
+        whole = int(value[1:].partition(".")[0] or "0") if isinstance(seconds, float) else seconds
+        if value[1:].startswith("-") or whole >= _BASE_LIMIT_SECONDS:
+            raise _out_of_range(text)
         if isinstance(seconds, float):
-            whole, _, frac = value[1:].partition(".")
-            return int(whole) * USEC + int((frac + "000000")[:6])
+            frac = value[1:].partition(".")[2]
+            return whole * USEC + int((frac + "000000")[:6])
         return seconds * USEC
     try:
         moment = datetime.fromisoformat(value)
@@ -51,7 +63,15 @@ def parse_base_time(text: str, zone: ZoneInfo) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    usec = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    if usec < 0:
+        raise _out_of_range(text)
+    return usec
+
+
+def _out_of_range(text: str) -> DotagentError:
+    return DotagentError(f"invalid base time {text!r}: out of range "
+                         f"(from @0, 1970-01-01 UTC, up to below @{_BASE_LIMIT_SECONDS})")
 
 
 def _in_utc(zone: ZoneInfo) -> bool:
@@ -66,7 +86,9 @@ def _in_utc(zone: ZoneInfo) -> bool:
 def format_timestamp(usec: int, zone: ZoneInfo | timezone) -> str:
     """systemd's format_timestamp(): 'Tue 2026-03-10 06:30:00 CET' (no fractions)."""
     moment = datetime.fromtimestamp(usec // USEC, zone)
-    return moment.strftime("%a %Y-%m-%d %H:%M:%S ") + (moment.tzname() or "")
+    name = moment.tzname() or ""
+    shown = f" {name}" if name and len(name) <= _MAX_SHOWN_ABBREVIATION else ""
+    return moment.strftime("%a %Y-%m-%d %H:%M:%S") + shown
 
 
 def format_relative(usec: int, now_usec: int) -> str:
@@ -120,13 +142,18 @@ def render_human(
     elapses: list[int],
     zone: ZoneInfo,
     now_usec: int,
+    never: bool | None = None,
 ) -> str:
-    """The table `systemd-analyze calendar` prints for one expression."""
+    """The table `systemd-analyze calendar` prints for one expression.
+
+    `never` (default: no elapses) adds "Next elapse: never"; with --iterations 0 systemd
+    prints neither elapses nor that line.
+    """
     rows: list[tuple[str, str]] = []
     if normalized != expression:
         rows.append(("Original form:", expression))
     rows.append(("Normalized form:", normalized))
-    if not elapses:
+    if not elapses if never is None else never:
         rows.append(("Next elapse:", "never"))
     show_utc = not _in_utc(zone)
     for i, usec in enumerate(elapses):
@@ -154,8 +181,8 @@ def _elapses(spec: object, base_usec: int, zone: ZoneInfo, iterations: int) -> l
 
 
 @click.command("calendar")
-@click.option("--iterations", "-n", type=click.IntRange(min=1), default=1, show_default=True,
-              help="How many elapses to show.")
+@click.option("--iterations", "-n", type=click.IntRange(min=0), default=1, show_default=True,
+              help="How many elapses to show (0: only the normalized form).")
 @click.option("--base-time", metavar="T",
               help="Compute from T instead of now: @EPOCH or ISO-8601 (no offset = local time).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
@@ -183,6 +210,11 @@ def command(iterations: int, base_time: str | None, as_json: bool,
     for expression in expressions:
         try:
             spec = parse(expression, zone)
+            if iterations and base_usec > FORMATTABLE_MAX_USEC:
+                # systemd: "Failed to determine next elapse for '…': Invalid argument"
+                raise DotagentError(
+                    f"cannot determine the next elapse of {expression!r}: the base time is "
+                    "after 9999-12-30 23:59:59 UTC")
             elapses = _elapses(spec, base_usec, zone, iterations)
         except CalendarSyntaxError as exc:
             errors.append(exc.message)
@@ -196,7 +228,8 @@ def command(iterations: int, base_time: str | None, as_json: bool,
             documents.append({"expression": expression, "normalized": spec.normalized,
                               "next": [_iso(u, zone) for u in elapses]})
         else:
-            chunks.append(render_human(expression, spec.normalized, elapses, zone, now_usec))
+            chunks.append(render_human(expression, spec.normalized, elapses, zone, now_usec,
+                                       never=iterations > 0 and not elapses))
 
     if as_json:
         if documents:
