@@ -169,3 +169,70 @@ def test_duplicate_name_error_has_line_and_declared_name(tmp_path: Path,
     assert f"✗ 'same': manifest has errors ({b}/agent.toml)" in p.stdout
     assert (f"{b}/agent.toml:2: agent.name: 'same' is already used by {a}/agent.toml, which "
             "keeps running") in p.stdout
+
+
+def test_completion_lists_agents_and_honours_home(tmp_path: Path,
+                                                   cli_env: dict[str, str]) -> None:
+    other = tmp_path / "other"
+    simple_agent(other / "agents", "gamma", "true", [])
+    simple_agent(other / "agents", "gizmo", "true", [])
+    env = dict(cli_env, _DOTAGENT_COMPLETE="bash_complete",
+               COMP_WORDS=f"dotagent --home {other} run g", COMP_CWORD="4")
+    p = dotagent(env=env)
+    assert p.returncode == 0
+    assert p.stdout.split() == ["plain,gamma", "plain,gizmo"]
+
+
+def test_help_does_not_load_the_manifest_model() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dotagent.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('pydantic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().endswith("False")
+
+
+def test_unusual_manifest_values_never_stop_the_others(tmp_path: Path,
+                                                       cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    simple_agent(root, "good", "true", [])
+    d = simple_agent(root, "zone", "true", [])
+    (d / "agent.toml").write_text((d / "agent.toml").read_text().replace(
+        'type = "interval"\ninterval_minutes = 60', 'type = "cron"\nweekdays = [1]\nhours = [8]'
+        '\ntimezone = "America"'))
+    simple_agent(root, "tilde", "~nosuchuser-xyz/bin/tool", [])
+    simple_agent(root, "long", "true", [])
+    long_toml = root / "long/agent.toml"
+    long_toml.write_text(long_toml.read_text().replace(
+        "[run]", f'[run]\nworking_dir = "{"x" * 5000}"'))
+    simple_agent(root, "nul", "true", ["a\x00b"])
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 1 and "Traceback" not in p.stderr and "internal error" not in p.stderr
+    assert "schedules[0].timezone: 'America' is not a known time zone" in p.stdout
+    assert "run.args[0]: contains a NUL character" in p.stdout
+    assert "good: manifest ok" in p.stdout
+    for name, code in (("good", 0), ("tilde", 127), ("long", 126)):
+        r = dotagent("run", name, env=cli_env)
+        assert r.returncode == code, (name, r.stderr)
+        assert "internal error" not in r.stderr
+
+
+def test_non_utf8_agent_directory_runs_and_is_recorded(tmp_path: Path,
+                                                       cli_env: dict[str, str],
+                                                       dotagent_home: Path) -> None:
+    import os
+
+    root = tmp_path / "r"
+    d = simple_agent(root, "bytes", "true", [])
+    os.rename(d, os.fsencode(root) + b"/bad\xffname")
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    for _ in range(2):
+        p = dotagent("run", "bytes", env=cli_env)
+        assert p.returncode == 0, p.stderr
+    log = (dotagent_home / "audit.log").read_text()
+    assert "manifest_cache_missing" not in log and log.count("agent_run") == 2
+    json.loads((dotagent_home / "state/known_manifests.json").read_text())

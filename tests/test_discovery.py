@@ -56,14 +56,30 @@ def test_broken_manifest_never_stops_the_others(tmp_path: Path) -> None:
     assert sorted(f.path.parent.name for f in found.failures) == ["broken", "invalid"]
 
 
-def test_only_direct_children_with_regular_agent_toml(tmp_path: Path) -> None:
+def test_only_direct_children_and_odd_files_are_reported(tmp_path: Path) -> None:
     root, cwd = tmp_path / "root", tmp_path / "cwd"
     cwd.mkdir()
     simple_agent(root / "nested", "deep", "true", [])  # root/nested/deep/agent.toml: too deep
-    (root / "dir-named-manifest" / "agent.toml").mkdir(parents=True)
     (root / "stray.toml").write_text("")
+    (root / "dir-named-manifest" / "agent.toml").mkdir(parents=True)
+    (root / "fifo").mkdir()
+    os.mkfifo(root / "fifo" / "agent.toml")  # must not hang
+    (root / "zero").mkdir()
+    (root / "zero" / "agent.toml").symlink_to("/dev/zero")  # must not exhaust memory
+    (root / "dangling").mkdir()
+    (root / "dangling" / "agent.toml").symlink_to(tmp_path / "missing")
+    (root / "huge").mkdir()
+    (root / "huge" / "agent.toml").write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
     found = discover(env_for(tmp_path / "home", root), cwd)
-    assert found.agents == {} and found.failures == []
+    assert found.agents == {}
+    problems = {f.path.parent.name: str(f.errors[0]).split(": ", 1)[1] for f in found.failures}
+    assert problems == {
+        "dir-named-manifest": "cannot read: not a regular file",
+        "fifo": "cannot read: not a regular file",
+        "zero": "cannot read: not a regular file",
+        "dangling": "cannot read: No such file or directory",
+        "huge": "cannot read: larger than 1024 KiB",
+    }
 
 
 def test_discovery_order_is_sorted_within_a_root(tmp_path: Path) -> None:

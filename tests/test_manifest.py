@@ -349,3 +349,11 @@ def test_no_clamp_warning_for_a_list_that_has_errors() -> None:
     r = load(BASE + "[defaults]\nretry_backoff_minutes = [0, -3]\n")
     assert r.clamps == []
     assert any("retry_backoff_minutes[1]: -3 is out of range" in str(e) for e in r.errors)
+
+
+def test_field_paths_quote_keys_that_are_not_bare() -> None:
+    r = load(BASE.replace("[run]", '[run]\n"x.y" = 1\n"bad\\nkey" = 2'))
+    found = [str(w) for w in r.warnings]
+    assert any(w.startswith('agents/x/agent.toml:5: run."x.y": unknown key') for w in found)
+    assert any(w.startswith('agents/x/agent.toml:6: run."bad\\nkey": unknown key')
+               for w in found), found

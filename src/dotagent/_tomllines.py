@@ -9,11 +9,22 @@ declared. It does not validate: tomllib has already accepted the text when this 
 from __future__ import annotations
 
 import re
+import tomllib
 
 __all__ = ["LineIndex"]
 
 Path = tuple[str | int, ...]
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _unquote(quoted: str) -> str:
+    """A quoted key as tomllib decodes it (escapes included)."""
+    if quoted[0] == "'" or "\\" not in quoted:
+        return quoted[1:-1]
+    try:
+        return next(iter(tomllib.loads(f"{quoted} = 0")))
+    except (tomllib.TOMLDecodeError, StopIteration):
+        return quoted[1:-1]
 
 
 def _split_key(text: str) -> list[str] | None:
@@ -32,7 +43,7 @@ def _split_key(text: str) -> list[str] | None:
                 end += 2 if (ch == '"' and text[end] == "\\") else 1
             if end >= n:
                 return None
-            parts.append(text[i + 1 : end])
+            parts.append(_unquote(text[i : end + 1]))
             i = end + 1
         else:
             m = _BARE.match(text, i)

@@ -53,4 +53,6 @@ def dump_json(value: Any) -> str:
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    write_atomic(path, dump_json(value).encode("utf-8"))
+    # A path from a directory whose name is not UTF-8 holds lone surrogates; written as JSON
+    # escapes (\udcff) they stay valid JSON and read back to the same string.
+    write_atomic(path, dump_json(value).encode("utf-8", errors="backslashreplace"))

@@ -70,6 +70,9 @@ class Discovery:
 
 
 def _candidates(root: Path) -> list[Path]:
+    """Every `agent.toml` directly under a child directory of `root`. Anything by that name is
+    a candidate — a FIFO, a dangling link, a directory — so that it is reported by the loader
+    instead of being skipped in silence."""
     try:
         children = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -78,7 +81,7 @@ def _candidates(root: Path) -> list[Path]:
     for child in children:
         manifest = Path(child.path) / MANIFEST_NAME
         try:
-            if child.is_dir() and manifest.is_file():
+            if child.is_dir() and os.path.lexists(manifest):
                 found.append(manifest)
         except OSError:
             continue

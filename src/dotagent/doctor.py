@@ -52,14 +52,17 @@ class DoctorReport:
     home: Path
     roots: list[Path]
     manifests: list[ManifestReport]
+    general: list[Problem] = field(default_factory=list)  # about the setup, not one agent
 
     @property
     def error_count(self) -> int:
-        return sum(len(m.errors) for m in self.manifests)
+        return sum(len(m.errors) for m in self.manifests) + \
+            sum(p.severity == "error" for p in self.general)
 
     @property
     def warning_count(self) -> int:
-        return sum(len(m.warnings) for m in self.manifests)
+        return sum(len(m.warnings) for m in self.manifests) + \
+            sum(p.severity == "warning" for p in self.general)
 
     @property
     def agent_count(self) -> int:
@@ -70,6 +73,7 @@ class DoctorReport:
             "version": 1,
             "home": str(self.home),
             "roots": [str(r) for r in self.roots],
+            "general": [p.to_json() for p in self.general],
             "manifests": [m.to_json() for m in self.manifests],
             "summary": {"agents": self.agent_count, "manifests": len(self.manifests),
                         "errors": self.error_count, "warnings": self.warning_count},
@@ -103,12 +107,20 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     for dup in found.duplicates:
         reports.append(ManifestReport(dup.path, None, [
             p for p in found.errors() if p.path == str(dup.path)], declared_name=dup.name))
+    general: list[Problem] = []
     if home.exists() and not home.is_dir():
-        reports.append(ManifestReport(home, None, [Problem(
+        general.append(Problem(
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
-            "nothing can be recorded (point DOTAGENT_HOME elsewhere)")]))
+            "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
+    declared = [p for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
+    for entry, root in zip(declared, found.roots, strict=False):
+        if not root.is_dir():
+            what = "does not exist" if not root.exists() else "is not a directory"
+            general.append(Problem(str(root), None, "DOTAGENT_ROOT",
+                                   f"entry {entry!r} {what}; nothing is found there",
+                                   "warning"))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
-    return DoctorReport(home=home, roots=found.roots, manifests=reports)
+    return DoctorReport(home=home, roots=found.roots, manifests=reports, general=general)
 
 
 def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,

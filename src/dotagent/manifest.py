@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from dotagent._tomllines import LineIndex
 from dotagent.paths import unsafe_reason
+from dotagent.schedule.oncalendar import is_valid_timezone
 from dotagent.schedule.windows import Policy as RetryPolicy
 
 __all__ = [
@@ -117,14 +119,28 @@ def _non_empty(value: str) -> str:
 
 
 def _zone_name(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    # The rule systemd applies to an expression's zone suffix, so both spellings agree.
+    if not is_valid_timezone(value):
         raise PydanticCustomError("bad_zone", "{msg}", {
             "msg": f"{value!r} is not a known time zone (an IANA name such as "
-                   "'Europe/Berlin' or 'UTC')"}) from None
+                   "'Europe/Berlin' or 'UTC')"})
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("nul", "{msg}", {
+            "msg": "contains a NUL character (\\u0000), which no program can receive"})
+    return value
+
+
+def _env_table(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not key or "=" in key or "\0" in key:
+            raise PydanticCustomError("env_key", "{msg}", {
+                "msg": f"{key!r} is not a usable environment variable name (no '=', no NUL, "
+                       "not empty)"})
+        _no_nul(item)
     return value
 
 
@@ -136,7 +152,8 @@ def _http_url(value: str) -> str:
 
 
 SafeName = Annotated[str, AfterValidator(_safe_name)]
-NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+NonEmpty = Annotated[str, AfterValidator(_non_empty), AfterValidator(_no_nul)]
+Arg = Annotated[str, AfterValidator(_no_nul)]
 Minute = Annotated[int, _in_range(0, 59)]
 Hour = Annotated[int, _in_range(0, 23)]
 Weekday = Annotated[int, _in_range(0, 6)]
@@ -166,13 +183,13 @@ class AgentSection(_Model):
 
 class RunSection(_Model):
     command: NonEmpty
-    args: list[str] = []
-    working_dir: str | None = None
+    args: list[Arg] = []
+    working_dir: Arg | None = None
 
 
 class EnvSection(_Model):
     inherit: bool = True
-    extra: dict[str, str] = Field(default_factory=dict)
+    extra: Annotated[dict[str, str], AfterValidator(_env_table)] = Field(default_factory=dict)
 
 
 class Defaults(_Model):
@@ -183,7 +200,7 @@ class Defaults(_Model):
 
 class _ScheduleBase(_Model):
     id: SafeName
-    args: list[str] = []
+    args: list[Arg] = []
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
     stale_after_minutes: Minutes | None = None
@@ -442,7 +459,7 @@ class LoadedManifest:
 
     def working_dir(self) -> Path:
         wd = self.manifest.run.working_dir
-        return self.dir if not wd else self.dir / Path(wd).expanduser()
+        return self.dir if not wd else self.dir / expand_user(wd)
 
 
 @dataclass
@@ -466,30 +483,73 @@ class LoadResult:
                               tuple(self.clamps), self.lines)
 
 
+def expand_user(path: str) -> Path:
+    """`~` and `~user` expanded; an unknown user leaves the path as written (it will then
+    simply not exist, which is reported where it matters)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def field_path(loc: Iterable[str | int]) -> str:
-    """('schedules', 1, 'minute') -> 'schedules[1].minute'."""
+    """('schedules', 1, 'minute') -> 'schedules[1].minute'. Keys that are not bare TOML keys
+    are quoted as TOML would (`agent."x.y"`), so a path is unambiguous and on one line."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
+            continue
+        key = part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+        out += f".{key}" if out else key
     return out
 
 
 # --------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------
+MAX_MANIFEST_BYTES = 1 << 20
+
+
 def load_manifest(path: Path) -> LoadResult:
     """Read and validate one agent.toml. Never raises for bad content; IO errors surface as
-    a problem too, so one unreadable file cannot stop discovery of the others."""
+    a problem too, so one unreadable file cannot stop discovery of the others.
+
+    Only a regular file of at most 1 MiB is read, without blocking: a manifest that is a
+    FIFO, a device or a link to /dev/zero must not hang or exhaust dotagent.
+    """
     try:
-        data = path.read_bytes()
+        data = _read_bounded(path)
     except OSError as exc:
         result = LoadResult(path=path, sha256="")
-        result.errors.append(Problem(str(path), None, "", f"cannot read: {exc.strerror}"))
+        result.errors.append(Problem(str(path), None, "",
+                                     f"cannot read: {exc.strerror or exc}"))
         return result
     return parse_manifest(data, path)
+
+
+def _read_bounded(path: Path) -> bytes:
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks: list[bytes] = []
+        total = 0
+        while block := os.read(fd, 1 << 16):
+            chunks.append(block)
+            total += len(block)
+            if total > MAX_MANIFEST_BYTES:
+                raise OSError(errno.EFBIG, f"larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")

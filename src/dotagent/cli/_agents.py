@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
-from dotagent.discovery import Discovery, discover
 from dotagent.errors import NotFoundError
 
 __all__ = ["complete_agent", "find_agent", "pick_schedule"]
 
 
-def find_agent(name: str, found: Discovery | None = None) -> Any:
+def find_agent(name: str, found: Any = None) -> Any:
+    from dotagent.discovery import discover  # lazily: `--help` must not load pydantic
+
     found = found or discover()
     loaded = found.get(name)
     if loaded is not None:
@@ -40,8 +42,16 @@ def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
 
 
 def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Agent names for shell completion, honouring a `--home` already on the command line
+    (the group's callback does not run while completing)."""
+    from dotagent.discovery import discover
+
+    env = dict(os.environ)
+    home = ctx.find_root().params.get("home")
+    if home:
+        env["DOTAGENT_HOME"] = os.path.abspath(home)
     try:
-        names = sorted(discover().agents)
+        names = sorted(discover(env).agents)
     except Exception:  # completion must never break the shell
         return []
     return [n for n in names if n.startswith(incomplete)]

@@ -12,8 +12,11 @@ __all__ = ["paint", "use_color"]
 
 
 def use_color(stream: TextIO | None = None) -> bool:
+    """A terminal that can show colour, and no non-empty NO_COLOR."""
     stream = stream or sys.stdout
-    return "NO_COLOR" not in os.environ and stream.isatty()
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
 
 
 def paint(text: str, color: str, *, bold: bool = False, stream: TextIO | None = None) -> str:

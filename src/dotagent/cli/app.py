@@ -94,9 +94,13 @@ def run_app(args: list[str]) -> int:
         if debug:
             traceback.print_exc()
         where = f" {exc.filename}" if exc.filename else ""
-        home = os.environ.get("DOTAGENT_HOME") or "~/.config/dotagent"
-        sys.stderr.write(f"Error: cannot use{where}: {exc.strerror or exc} (state directory: "
-                         f"{home})\n")
+        from dotagent.paths import resolve_home
+
+        home = resolve_home()
+        hint = ""
+        if exc.filename and str(exc.filename).startswith(str(home)):
+            hint = f" (in the state directory {home}; is DOTAGENT_HOME right?)"
+        sys.stderr.write(f"Error: cannot use{where}: {exc.strerror or exc}{hint}\n")
         return 1
     except Exception as exc:  # the boundary: never a traceback unless asked for
         if debug:

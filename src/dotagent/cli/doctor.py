@@ -29,6 +29,9 @@ def command(as_json: bool) -> int:
     out = []
     out.append(f"home: {report.home}")
     out.append("searched: " + ", ".join(str(r) for r in report.roots))
+    for p in report.general:
+        word = paint("error", "red") if p.severity == "error" else paint("warning", "yellow")
+        out.append(f"{word}: {p}")
     if not report.manifests:
         out.append("no agents discovered (put agent.toml files in one of the searched "
                    "directories)")
@@ -38,8 +41,6 @@ def command(as_json: bool) -> int:
         label = m.name or (repr(m.declared_name) if m.declared_name else "(unnamed)")
         verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
                    "errors": "manifest has errors"}[m.status]
-        if m.path == report.home:
-            label, verdict = "state directory", "unusable"
         out.append(f"{mark} {label}: {verdict} ({m.path})")
         for note in m.notes:
             out.append(f"    {note}")

@@ -19,6 +19,7 @@ from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
 from dotagent.runner.output import OutputCollector, open_log
 from dotagent.runner.process import (
+    EXIT_CANNOT_EXECUTE,
     GRACE_SECONDS,
     SpawnError,
     StopRequest,
@@ -105,6 +106,10 @@ def run_schedule(
             except SpawnError as exc:
                 start_error, exit_code = exc.message, exc.exit_code
                 collector.note(f"[dotagent] cannot start: {exc.message} (exit {exit_code})")
+            except (OSError, ValueError) as exc:
+                # Whatever stops the spawn, the run that began is finished and recorded.
+                start_error, exit_code = f"cannot start: {exc}", EXIT_CANNOT_EXECUTE
+                collector.note(f"[dotagent] {start_error} (exit {exit_code})")
             collector.close()
             finished_at = max(started_at, int(clock()))
             outcome = "timed out" if timed_out else "finished"

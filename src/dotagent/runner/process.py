@@ -141,6 +141,8 @@ def supervise(
     except OSError as exc:
         raise SpawnError(f"cannot execute {executable}: {exc.strerror or exc}",
                          EXIT_CANNOT_EXECUTE) from None
+    except ValueError as exc:  # e.g. a NUL in an argument or the environment
+        raise SpawnError(f"cannot execute {executable}: {exc}", EXIT_CANNOT_EXECUTE) from None
 
     started = time.monotonic()
     if on_spawn is not None:

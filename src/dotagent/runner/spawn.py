@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotagent.manifest import LoadedManifest, Schedule
+from dotagent.manifest import LoadedManifest, Schedule, expand_user
 from dotagent.runner.process import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, SpawnError
 
 __all__ = ["RunContext", "build_env", "resolve_command"]
@@ -56,6 +56,14 @@ def build_env(ctx: RunContext, parent: Mapping[str, str]) -> dict[str, str]:
 
 
 def resolve_command(command: str, working_dir: Path, path_env: str | None) -> str:
+    try:
+        return _resolve(command, working_dir, path_env)
+    except OSError as exc:  # a name too long, a loop of links: the command cannot start
+        raise SpawnError(f"cannot use {exc.filename or command}: {exc.strerror or exc}",
+                         EXIT_CANNOT_EXECUTE) from None
+
+
+def _resolve(command: str, working_dir: Path, path_env: str | None) -> str:
     """Find the executable the way a user expects (S14.19).
 
     A bare name is looked up on dotagent's own PATH — so `env.inherit = false` cannot make
@@ -76,7 +84,7 @@ def resolve_command(command: str, working_dir: Path, path_env: str | None) -> st
                                      EXIT_CANNOT_EXECUTE)
             raise SpawnError(f"command not found: {command} (searched PATH)", EXIT_NOT_FOUND)
         return os.path.abspath(found)
-    path = Path(command).expanduser()
+    path = expand_user(command)
     if not path.is_absolute():
         path = working_dir / path
     if not path.exists():

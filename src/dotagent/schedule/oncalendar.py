@@ -30,6 +30,7 @@ __all__ = [
     "CalendarEvaluationError",
     "CalendarSpec",
     "CalendarSyntaxError",
+    "is_valid_timezone",
     "parse",
     "parse_cached",
 ]
@@ -168,6 +169,12 @@ def parse_cached(text: str, local_zone: ZoneInfo | None = None) -> CalendarSpec:
     return parse(text, local_zone)
 
 
+def is_valid_timezone(name: str) -> bool:
+    """Whether systemd would accept `name` as a time zone (the same rule for an expression's
+    zone suffix and a schedule's `timezone` key)."""
+    return _timezone_is_valid(name)
+
+
 @functools.lru_cache(maxsize=1024)
 def _timezone_is_valid(name: str) -> bool:
     # systemd's verify_timezone(): a restricted alphabet, no leading, trailing or double '/',
@@ -209,9 +216,13 @@ def local_abbreviations(zone: ZoneInfo | None) -> tuple[str, str]:
     return (std, dst or std)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _ascii_lower(s: str) -> str:
-    # C's strcasecmp folds ASCII only; str.lower() would also fold non-ASCII letters.
-    return s.encode("utf-8", "surrogateescape").lower().decode("utf-8", "surrogateescape")
+    # C's strcasecmp folds ASCII only; str.lower() would also fold non-ASCII letters (and
+    # any string, lone surrogates included, is accepted).
+    return s.translate(_ASCII_LOWER)
 
 
 _SHORTHANDS: dict[str, dict[str, object]] = {
