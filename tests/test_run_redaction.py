@@ -34,3 +34,26 @@ def test_secret_values_are_redacted_in_the_agent_log(tmp_path: Path,
     assert secret not in log
     assert "token=[REDACTED] end" in log
     assert "[stderr] again [REDACTED]" in log
+
+
+def test_a_secret_split_across_chunks_is_still_redacted() -> None:
+    """Deterministic: the collector gets the secret in two chunks, as a pipe may deliver it."""
+    import io
+
+    from dotagent.runner.foreground import _redact_line
+    from dotagent.runner.output import OutputCollector
+
+    secret = "hunter2-very-secret"
+    log = io.BytesIO()
+    collector = OutputCollector(log, redact=_redact_line)
+    redaction.register_secret(secret)
+    try:
+        collector("stdout", b"token=" + secret[:7].encode())
+        collector("stdout", secret[7:].encode() + b" ok\n")
+        collector("stderr", secret.encode())  # no newline: flushed at close
+        collector.close()
+    finally:
+        redaction.clear_secrets()
+    text = log.getvalue().decode()
+    assert secret not in text
+    assert text == "token=[REDACTED] ok\n[stderr] [REDACTED]\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "DotagentError",
-    "ManifestError",
     "NotFoundError",
     "UnsafeNameError",
 ]
@@ -29,12 +28,3 @@ class UnsafeNameError(DotagentError):
 
 class NotFoundError(DotagentError):
     """An agent, schedule or file the user named does not exist."""
-
-
-class ManifestError(DotagentError):
-    """A manifest failed to load; `problems` holds every formatted error line."""
-
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__("\n".join(problems))

@@ -17,7 +17,6 @@ from dotagent.errors import UnsafeNameError
 __all__ = [
     "MAX_NAME_LENGTH",
     "Home",
-    "is_safe_component",
     "resolve_home",
     "safe_component",
     "unsafe_reason",
@@ -46,10 +45,6 @@ def _check_component(part: str) -> None:
     """Looser than `safe_component`: derived file names (slug + suffix) may be long."""
     if part in ("", ".", "..") or "/" in part or "\0" in part or len(part.encode()) > 255:
         raise UnsafeNameError(f"{part!r} is not a safe file name")
-
-
-def is_safe_component(value: str) -> bool:
-    return unsafe_reason(value) is None
 
 
 def safe_component(value: str, what: str = "name") -> str:
@@ -96,32 +91,12 @@ class Home:
 
     # -- fixed places -----------------------------------------------------------------
     @property
-    def agents_dir(self) -> Path:
-        return self.root / "agents"
-
-    @property
-    def plugins_dir(self) -> Path:
-        return self.root / "plugins"
-
-    @property
     def state_dir(self) -> Path:
         return self.root / "state"
 
     @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
-
-    @property
     def audit_log(self) -> Path:
         return self.root / "audit.log"
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.root / "secrets.env"
 
     # -- per-agent places (names validated) ----------------------------------------
     def heartbeat_file(self, agent: str, slug: str) -> Path:

@@ -337,3 +337,12 @@ def test_interval_counts_real_minutes_across_dst() -> None:
     assert d.action == "idle"
     assert d.wake_at == datetime(2026, 3, 29, 3, 30, tzinfo=berlin)
     assert d.wake_at.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=1)
+
+
+def test_should_retry_follows_the_backoff_instant() -> None:
+    from dotagent.schedule.windows import should_retry
+
+    window = WindowState(at("08:30"), attempts=2, last_attempt_at=at("09:00"))
+    assert not should_retry(window, (5, 15, 30), at("09:14"))
+    assert should_retry(window, (5, 15, 30), at("09:15"))
+    assert should_retry(WindowState(at("08:30")), (5,), at("08:30"))  # never attempted

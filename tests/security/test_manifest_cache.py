@@ -170,3 +170,16 @@ def test_concurrent_runs_report_baseline_and_drift_once(root: Path, cli_env: dic
     burst()
     assert len(of_type(dotagent_home, "manifest_drift_detected")) == 1
     assert len(of_type(dotagent_home, "agent_run")) == 16
+
+
+def test_deleting_the_whole_audit_history_is_recorded(root: Path, cli_env: dict[str, str],
+                                                      dotagent_home: Path) -> None:
+    run(cli_env)
+    for name in ("audit.log", "audit.log.lock", "state/audit.head"):
+        (dotagent_home / name).unlink(missing_ok=True)
+    err = run(cli_env)
+    assert "audit.log is missing or empty" in err
+    [broken] = of_type(dotagent_home, "audit_chain_broken")
+    assert broken["severity"] == "critical" and broken["event"]["kind"] == "truncation"
+    run(cli_env)
+    assert len(of_type(dotagent_home, "audit_chain_broken")) == 1

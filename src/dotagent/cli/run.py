@@ -50,6 +50,9 @@ def report_cache_findings(report: Any) -> None:
         _say(f"[dotagent] warning: manifest of {d.agent!r} changed since last seen "
              f"({d.expected_sha256[:12]} → {d.actual_sha256[:12]}; recorded in the audit "
              "log)\n")
+    if report.history_deleted:
+        _say("[dotagent] warning: audit.log is missing or empty although dotagent has run "
+             "here before (recorded as critical audit_chain_broken)\n")
     if report.cache_missing:
         _say("[dotagent] warning: state/known_manifests.json is missing although the audit "
              "log has history (recorded as critical)\n")
@@ -71,11 +74,11 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     import signal
     from datetime import UTC, datetime
 
-    from dotagent.audit import AuditLog, events
+    from dotagent.audit import AuditLog
     from dotagent.discovery import discover
     from dotagent.errors import DotagentError
     from dotagent.paths import Home
-    from dotagent.runner.foreground import run_schedule
+    from dotagent.runner.foreground import audit_events, run_schedule
     from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
@@ -95,27 +98,16 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
                  "first seen (recorded in the audit log)\n")
         outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo,
                                stop=stop)
-        label = f"{outcome.agent}/{outcome.schedule}"
-        records: list[Any] = []
-        if outcome.interrupted_by is not None:
-            signame = signal.Signals(outcome.interrupted_by).name
-            records.append(events.RunInterrupted(
-                agent=outcome.agent, schedule=outcome.schedule,
-                reason=f"{signame} received by dotagent run; the agent was stopped "
-                       f"(exit {outcome.exit_code})"))
-        records.append(events.AgentRun(
-            agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
-            manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
-            duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
-            dry_run=dry_run))
-        for record in records:
+        for record in audit_events(outcome):
             try:
                 audit.append(record)
             except (OSError, DotagentError) as exc:
                 # The run happened; its exit code must survive a failing audit log.
                 _say(f"[dotagent] error: could not record {record.event_type} in the audit "
                      f"log: {exc}\n")
+    label = f"{outcome.agent}/{outcome.schedule}"
     if outcome.interrupted_by is not None:
+        signame = signal.Signals(outcome.interrupted_by).name
         _say(f"[dotagent] {label}: interrupted by {signame}; agent stopped (exit "
              f"{outcome.exit_code})\n")
         return 128 + outcome.interrupted_by

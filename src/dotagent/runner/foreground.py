@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotagent import redaction
+from dotagent.audit import events
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
 from dotagent.runner.output import OutputCollector, open_log
@@ -30,7 +31,7 @@ from dotagent.runner.spawn import RunContext, build_env, resolve_command
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.timefmt import iso_local
 
-__all__ = ["RunOutcome", "run_schedule"]
+__all__ = ["RunOutcome", "audit_events", "run_schedule"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,23 @@ def run_schedule(
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
         manifest_sha256=loaded.sha256, interrupted_by=interrupted_by,
     )
+
+
+def audit_events(outcome: RunOutcome) -> list[events.Event]:
+    """What a finished run leaves in the audit log: `run_interrupted` when dotagent was told
+    to stop it, then `agent_run` with the manifest hash it ran."""
+    out: list[events.Event] = []
+    if outcome.interrupted_by is not None:
+        signame = signal.Signals(outcome.interrupted_by).name
+        out.append(events.RunInterrupted(
+            agent=outcome.agent, schedule=outcome.schedule,
+            reason=f"{signame} received; the agent was stopped (exit {outcome.exit_code})"))
+    out.append(events.AgentRun(
+        agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
+        manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
+        duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
+        dry_run=outcome.dry_run))
+    return out
 
 
 def _redact_line(line: bytes) -> bytes:

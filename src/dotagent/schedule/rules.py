@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from dotagent.schedule.oncalendar import CalendarSpec, parse_cached
 from dotagent.schedule.windows import CalendarRule, IntervalRule, Rule
 
-__all__ = ["calendar_rule", "cron_expression", "cron_rule", "interval_rule", "rule_for"]
+__all__ = ["calendar_rule", "cron_expression", "cron_rule", "rule_for"]
 
 _WEEKDAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
@@ -40,10 +40,6 @@ def calendar_rule(spec: CalendarSpec, zone: ZoneInfo) -> CalendarRule:
 def cron_rule(weekdays: Sequence[int], hours: Sequence[int], minute: int,
               zone: ZoneInfo) -> CalendarRule:
     return calendar_rule(parse_cached(cron_expression(weekdays, hours, minute)), zone)
-
-
-def interval_rule(minutes: int) -> Rule:
-    return IntervalRule(minutes)
 
 
 def rule_for(schedule: Any, local_zone: ZoneInfo) -> Rule:

@@ -47,10 +47,7 @@ class CacheReport:
     drifts: list[Drift] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # paths newly reported invalid
     cache_missing: str | None = None  # why, when the cache vanished with history
-
-    @property
-    def alarming(self) -> bool:
-        return bool(self.phantoms or self.drifts or self.cache_missing)
+    history_deleted: bool = False  # the cache knows agents but the audit log is empty
 
 
 def _cache_path(home: Home) -> Path:
@@ -135,6 +132,15 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
             path=str(_cache_path(home)),
             reason=f"{report.cache_missing} while the audit log has history; last known "
                    "hashes were rebuilt from the audit log"))
+    if entries and report.cache_missing is None and not first_start and \
+            log.current_head()[0] == 0:
+        # The mirror image of a vanished cache: the cache remembers agents, so there was a
+        # history, and the log that held it is gone or empty.
+        report.history_deleted = True
+        pending.append(events.AuditChainBroken(
+            position=0, expected_prev_hash="", actual_prev_hash="GENESIS", kind="truncation",
+            line=1, detail=f"audit.log is missing or empty although {_cache_path(home).name} "
+                           f"already records {len(entries)} agent(s): its history was deleted"))
     stamp = iso(now)
     changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
