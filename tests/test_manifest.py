@@ -357,3 +357,25 @@ def test_field_paths_quote_keys_that_are_not_bare() -> None:
     assert any(w.startswith('agents/x/agent.toml:5: run."x.y": unknown key') for w in found)
     assert any(w.startswith('agents/x/agent.toml:6: run."bad\\nkey": unknown key')
                for w in found), found
+
+
+def test_lines_inside_multi_line_arrays_and_inline_tables() -> None:
+    text = """\
+    schedules = [
+      { id = "a", type = "cron", weekdays = [1], hours = [8] },
+      { id = "b", type = "cron", weekdays = [1], hours = [8], minute = 75 },
+    ]
+    [agent]
+    name = "inline"
+    [run]
+    command = "true"
+    [defaults]
+    retry_backoff_minutes = [
+      5,
+      -1,
+    ]
+    """
+    found = errors(text)
+    assert "agents/x/agent.toml:3: schedules[1].minute: 75 is out of range (0..59)" in found
+    assert "agents/x/agent.toml:12: defaults.retry_backoff_minutes[1]: -1 is out of range " \
+           "(1..5270400)" in found

@@ -1,13 +1,17 @@
 """Map TOML field paths back to line numbers.
 
 `tomllib` keeps no positions, so validation errors would otherwise point at a whole file. This
-scanner walks the text once, understands strings, comments, multi-line arrays/inline tables and
-`[table]` / `[[array.of.tables]]` headers, and records the line where each key (or table) is
-declared. It does not validate: tomllib has already accepted the text when this runs.
+scanner walks the text once with a small recursive-descent reader that understands strings,
+comments, `[table]` / `[[array.of.tables]]` headers, dotted and quoted keys, and values that
+span lines: the elements of multi-line arrays and the keys of inline tables get their own
+lines too (`schedules[1].minute` inside `schedules = [{…},\\n {…}]`). It does not validate:
+tomllib has already accepted the text when this runs.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import re
 import tomllib
 
@@ -15,6 +19,10 @@ __all__ = ["LineIndex"]
 
 Path = tuple[str | int, ...]
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
+_NEWLINE = re.compile("\n")
+_BLANK = re.compile(r"(?:[ \t\r]+|#[^\n]*)*")
+_BLANK_NL = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+_SCALAR = re.compile(r"[^,\]}\n#]*")
 
 
 def _unquote(quoted: str) -> str:
@@ -27,45 +35,18 @@ def _unquote(quoted: str) -> str:
         return quoted[1:-1]
 
 
-def _split_key(text: str) -> list[str] | None:
-    """Split a (possibly dotted, possibly quoted) TOML key; None if it is not a key."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            return None
-        ch = text[i]
-        if ch in "\"'":
-            end = i + 1
-            while end < n and text[end] != ch:
-                end += 2 if (ch == '"' and text[end] == "\\") else 1
-            if end >= n:
-                return None
-            parts.append(_unquote(text[i : end + 1]))
-            i = end + 1
-        else:
-            m = _BARE.match(text, i)
-            if not m:
-                return None
-            parts.append(m.group())
-            i = m.end()
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            return parts
-        if text[i] != ".":
-            return None
-        i += 1
-
-
 class LineIndex:
-    """Line numbers (1-based) of the keys and tables declared in a TOML document."""
+    """Line numbers (1-based) of the keys, tables and array elements of a TOML document."""
 
     def __init__(self, text: str) -> None:
         self._lines: dict[Path, int] = {}
-        self._scan(text)
+        self._text = text
+        self._n = len(text)
+        self._i = 0
+        self._newlines = [m.start() for m in _NEWLINE.finditer(text)]
+        # Never expected after tomllib accepted the text; positions are a help, not a need.
+        with contextlib.suppress(IndexError, ValueError, RecursionError):
+            self._document()
 
     def line_of(self, path: Path) -> int | None:
         """The line declaring `path`, or of its nearest declared ancestor."""
@@ -77,39 +58,133 @@ class LineIndex:
             probe = probe[:-1]
         return None
 
-    # -- scanning ---------------------------------------------------------------------
-    def _scan(self, text: str) -> None:
+    # -- low-level reading ------------------------------------------------------------------
+    @property
+    def _line(self) -> int:
+        return bisect.bisect_left(self._newlines, self._i) + 1
+
+    def _peek(self) -> str:
+        return self._text[self._i] if self._i < self._n else ""
+
+    def _skip_blank(self, newlines: bool) -> None:
+        """Spaces, tabs, comments and (inside arrays, between statements) newlines."""
+        pattern = _BLANK_NL if newlines else _BLANK
+        m = pattern.match(self._text, self._i)
+        if m:
+            self._i = m.end()
+
+    def _skip_string(self) -> str:
+        """Skip a string starting at the cursor; return its source text."""
+        text, start = self._text, self._i
+        quote = text[start]
+        delim = quote * 3 if text.startswith(quote * 3, start) else quote
+        j = start + len(delim)
+        while True:
+            k = text.find(delim, j)
+            if k < 0:
+                self._i = self._n
+                break
+            if quote == '"':
+                backslashes = 0
+                while k - backslashes - 1 >= j and text[k - backslashes - 1] == "\\":
+                    backslashes += 1
+                if backslashes % 2:
+                    j = k + 1
+                    continue
+            end = k + len(delim)
+            # A multi-line string may end with up to two extra quotes ("""a"""" is legal).
+            extra = 0
+            while len(delim) == 3 and extra < 2 and end < self._n and text[end] == quote:
+                end, extra = end + 1, extra + 1
+            self._i = end
+            break
+        return text[start : self._i]
+
+    def _key(self) -> list[str]:
+        """A possibly dotted, possibly quoted key."""
+        parts: list[str] = []
+        while True:
+            self._skip_blank(False)
+            if self._peek() in ("'", '"'):
+                parts.append(_unquote(self._skip_string()))
+            else:
+                m = _BARE.match(self._text, self._i)
+                if not m:
+                    raise ValueError("key expected")
+                parts.append(m.group())
+                self._i = m.end()
+            self._skip_blank(False)
+            if self._peek() != ".":
+                return parts
+            self._i += 1
+
+    # -- grammar -------------------------------------------------------------------------------
+    def _document(self) -> None:
         arrays: dict[tuple[str, ...], int] = {}  # array-of-tables key path -> last index
         table: Path = ()
-        for lineno, logical in self._logical_lines(text):
-            stripped = logical.strip()
-            if not stripped:
-                continue
-            if stripped.startswith("[["):
-                keys = _split_key(stripped[2 : stripped.find("]]")])
-                if keys is None:
-                    continue
-                key_path = tuple(keys)
-                arrays[key_path] = arrays.get(key_path, -1) + 1
-                table = self._resolve(key_path, arrays)
-                self._lines.setdefault(table, lineno)
-                self._lines.setdefault(table[:-1], lineno)
-            elif stripped.startswith("["):
-                keys = _split_key(stripped[1 : stripped.find("]")])
-                if keys is None:
-                    continue
-                table = self._resolve(tuple(keys), arrays)
-                self._lines.setdefault(table, lineno)
+        while self._i < self._n:
+            self._skip_blank(True)
+            if self._i >= self._n:
+                return
+            line = self._line
+            if self._text.startswith("[[", self._i):
+                self._i += 2
+                keys = tuple(self._key())
+                self._i += 2
+                arrays[keys] = arrays.get(keys, -1) + 1
+                table = self._resolve(keys, arrays)
+                self._lines.setdefault(table, line)
+                self._lines.setdefault(table[:-1], line)
+            elif self._peek() == "[":
+                self._i += 1
+                table = self._resolve(tuple(self._key()), arrays)
+                self._i += 1
+                self._lines.setdefault(table, line)
             else:
-                eq = self._find_equals(stripped)
-                if eq < 0:
-                    continue
-                keys = _split_key(stripped[:eq])
-                if keys is None:
-                    continue
-                full = table + tuple(keys)
-                for depth in range(len(table) + 1, len(full) + 1):
-                    self._lines.setdefault(full[:depth], lineno)
+                self._keyvalue(table)
+
+    def _keyvalue(self, base: Path) -> None:
+        line = self._line
+        full = base + tuple(self._key())
+        for depth in range(len(base) + 1, len(full) + 1):
+            self._lines.setdefault(full[:depth], line)
+        self._skip_blank(False)
+        self._i += 1  # '='
+        self._value(full)
+
+    def _value(self, path: Path) -> None:
+        self._skip_blank(True)
+        self._lines.setdefault(path, self._line)
+        ch = self._peek()
+        if ch in ("'", '"'):
+            self._skip_string()
+        elif ch == "[":
+            self._i += 1
+            index = 0
+            while True:
+                self._skip_blank(True)
+                if self._peek() in ("]", ""):
+                    self._i += 1
+                    return
+                self._value((*path, index))
+                index += 1
+                self._skip_blank(True)
+                if self._peek() == ",":
+                    self._i += 1
+        elif ch == "{":
+            self._i += 1
+            while True:
+                self._skip_blank(False)
+                if self._peek() in ("}", ""):
+                    self._i += 1
+                    return
+                self._keyvalue(path)
+                self._skip_blank(False)
+                if self._peek() == ",":
+                    self._i += 1
+        else:  # a number, boolean or date-time: up to the next delimiter
+            m = _SCALAR.match(self._text, self._i)
+            self._i = m.end() if m else self._i + 1
 
     @staticmethod
     def _resolve(keys: tuple[str, ...], arrays: dict[tuple[str, ...], int]) -> Path:
@@ -121,74 +196,3 @@ class LineIndex:
             if idx is not None:
                 out.append(idx)
         return tuple(out)
-
-    @staticmethod
-    def _find_equals(line: str) -> int:
-        quote = ""
-        for i, ch in enumerate(line):
-            if quote:
-                if ch == quote:
-                    quote = ""
-            elif ch in "\"'":
-                quote = ch
-            elif ch == "=":
-                return i
-        return -1
-
-    @staticmethod
-    def _logical_lines(text: str) -> list[tuple[int, str]]:
-        """Yield (first line number, text) for each statement, with strings, comments and
-        bracketed continuations folded so that only depth-0 statement starts remain."""
-        out: list[tuple[int, str]] = []
-        buf: list[str] = []
-        start = 1
-        line = 1
-        depth = 0
-        i, n = 0, len(text)
-        in_header = False
-        while i < n:
-            ch = text[i]
-            if ch == "\n":
-                if depth == 0:
-                    out.append((start, "".join(buf)))
-                    buf = []
-                    start = line + 1
-                    in_header = False
-                line += 1
-                i += 1
-                continue
-            if ch == "#":
-                while i < n and text[i] != "\n":
-                    i += 1
-                continue
-            if ch in "\"'":
-                triple = text.startswith(ch * 3, i)
-                delim = ch * 3 if triple else ch
-                j = i + len(delim)
-                while j < n:
-                    if ch == '"' and text[j] == "\\":
-                        j += 2
-                        continue
-                    if text.startswith(delim, j):
-                        break
-                    j += 1
-                j = min(n, j + len(delim))
-                # Keep a string token only when it forms a key on this statement.
-                chunk = text[i:j]
-                line += chunk.count("\n")
-                buf.append(chunk.replace("\n", " ") if depth == 0 else "")
-                i = j
-                continue
-            if ch == "[" and depth == 0 and not "".join(buf).strip():
-                in_header = True
-            if not in_header:
-                if ch in "[{":
-                    depth += 1
-                elif ch in "]}":
-                    depth = max(0, depth - 1)
-            if depth == 0 or (ch in "[{" and depth == 1):
-                buf.append(ch)
-            i += 1
-        if buf:
-            out.append((start, "".join(buf)))
-        return out

@@ -9,6 +9,7 @@ Values outside the V7 resource clamps still load, with the clamped value and a w
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -444,14 +445,19 @@ class LoadedManifest:
     sha256: str
     warnings: tuple[Problem, ...] = ()
     clamps: tuple[Clamp, ...] = ()
-    lines: LineIndex | None = field(default=None, compare=False, repr=False)
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.manifest.agent.name
 
     def line_of(self, field_path_text: str) -> int | None:
-        return self.lines.line_of(_parse_field_path(field_path_text)) if self.lines else None
+        return self.lines.line_of(_parse_field_path(field_path_text))
+
+    @functools.cached_property
+    def lines(self) -> LineIndex:
+        # Built on first use: most manifests load without a single located message.
+        return LineIndex(self.text)
 
     @property
     def dir(self) -> Path:
@@ -470,7 +476,7 @@ class LoadResult:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     clamps: list[Clamp] = field(default_factory=list)
-    lines: LineIndex | None = None
+    text: str = ""
     declared_name: str | None = None  # agent.name as written, even when invalid
 
     @property
@@ -480,7 +486,7 @@ class LoadResult:
     def loaded(self) -> LoadedManifest:
         assert self.manifest is not None
         return LoadedManifest(self.path, self.manifest, self.sha256, tuple(self.warnings),
-                              tuple(self.clamps), self.lines)
+                              tuple(self.clamps), self.text)
 
 
 def expand_user(path: str) -> Path:
@@ -584,13 +590,16 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         result.errors.append(Problem(shown, line, "", f"TOML syntax error: {msg}"))
         return result
 
-    lines = result.lines = LineIndex(text)
+    result.text = text
+    index: list[LineIndex] = []
     agent_table = raw.get("agent")
     if isinstance(agent_table, dict) and isinstance(agent_table.get("name"), str):
         result.declared_name = agent_table["name"]
 
     def locate(loc: Sequence[str | int]) -> int | None:
-        return lines.line_of(tuple(loc)) or 1
+        if not index:
+            index.append(LineIndex(text))
+        return index[0].line_of(tuple(loc)) or 1
 
     clamped = _apply_clamps(raw, result.clamps)
     for c in result.clamps:
