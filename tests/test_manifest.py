@@ -379,3 +379,10 @@ def test_lines_inside_multi_line_arrays_and_inline_tables() -> None:
     assert "agents/x/agent.toml:3: schedules[1].minute: 75 is out of range (0..59)" in found
     assert "agents/x/agent.toml:12: defaults.retry_backoff_minutes[1]: -1 is out of range " \
            "(1..5270400)" in found
+
+
+def test_line_index_never_hangs_or_raises_on_odd_input() -> None:
+    from dotagent._tomllines import LineIndex
+
+    for text in ["[,]", "a = [,,]", "x = {", "= 1", "[[", "a = [1 2]", "\x00", "a=\"", "#"]:
+        LineIndex(text)  # garbage in: no exception, no endless loop

@@ -141,7 +141,10 @@ class LineIndex:
                 self._i += 1
                 self._lines.setdefault(table, line)
             else:
+                before = self._i
                 self._keyvalue(table)
+                if self._i == before:
+                    raise ValueError("stuck")
 
     def _keyvalue(self, base: Path) -> None:
         line = self._line
@@ -166,7 +169,10 @@ class LineIndex:
                 if self._peek() in ("]", ""):
                     self._i += 1
                     return
+                before = self._i
                 self._value((*path, index))
+                if self._i == before:  # no progress: not TOML we understand; stop safely
+                    raise ValueError("stuck")
                 index += 1
                 self._skip_blank(True)
                 if self._peek() == ",":
@@ -178,7 +184,10 @@ class LineIndex:
                 if self._peek() in ("}", ""):
                     self._i += 1
                     return
+                before = self._i
                 self._keyvalue(path)
+                if self._i == before:
+                    raise ValueError("stuck")
                 self._skip_blank(False)
                 if self._peek() == ",":
                     self._i += 1
