@@ -7,6 +7,7 @@ secrets) add their checks here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,9 +120,62 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             general.append(Problem(str(root), None, "DOTAGENT_ROOT",
                                    f"entry {entry!r} {what}; nothing is found there",
                                    "warning"))
+    general.extend(_permission_warnings(home, env))
     reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
     return DoctorReport(home=home, roots=found.roots, manifests=reports, general=general)
 
+
+def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
+    """Loose modes on the user's own files (S15.11): reported here, never changed.
+
+    The home directory and config.toml should not be readable or writable by group or
+    others, the secrets file must be owner-only (S6 refuses it otherwise), and a manifest or
+    manifest directory under `$DOTAGENT_HOME/agents` that others may write lets them change
+    what an agent runs. (What dotagent creates itself is kept 0700/0600: see private.py.)
+    """
+    import stat
+
+    out: list[Problem] = []
+
+    def check(path: Path, mask: int, why: str, fix: str) -> None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return
+        rights = {}
+        for cls, shift in (("group", 3), ("others", 0)):
+            bits = (mode & mask) >> shift & 0o7
+            if bits:
+                verbs = [v for v, m in (("read", 0o4), ("write", 0o2)) if bits & m]
+                rights[cls] = " and ".join(verbs) or "use"
+        if not rights:
+            return
+        if len(set(rights.values())) == 1:
+            access = f"{' and '.join(rights)} may {next(iter(rights.values()))} it"
+        else:
+            access = ", ".join(f"{cls} may {verbs} it" for cls, verbs in rights.items())
+        out.append(Problem(str(path), None, "", f"{access} (mode {mode:04o}){why}: "
+                           f"chmod {fix} {path}", "warning"))
+
+    if not home.is_dir():
+        return out
+    check(home, 0o066, "; it holds agent output and the audit log, and dotagent leaves "
+          "its mode to you", "700")
+    check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600")
+    explicit = env.get("DOTAGENT_SECRETS_FILE", "")
+    secrets = Path(explicit) if os.path.isabs(explicit) else home / "secrets.env"
+    check(secrets, 0o077, "; secrets must be owner-only, and such a file is refused",
+          "600")
+    agents = home / "agents"
+    if agents.is_dir():
+        check(agents, 0o022, ", so they could add or replace agents", "go-w")
+        with contextlib.suppress(OSError):
+            for entry in sorted(agents.iterdir()):
+                if entry.is_dir() and (entry / "agent.toml").is_file():
+                    check(entry, 0o022, ", so they could replace its manifest", "go-w")
+                    check(entry / "agent.toml", 0o022, ", so they could change what the "
+                          "agent runs", "go-w")
+    return out
 
 def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,
                    now: Any) -> None:
