@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from helpers import DOTAGENT, simple_agent
 
 USER_FILES = ("agents", "config.toml", "secrets.env")
