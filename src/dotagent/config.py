@@ -22,6 +22,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from datetime import time as TimeOfDay
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -136,6 +137,8 @@ def _summary_time(value: Any) -> TimeOfDay:
         if m:
             return TimeOfDay(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
         shown = _show(value)
+    elif isinstance(value, date | TimeOfDay):
+        shown = f"a TOML date or time ({value.isoformat()})"
     else:
         shown = _describe(value)
     raise PydanticCustomError("bad_time", "{msg}", {
