@@ -134,12 +134,16 @@ def test_a_section_of_the_wrong_kind_is_an_error() -> None:
         daemon = 5
         [daily_summary]
         notifiers = "desktop"
+        [[state]]
+        windows = 3
         """)
     assert lines(result.errors) == [
         "/h/config.toml:1: daemon: expected a table, got an integer (5)",
         "/h/config.toml:3: daily_summary.notifiers: expected an array, got a string "
         '("desktop")',
+        "/h/config.toml:4: state: expected a table, got an array",
     ]
+    assert result.warnings == []  # the keys of a table that is not one are not guessed at
 
 
 def test_syntax_and_encoding_errors_carry_a_line() -> None:
@@ -259,17 +263,12 @@ def test_upstream_sections_we_leave_out_load_with_a_warning() -> None:
         """)
     assert result.errors == [] and result.config.daemon.max_concurrent_runs == 2
     assert lines(result.warnings) == [
-        "/h/config.toml:1: telegram: not used by this implementation (Telegram chat is left "
-        "out); ignored",
-        "/h/config.toml:4: memory: not used by this implementation (the memory workspace is "
-        "left out); ignored",
-        "/h/config.toml:6: skills: not used by this implementation (skills is left out); "
-        "ignored",
-        "/h/config.toml:8: commands: not used by this implementation (slash commands is left "
-        "out); ignored",
-        "/h/config.toml:10: os: not used by this implementation (commands from chat is left "
-        "out); ignored",
-    ]
+        f"/h/config.toml:{line}: {name}: not used by this implementation (it configures "
+        f"upstream's {what}); ignored"
+        for line, name, what in ((1, "telegram", "Telegram chat"),
+                                 (4, "memory", "memory workspace"), (6, "skills", "skills"),
+                                 (8, "commands", "slash commands"),
+                                 (10, "os", "commands from chat"))]
 
 
 def test_log_level_spellings() -> None:

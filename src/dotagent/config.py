@@ -9,8 +9,9 @@ and a warning; unknown keys warn with a "did you mean"; the sections of upstream
 chat-assistant layer load with a warning that they are not used here. docs/config.md lists
 every key.
 
-The reading, line lookup and message rendering are the manifest's (`dotagent.manifest`,
-`dotagent._tomllines`); this module only adds the config schema and its adjustments.
+The bounded read, the line index and the pieces of each message are the manifest's
+(`dotagent.manifest`, `dotagent._tomllines`); this module adds the config schema, its
+adjustments (clamps, lenient spellings) and the walk for unknown keys.
 """
 
 from __future__ import annotations
@@ -99,13 +100,14 @@ _CLAMPS: dict[tuple[str, str], tuple[int, int, str]] = {
 # Upstream's chat-assistant layer (SPEC S15, "we leave out"): accepted, warned, ignored.
 UNUSED_SECTIONS: dict[str, str] = {
     "telegram": "Telegram chat",
-    "memory": "the memory workspace",
+    "memory": "memory workspace",
     "skills": "skills",
     "commands": "slash commands",
     "os": "commands from chat",
 }
 
-LOG_LEVELS = ("error", "warn", "info", "debug", "trace", "off")
+LogLevel = Literal["error", "warn", "info", "debug", "trace", "off"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ class _Model(BaseModel):
 # Sections (docs/config.md describes each key)
 # --------------------------------------------------------------------------------------
 class LoggingSection(_Model):
-    level: Literal["error", "warn", "info", "debug", "trace", "off"] = "info"
+    level: LogLevel = "info"
     format: Literal["json", "text"] = "json"
     retention_days: Days = 30
     per_agent_retention_days: Days = 14
@@ -427,20 +429,22 @@ def _log_level(value: str) -> tuple[str | None, str | None]:
 
 # -- warnings about keys ----------------------------------------------------------------
 def _unused_sections(raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    return [((name,), f"not used by this implementation ({what} is left out); ignored")
+    return [((name,), f"not used by this implementation (it configures upstream's {what}); "
+                      "ignored")
             for name, what in UNUSED_SECTIONS.items() if name in raw]
 
 
-def _submodel(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    """The model of a field that is itself a table of known keys (None for free-form)."""
+def _submodel(model: type[BaseModel], key: str) -> tuple[type[BaseModel] | None, bool]:
+    """The model of a field that is a table of known keys, or of each element of an array
+    of such tables (then True); None for anything free-form."""
     annotation = model.model_fields[key].annotation
     if isinstance(annotation, type) and issubclass(annotation, _Model):
-        return annotation
+        return annotation, False
     if get_origin(annotation) is list:
         (item,) = get_args(annotation) or (None,)
         if isinstance(item, type) and issubclass(item, _Model):
-            return item
-    return None
+            return item, True
+    return None, False
 
 
 def _unknown_keys(table: Any, model: type[BaseModel], loc: Loc) -> list[tuple[Loc, str]]:
@@ -458,11 +462,11 @@ def _unknown_keys(table: Any, model: type[BaseModel], loc: Loc) -> list[tuple[Lo
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
             found.append(((*loc, key), f"unknown key, ignored ({hint})"))
             continue
-        sub = _submodel(model, key) if key in model.model_fields else None
+        sub, is_list = _submodel(model, key) if key in model.model_fields else (None, False)
         if sub is None:
             continue
-        if isinstance(value, list):
-            for i, item in enumerate(value):
+        if is_list:
+            for i, item in enumerate(value if isinstance(value, list) else []):
                 found += _unknown_keys(item, sub, (*loc, key, i))
         else:
             found += _unknown_keys(value, sub, (*loc, key))
