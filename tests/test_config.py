@@ -424,3 +424,54 @@ def test_version_imports_neither_config_nor_power() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.splitlines()[-1] == "[]"
+
+
+# -- never a traceback ---------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _fuzz_strategy() -> Any:
+    from hypothesis import strategies as st
+
+    sections = sorted({*Config.model_fields, "telegram", "os", "nonsense"})
+    keys = sorted({k for name in Config.model_fields
+                   for k in Config.model_fields[name].annotation.model_fields}  # type: ignore[union-attr]
+                  | {"driver", "x", "max_concurent_runs"})
+    text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+    scalar = st.one_of(st.integers(-300, 300), st.booleans(), text,
+                       st.floats(allow_nan=False, allow_infinity=False),
+                       st.sampled_from(["22:45", "7:5", "run", "defer", "warn", "json",
+                                        "http://x", "/abs", "rel", "", "info,a=b"]))
+    value = st.recursive(scalar, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(keys), inner,
+                                                     max_size=3)), max_leaves=6)
+    return st.dictionaries(st.sampled_from(sections),
+                           st.dictionaries(st.sampled_from(keys), value, max_size=5),
+                           max_size=6)
+
+
+def test_any_document_gives_a_config_or_located_errors_never_a_traceback() -> None:
+    from hypothesis import given, settings
+
+    @settings(max_examples=300, deadline=None)
+    @given(_fuzz_strategy())
+    def check(doc: dict[str, dict[str, Any]]) -> None:
+        body = "".join(f"[{section}]\n" + "".join(f"{_toml_value(k)} = {_toml_value(v)}\n"
+                                                  for k, v in table.items())
+                       for section, table in doc.items())
+        result = parse_config(body.encode(), SHOWN)
+        assert (result.config is None) == bool(result.errors), body
+        for problem in result.errors + result.warnings:
+            assert problem.line is not None and problem.field, (body, str(problem))
+
+    check()
