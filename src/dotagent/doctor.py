@@ -113,6 +113,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         general.append(Problem(
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
             "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
+    general.extend(_config_problems(home))
     declared = [p for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
     for entry, root in zip(declared, found.roots, strict=False):
         if not root.is_dir():
@@ -320,3 +321,14 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
                  f"schedule {sched.id!r} derives the same slug {sched.slug!r} as {other!r}, so "
                  "they share one heartbeat file; give them distinct args")
     return report
+
+
+def _config_problems(home: Path) -> list[Problem]:
+    """config.toml's errors and warnings, located (docs/config.md). Nothing when the home
+    itself is not a directory: that is reported once, by run_doctor."""
+    if home.exists() and not home.is_dir():
+        return []
+    from dotagent.config import load_config
+
+    result = load_config(home)
+    return [*result.errors, *result.warnings]
