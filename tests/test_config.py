@@ -379,6 +379,7 @@ def test_the_complete_example_loads_clean_and_names_every_key() -> None:
 def test_doctor_reports_config_problems(dotagent_home: Path, cli_env: dict[str, str]) -> None:
     config = dotagent_home / "config.toml"
     config.write_text("[daemon]\nmax_concurrent_runs = 100\nmax_concurent = 1\n")
+    config.chmod(0o600)  # a private file: no permission warning in the counts below
     p = dotagent("doctor", env=cli_env)
     assert p.returncode == 0, p.stdout
     assert f"warning: {config}:2: daemon.max_concurrent_runs: 100 → 64 (safety limit: 1..64 " \
@@ -413,6 +414,7 @@ def test_doctor_is_silent_about_a_missing_or_clean_config(dotagent_home: Path,
     p = dotagent("doctor", "--json", env=cli_env)
     assert (p.returncode, json.loads(p.stdout)["general"]) == (0, [])
     (dotagent_home / "config.toml").write_text(_example())
+    (dotagent_home / "config.toml").chmod(0o600)
     p = dotagent("doctor", "--json", env=cli_env)
     assert (p.returncode, json.loads(p.stdout)["general"]) == (0, [])
 
