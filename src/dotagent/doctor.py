@@ -138,11 +138,14 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
 
     out: list[Problem] = []
 
-    def check(path: Path, mask: int, why: str, fix: str) -> None:
+    def check(path: Path, mask: int, why: str, fix: str, *, regular: bool = False) -> None:
         try:
-            mode = stat.S_IMODE(path.stat().st_mode)
+            st = path.stat()
         except OSError:
             return
+        if regular and not stat.S_ISREG(st.st_mode):
+            return  # not a usable file at all: reported as an error where it is read
+        mode = stat.S_IMODE(st.st_mode)
         rights = {}
         for cls, shift in (("group", 3), ("others", 0)):
             bits = (mode & mask) >> shift & 0o7
@@ -162,11 +165,12 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
         return out
     check(home, 0o066, "; it holds agent output and the audit log, and dotagent leaves "
           "its mode to you", "700")
-    check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600")
+    check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600",
+          regular=True)
     explicit = env.get("DOTAGENT_SECRETS_FILE", "")
     secrets = Path(explicit) if os.path.isabs(explicit) else home / "secrets.env"
     check(secrets, 0o077, "; secrets must be owner-only, and such a file is refused",
-          "600")
+          "600", regular=True)
     agents = home / "agents"
     if agents.is_dir():
         check(agents, 0o022, ", so they could add or replace agents", "go-w")
