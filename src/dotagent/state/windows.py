@@ -343,8 +343,8 @@ class WindowStore:
 # -- parsing ------------------------------------------------------------------------------
 def _parse(data: dict[str, Any], report: Callable[[str], None]) -> WindowRecord | None:
     """A record from a window file's object; None (reported) when it names no window."""
-    seconds = data.get("expected_at")
-    if not _is_int(seconds) or not 0 <= seconds <= _MAX_EPOCH:
+    seconds: Any = data.get("expected_at")
+    if not _is_epoch(seconds):
         report(f"not a window file (expected_at is {_shown(seconds)}, not an epoch); "
                "treated as absent")
         return None
