@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from dotagent.errors import StateError
 from dotagent.paths import Home
+from dotagent.state.supervisor import pid_alive
 
 if TYPE_CHECKING:
     import sqlite3
@@ -172,18 +173,6 @@ class ScheduleStats:
         }
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class History:
     """The run history of one home. Cheap to create: the database is opened (created,
     migrated) on first use. One instance may be shared by threads.
@@ -263,7 +252,7 @@ class History:
         self._write(f"record the end of run {run_id}", update)
 
     def mark_interrupted(self, *, own_pid: int,
-                         alive: Callable[[int], bool] = _pid_alive) -> list[RunRecord]:
+                         alive: Callable[[int], bool] = pid_alive) -> list[RunRecord]:
         """Mark as `interrupted` the rows still `running` whose owner is gone: a dead pid, or
         `own_pid` (a previous process that had our pid — a container's daemon restarts with
         the same one). Call it at start, before beginning runs of your own; rows of a live
