@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dotagent.atomicfile import dump_json
 from dotagent.audit.events import OrphanReaped, Severity
 from dotagent.errors import StateError
 from dotagent.paths import Home
@@ -30,6 +32,8 @@ from dotagent.state.supervisor import (
     parse_ps_line,
     sweep_orphans,
 )
+
+from conftest import REPO
 
 OWN = os.getpid()
 
@@ -422,3 +426,10 @@ def test_ps_lines_parse_in_local_time() -> None:
     for bad in ("", "x Fri Aug 7 05:30:03 2026 a", "1 Fri Foo 7 05:30:03 2026 a",
                 "1 Fri Aug 7 25:30:03 2026 a"):
         assert parse_ps_line(bad) is None
+
+
+def test_the_example_in_docs_is_what_we_write() -> None:
+    doc = (REPO / "docs" / "state.md").read_text()
+    example = re.findall(r"```json\n(.*?)\n```", doc, re.S)[1]
+    record = ProcessInfo.from_json(json.loads(example))
+    assert dump_json(record.to_json(ZoneInfo("America/Sao_Paulo"))) == example

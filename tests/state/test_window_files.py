@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from dotagent.paths import Home
 from dotagent.schedule.windows import WindowState
 from dotagent.state.windows import WindowStore
 from tmpfs import fill, small_tmpfs
+
+from conftest import REPO
 
 SP = ZoneInfo("America/Sao_Paulo")
 NOW = datetime(2026, 5, 19, 17, 30, tzinfo=UTC)  # 14:30 in São Paulo
@@ -348,3 +351,14 @@ def _ino(fd: Path) -> int | None:
         return fd.stat().st_ino
     except OSError:
         return None
+
+
+def test_the_example_in_docs_is_what_we_write(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "state.md").read_text()
+    example = re.findall(r"```json\n(.*?)\n```", doc, re.S)[0]
+    s = store(tmp_path)
+    s.save("report", "period_x", "daily",
+           WindowState(expected_at=NOW, attempts=2, last_attempt_at=NOW + timedelta(minutes=5),
+                       last_exit_code=3), stderr="boom")
+    assert s.path("report", "period_x", NOW).name in doc
+    assert s.path("report", "period_x", NOW).read_text() == example
