@@ -179,6 +179,7 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     """The daemon and a CLI `run` write the same database: nothing is lost or refused."""
     script = textwrap.dedent("""
         import sys
+        import time
         from pathlib import Path
         from dotagent.paths import Home
         from dotagent.state.history import History
@@ -190,20 +191,26 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
                              source="daemon", started_at=1.0 * i)
             h.finish(run_id, finished_at=1.0 * i + 0.5, exit_code=0, stderr_tail="x" * 500)
             ids.append(run_id)
+            deadline = time.monotonic() + 30
+            while i == 0 and not h.query(agent=sys.argv[3]):  # both are writing now
+                assert time.monotonic() < deadline
         print(" ".join(map(str, ids)))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name],
+    names = ("daemon", "cli")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name,
+                               names[1 - i]],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=REPO)
-             for name in ("daemon", "cli")]
+             for i, name in enumerate(names)]
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
-    ids = [int(x) for out, _ in outputs for x in out.split()]
-    assert len(ids) == len(set(ids)) == 600
+    first, second = ([int(x) for x in out.split()] for out, _ in outputs)
+    assert len(set(first) | set(second)) == 600
+    assert min(first) < max(second) and min(second) < max(first)  # they interleaved
     with history(tmp_path) as h:
         stats = {s.agent: s for s in h.stats()}
         assert stats["daemon"].ok == stats["cli"].ok == 300
