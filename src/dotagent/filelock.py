@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dotagent.private import open_private, private_mkdir
 
-__all__ = ["locked"]
+__all__ = ["locked", "locked_deletable"]
 
 
 @contextmanager
@@ -27,3 +27,35 @@ def locked(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def locked_deletable(lock_path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Like `locked`, for lock files that a sweeper may delete (window files, UPSTREAM-0.6 §8).
+
+    Yields True while the lock is held. With `wait=False` it yields False at once when
+    another process holds the lock (the sweeper skips such files). A holder deletes the lock
+    file only while holding it; whoever was waiting on the deleted inode notices that the
+    path no longer names what it locked and starts over, so two holders never lock
+    different inodes. The file is created 0600; its directory must exist.
+    """
+    flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+    while True:
+        fd = open_private(lock_path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                current = os.stat(lock_path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+            if current is not None and (current.st_ino, current.st_dev) == (
+                    held.st_ino, held.st_dev):
+                yield True
+                return
+        finally:
+            os.close(fd)

@@ -38,6 +38,7 @@ __all__ = [
     "ManifestLoaded",
     "ManifestSignatureInvalid",
     "NotifierFailed",
+    "OrphanReaped",
     "PhantomAgentDetected",
     "PluginDriftDetected",
     "PluginInvoked",
@@ -82,7 +83,7 @@ class Event:
 
     event_type: ClassVar[str]
     default_severity: ClassVar[Severity]
-    upstream: ClassVar[bool] = False  # True when upstream v0.1.3 defines this event
+    upstream: ClassVar[bool] = False  # True when upstream (v0.1.3, or 0.3-0.6) defines it
 
     @property
     def severity(self) -> Severity:
@@ -278,6 +279,21 @@ class SecretsRefused(Event):
     upstream: ClassVar[bool] = True
     path: str
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrphanReaped(Event):
+    """Upstream 0.3+: a process group left by a crashed daemon was killed at boot (§12)."""
+
+    event_type: ClassVar[str] = "orphan_reaped"
+    default_severity: ClassVar[Severity] = Severity.CRITICAL
+    upstream: ClassVar[bool] = True
+    agent: str
+    kind: str  # display form: "agent", "persistent", "sink", ...
+    label: str
+    pid: int
+    age_seconds: int
+    deadline_seconds: int
 
 
 # --------------------------------------------------------------------------------------
