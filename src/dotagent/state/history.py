@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from dotagent.errors import StateError
+from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.state.supervisor import pid_alive
 
@@ -364,9 +365,17 @@ class History:
             raise StateError(f"cannot open {self.path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable, never corrupt
-            self._migrate(conn)
+            # Switching a new database to WAL and migrating it take locks for which SQLite
+            # may answer "database is locked" at once, without waiting on busy_timeout, when
+            # another process opens the same file at the same moment. A flock on a sibling
+            # file (never deleted) serialises opening; every later write waits as usual.
+            with locked(self.path.with_name(self.path.name + ".lock")):
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: never corrupt
+                self._migrate(conn)
+        except OSError as exc:
+            conn.close()
+            raise StateError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
         except sqlite3.DatabaseError as exc:
             conn.close()
             hint = ""
