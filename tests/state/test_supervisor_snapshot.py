@@ -70,6 +70,11 @@ def spawn(procs: list[subprocess.Popen[bytes]], argv: list[str], *, own_group: b
                          stdout=subprocess.PIPE if ready else subprocess.DEVNULL)
     started = datetime.now(UTC)
     procs.append(p)
+    # Popen returns when exec closes the error pipe, which the kernel does a moment before it
+    # sets up the new argv: wait (with a deadline) until /proc shows the new command line.
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{p.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.001)
     if ready:
         assert p.stdout is not None and p.stdout.readline().strip()
     return p, started
