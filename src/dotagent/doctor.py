@@ -358,9 +358,10 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
     if sec.env_passthrough and manifest.env.inherit:
         how = "env.inherit = true" if "inherit" in manifest.env.model_fields_set else \
             "env.inherit is true (the default)"
+        names = ", ".join(sec.env_passthrough)
         out.append(("security.env_passthrough",
-                    f"has no effect: {how} passes the whole environment; set "
-                    "env.inherit = false to pass only these variables"))
+                    f"declares the only variables this agent should see ({names}), but {how} "
+                    "passes it the whole environment"))
     for i, entry in enumerate(sec.filesystem_writable):
         path = expand_user(entry)
         if not path.is_absolute():
