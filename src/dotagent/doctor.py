@@ -7,6 +7,7 @@ secrets) add their checks here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -336,10 +337,8 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
         # name, the working directory for a path): "python3" matches "/usr/bin/python3".
         def spellings(command: str) -> set[str]:
             forms = {command}
-            try:
+            with contextlib.suppress(SpawnError, ValueError):
                 forms.add(resolve_command(command, loaded.working_dir(), env.get("PATH")))
-            except (SpawnError, ValueError):
-                pass
             return forms
 
         command = manifest.run.command

@@ -583,10 +583,11 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
     try:
         raw = tomllib.loads(text)
     except RecursionError:
+        # tomllib gives no position here: point at where the deepest value begins.
         deepest = deepest_nesting(text)
-        line, levels = deepest if deepest else (None, 0)
-        result.errors.append(Problem(shown, line, "", "TOML syntax error: values are nested "
-                                     f"too deeply to be read ({levels} levels)"))
+        where, depth = (deepest[0], f" ({deepest[1]} levels)") if deepest else (None, "")
+        result.errors.append(Problem(shown, where, "", "TOML syntax error: values are nested "
+                                     f"too deeply to be read{depth}"))
         return result
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
