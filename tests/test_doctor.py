@@ -85,7 +85,14 @@ def test_a_manifest_whose_name_cannot_be_read_claims_its_directory_name(
     assert dup["claims"] is None and dup["status"] == "errors"
     assert "'backup' is already used by" in dup["errors"][0]["message"]
     text = dotagent("doctor", env=cli_env, cwd=tmp_path).stdout
-    assert "✗ 'backup' (its directory name): manifest has errors" in text
+    assert f"✗ 'backup' (its directory name): manifest has errors ({root}/backup" in text
+    # A second unreadable manifest in a directory of the same name collides by that name.
+    other = tmp_path / "other"
+    write_agent(other, "backup", "no = [")
+    cli_env["DOTAGENT_ROOT"] = f"{root}{os.pathsep}{other}"
+    text = dotagent("doctor", env=cli_env, cwd=tmp_path).stdout
+    assert (f"{other}/backup/agent.toml: agent.name: its directory name 'backup' is already "
+            f"used by {root}/backup/agent.toml, which has errors") in text
 
 
 def test_a_later_broken_duplicate_reports_both_problems_and_the_first_runs(

@@ -43,15 +43,13 @@ class ManifestReport:
     @property
     def label(self) -> str:
         """How the text report names this manifest: always quoted."""
-        if self.name or self.declared_name:
+        if self.name or self.declared_name is not None:
             return quote_name(self.name or self.declared_name or "")
-        if self.claims:
-            return f"{quote_name(self.claims)} (its directory name)"
-        return "(unnamed)"
+        return f"{quote_name(self.path.parent.name)} (its directory name)"
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "declared_name": self.declared_name or self.name,
+            "name": self.name, "declared_name": self.name if self.declared_name is None else self.declared_name,
             "claims": self.claims,
             "path": str(self.path), "status": self.status,
             "seen_by_daemon": self.seen_by_daemon,
@@ -124,7 +122,8 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                                       claims=claimed_name(failure)))
     for dup in found.duplicates:
         reports.append(ManifestReport(dup.path, None, [*dup.errors, dup.problem()],
-                                      list(dup.warnings), declared_name=dup.name))
+                                      list(dup.warnings),
+                                      declared_name=None if dup.by_directory else dup.name))
     for report in reports:
         report.errors.sort(key=Problem.sort_key)
         report.warnings.sort(key=Problem.sort_key)

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dotagent._tomllines import LineIndex, deepest_nesting
-from dotagent.display import printable
+from dotagent.display import printable, quote_name
 from dotagent.paths import unsafe_reason
 from dotagent.schedule.oncalendar import is_valid_timezone
 from dotagent.schedule.windows import Policy as RetryPolicy
@@ -892,7 +892,7 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
         if isinstance(sid, str):
             if sid in first_index:
                 errors.append((("schedules", i, "id"),
-                               f"duplicate schedule id {sid!r} (already used by "
+                               f"duplicate schedule id {quote_name(sid)} (already used by "
                                f"schedules[{first_index[sid]}])"))
             else:
                 first_index[sid] = i
