@@ -13,19 +13,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dotagent.private import FILE_MODE, LOOSE_BITS, private_mkdir
+
 __all__ = ["dump_json", "write_atomic", "write_json_atomic"]
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically (parent directory is created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data` atomically (parent directory is created 0700 if missing).
+
+    The new file is private: group and other bits of `mode` are never set, whatever the
+    umask, so replacing a file never loosens it.
+    """
+    private_mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode & ~LOOSE_BITS)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

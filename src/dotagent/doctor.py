@@ -49,7 +49,8 @@ class ManifestReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "declared_name": self.name if self.declared_name is None else self.declared_name,
+            "name": self.name,
+            "declared_name": self.name if self.declared_name is None else self.declared_name,
             "claims": self.claims,
             "path": str(self.path), "status": self.status,
             "seen_by_daemon": self.seen_by_daemon,
@@ -138,7 +139,9 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         general.append(Problem(
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
             "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
+    general.extend(_config_problems(home))
     general.extend(_root_problems(env))
+    general.extend(_permission_warnings(home, env))
     notes = []
     if any(loaded.manifest.security is not None for loaded in found.agents.values()):
         notes.append(SECURITY_NOTE)
@@ -164,6 +167,63 @@ def _root_problems(env: Mapping[str, str]) -> list[Problem]:
             what = "does not exist" if not root.exists() else "is not a directory"
             out.append(Problem(str(root), None, "DOTAGENT_ROOT",
                                f"entry {entry!r} {what}; nothing is found there", "warning"))
+    return out
+
+
+def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
+    """Loose modes on the user's own files (S15.11): reported here, never changed.
+
+    The home directory and config.toml should not be readable or writable by group or
+    others, the secrets file must be owner-only (S6 refuses it otherwise), and a manifest or
+    manifest directory under `$DOTAGENT_HOME/agents` that others may write lets them change
+    what an agent runs. (What dotagent creates itself is kept 0700/0600: see private.py.)
+    """
+    import stat
+
+    out: list[Problem] = []
+
+    def check(path: Path, mask: int, why: str, fix: str, *, regular: bool = False) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        if regular and not stat.S_ISREG(st.st_mode):
+            return  # not a usable file at all: reported as an error where it is read
+        mode = stat.S_IMODE(st.st_mode)
+        rights = {}
+        for cls, shift in (("group", 3), ("others", 0)):
+            bits = (mode & mask) >> shift & 0o7
+            if bits:
+                verbs = [v for v, m in (("read", 0o4), ("write", 0o2)) if bits & m]
+                rights[cls] = " and ".join(verbs) or "use"
+        if not rights:
+            return
+        if len(set(rights.values())) == 1:
+            access = f"{' and '.join(rights)} may {next(iter(rights.values()))} it"
+        else:
+            access = ", ".join(f"{cls} may {verbs} it" for cls, verbs in rights.items())
+        out.append(Problem(str(path), None, "", f"{access} (mode {mode:04o}){why}: "
+                           f"chmod {fix} {path}", "warning"))
+
+    if not home.is_dir():
+        return out
+    check(home, 0o066, "; it holds agent output and the audit log, and dotagent leaves "
+          "its mode to you", "700")
+    check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600",
+          regular=True)
+    explicit = env.get("DOTAGENT_SECRETS_FILE", "")
+    secrets = Path(explicit) if os.path.isabs(explicit) else home / "secrets.env"
+    check(secrets, 0o077, "; secrets must be owner-only, and such a file is refused",
+          "600", regular=True)
+    agents = home / "agents"
+    if agents.is_dir():
+        check(agents, 0o022, ", so they could add or replace agents", "go-w")
+        with contextlib.suppress(OSError):
+            for entry in sorted(agents.iterdir()):
+                if entry.is_dir() and (entry / "agent.toml").is_file():
+                    check(entry, 0o022, ", so they could replace its manifest", "go-w")
+                    check(entry / "agent.toml", 0o022, ", so they could change what the "
+                          "agent runs", "go-w")
     return out
 
 
@@ -372,3 +432,14 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
             out.append((f"security.filesystem_writable[{i}]",
                         f"{path} does not exist"))
     return out
+
+
+def _config_problems(home: Path) -> list[Problem]:
+    """config.toml's errors and warnings, located (docs/config.md). Nothing when the home
+    itself is not a directory: that is reported once, by run_doctor."""
+    if home.exists() and not home.is_dir():
+        return []
+    from dotagent.config import load_config
+
+    result = load_config(home)
+    return [*result.errors, *result.warnings]

@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dotagent.private import open_private, private_mkdir
+
 __all__ = ["locked"]
 
 
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `lock_path` (created if missing) for the block."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_mkdir(lock_path.parent)
+    fd = open_private(lock_path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -206,6 +206,7 @@ class _ScheduleBase(_Model):
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
     stale_after_minutes: Minutes | None = None
+    on_battery: Literal["run", "defer"] | None = None  # overrides config.toml [power]
 
     @property
     def slug(self) -> str:

@@ -36,6 +36,7 @@ from dotagent.audit.events import AuditChainBroken, AuditRepaired, Event, Severi
 from dotagent.audit.record import GENESIS, format_ts, hash_line, render_line
 from dotagent.audit.scan import Head, Problem, scan
 from dotagent.paths import Home
+from dotagent.private import open_private, private_mkdir
 
 __all__ = ["AuditLog", "VerifyReport", "current_head"]
 
@@ -192,8 +193,8 @@ class AuditLog:
     # ------------------------------------------------------------------ internals
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE)
+        private_mkdir(self.path.parent)
+        fd = open_private(self.lock_path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
@@ -201,7 +202,7 @@ class AuditLog:
             os.close(fd)  # closing releases the lock; the file itself stays
 
     def _open_log(self) -> int:
-        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _MODE)
+        return open_private(self.path, os.O_RDWR | os.O_APPEND)
 
     def _load_head(self) -> Head | None:
         try:

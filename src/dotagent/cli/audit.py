@@ -92,6 +92,9 @@ def repair() -> None:
     """
     _route_warnings()
     log = _audit_log()
+    from dotagent.private import tighten_home
+
+    tighten_home(log.home)  # S15.11
     # The writer already reports each action as a warning; silence that here and print
     # the same notes once, as the command's own output.
     logger = logging.getLogger("dotagent.audit")

@@ -79,6 +79,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.discovery import discover
     from dotagent.errors import DotagentError
     from dotagent.paths import Home
+    from dotagent.private import tighten_home
     from dotagent.runner.foreground import audit_events, run_schedule
     from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
@@ -88,6 +89,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     found = discover(include_cwd=True)  # `run` also searches ./agents and ./ (S15.8)
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
+    tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
     audit = AuditLog(home)
     # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
     with StopRequest() as stop:

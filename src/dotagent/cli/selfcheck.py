@@ -24,9 +24,11 @@ def command(do_record: bool, as_json: bool) -> int:
 
     from dotagent.audit import AuditLog, events
     from dotagent.paths import Home
+    from dotagent.private import tighten_home
     from dotagent.security import selfhash
 
     home = Home.from_env()
+    tighten_home(home)  # S15.11
     now = datetime.now(UTC)
     previous = selfhash.recorded(home)
     lost: str | None = None

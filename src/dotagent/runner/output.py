@@ -6,11 +6,13 @@ with `[stderr] ` so the two streams stay apart in one file (S14.18).
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from dotagent.private import open_private, private_mkdir
 from dotagent.runner.process import Stream
 
 __all__ = ["TAIL_LINES", "OutputCollector"]
@@ -114,5 +116,5 @@ class OutputCollector:
 
 
 def open_log(path: Path) -> BinaryIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("ab")
+    private_mkdir(path.parent)
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
