@@ -42,12 +42,12 @@ def test_usage_error_exits_2(cli_env: dict[str, str]) -> None:
 def test_errors_have_no_traceback_unless_debug(cli_env: dict[str, str]) -> None:
     p = dotagent("run", "nobody", env=cli_env)
     assert p.returncode == 1
-    assert p.stderr.startswith("Error: agent not found: nobody")
+    assert p.stderr.startswith("Error: agent not found: 'nobody'")
     assert "Traceback" not in p.stderr
     p = dotagent("--debug", "run", "nobody", env=cli_env)
     assert p.returncode == 1
     assert "Traceback (most recent call last)" in p.stderr
-    assert "Error: agent not found: nobody" in p.stderr
+    assert "Error: agent not found: 'nobody'" in p.stderr
 
 
 def test_home_option_overrides_env(tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -68,7 +68,7 @@ def test_schedule_may_be_omitted_only_when_unambiguous(tmp_path: Path,
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("run", "two", env=cli_env)
     assert p.returncode == 1
-    assert "choose one with --schedule (main, other)" in p.stderr
+    assert "choose one with --schedule ('main', 'other')" in p.stderr
 
 
 def test_doctor_json_and_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -214,7 +214,7 @@ def test_unusual_manifest_values_never_stop_the_others(tmp_path: Path,
     assert p.returncode == 1 and "Traceback" not in p.stderr and "internal error" not in p.stderr
     assert "schedules[0].timezone: 'America' is not a known time zone" in p.stdout
     assert "run.args[0]: contains a NUL character" in p.stdout
-    assert "good: manifest ok" in p.stdout
+    assert "'good': manifest ok" in p.stdout
     for name, code in (("good", 0), ("tilde", 127), ("long", 126)):
         r = dotagent("run", name, env=cli_env)
         assert r.returncode == code, (name, r.stderr)

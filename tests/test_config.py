@@ -405,7 +405,7 @@ def test_doctor_reports_config_problems(dotagent_home: Path, cli_env: dict[str, 
     p = dotagent("doctor", "--json", env=cli_env)
     assert p.returncode == 1
     assert json.loads(p.stdout)["general"] == [{
-        "path": str(config), "line": None, "field": "",
+        "path": str(config), "line": None, "field": None,
         "message": "cannot read: not a regular file", "severity": "error"}]
 
 

@@ -15,7 +15,7 @@ def env_for(home: Path, *roots: Path) -> dict[str, str]:
 
 def test_root_order(tmp_path: Path) -> None:
     home, r1, r2, cwd = (tmp_path / n for n in ("home", "r1", "r2", "cwd"))
-    roots = search_roots(env_for(home, r1, r2), cwd)
+    roots = search_roots(env_for(home, r1, r2), cwd, include_cwd=True)
     assert roots == [r1, r2, home / "agents", cwd / "agents", cwd]
 
 
@@ -24,7 +24,7 @@ def test_first_root_wins_and_later_duplicate_is_an_error(tmp_path: Path) -> None
     cwd.mkdir()
     a = simple_agent(r1, "dup", "true", [])
     b = simple_agent(r2, "dup", "false", [])
-    found = discover(env_for(tmp_path / "home", r1, r2), cwd)
+    found = discover(env_for(tmp_path / "home", r1, r2), cwd, include_cwd=True)
     assert found.agents["dup"].path == a / "agent.toml"
     [dup] = found.duplicates
     assert (dup.path, dup.owner, dup.name) == (b / "agent.toml", a / "agent.toml", "dup")
@@ -39,7 +39,7 @@ def test_same_file_through_two_roots_is_one_manifest(tmp_path: Path) -> None:
     # ./agents is the home's agents dir, and DOTAGENT_ROOT names it too (through a symlink).
     link = tmp_path / "link"
     link.symlink_to(home / "agents")
-    found = discover(env_for(home, link, home / "agents"), home)
+    found = discover(env_for(home, link, home / "agents"), home, include_cwd=True)
     assert list(found.agents) == ["solo"]
     assert found.duplicates == [] and found.failures == []
 
@@ -51,7 +51,7 @@ def test_broken_manifest_never_stops_the_others(tmp_path: Path) -> None:
     write_agent(root, "broken", "[agent\nname=")
     write_agent(root, "invalid", '[agent]\nname = "x y"\n[run]\ncommand = "true"\n')
     simple_agent(root, "good-b", "true", [])
-    found = discover(env_for(tmp_path / "home", root), cwd)
+    found = discover(env_for(tmp_path / "home", root), cwd, include_cwd=True)
     assert sorted(found.agents) == ["good-a", "good-b"]
     assert sorted(f.path.parent.name for f in found.failures) == ["broken", "invalid"]
 
@@ -70,7 +70,7 @@ def test_only_direct_children_and_odd_files_are_reported(tmp_path: Path) -> None
     (root / "dangling" / "agent.toml").symlink_to(tmp_path / "missing")
     (root / "huge").mkdir()
     (root / "huge" / "agent.toml").write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
-    found = discover(env_for(tmp_path / "home", root), cwd)
+    found = discover(env_for(tmp_path / "home", root), cwd, include_cwd=True)
     assert found.agents == {}
     problems = {f.path.parent.name: str(f.errors[0]).split(": ", 1)[1] for f in found.failures}
     assert problems == {
@@ -89,7 +89,7 @@ def test_discovery_order_is_sorted_within_a_root(tmp_path: Path) -> None:
         write_agent(root, name, f'[agent]\nname="{name}"\n[run]\ncommand="true"\n'
                     '[[schedules]]\nid="s"\ntype="interval"\ninterval_minutes=5\n',
                     dirname=d)
-    found = discover(env_for(tmp_path / "home", root), cwd)
+    found = discover(env_for(tmp_path / "home", root), cwd, include_cwd=True)
     assert found.agents["alpha"].path == root / "a" / "agent.toml"
     assert found.duplicates[0].path == root / "b" / "agent.toml"
 
@@ -97,6 +97,7 @@ def test_discovery_order_is_sorted_within_a_root(tmp_path: Path) -> None:
 def test_relative_root_becomes_absolute(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     simple_agent(cwd / "rel", "relative", "true", [])
-    found = discover({"DOTAGENT_HOME": str(tmp_path / "home"), "DOTAGENT_ROOT": "rel"}, cwd)
+    found = discover({"DOTAGENT_HOME": str(tmp_path / "home"), "DOTAGENT_ROOT": "rel"}, cwd,
+                     include_cwd=True)
     assert found.agents["relative"].path == cwd / "rel/relative/agent.toml"
     assert found.agents["relative"].path.is_absolute()

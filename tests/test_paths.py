@@ -11,7 +11,7 @@ from dotagent.paths import Home, resolve_home, safe_component, unsafe_reason
 
 @pytest.mark.parametrize(
     "name",
-    ["daily-report", "inbox_triage", "disk.alert", "A1", "x" * 64, "a..b"],
+    ["daily-report", "inbox_triage", "disk.alert", "A1", "x" * 64, "a..b", "a-", "a--b"],
 )
 def test_safe_names_accepted(name: str) -> None:
     assert safe_component(name) == name
@@ -29,6 +29,8 @@ def test_safe_names_accepted(name: str) -> None:
         ("x" * 65, "65 characters"),
         ("nul\0", "'\\x00'"),
         ("café", "'é'"),
+        ("-rf", "starts with '-'"),
+        ("--help", "read as an option"),
     ],
 )
 def test_unsafe_names_rejected(name: str, fragment: str) -> None:

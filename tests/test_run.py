@@ -237,10 +237,10 @@ def test_unknown_agent_and_schedule_list_what_exists(root: Path,
     simple_agent(root, "alpha", "true", [])
     code, _, err = run(cli_env, "beta")
     assert code == 1
-    assert err == "Error: agent not found: beta (known agents: alpha)\n"
+    assert err == "Error: agent not found: 'beta' (known agents: 'alpha')\n"
     code, _, err = run(cli_env, "alpha", "--schedule", "nope")
     assert code == 1
-    assert err == "Error: schedule id not found: nope (agent alpha has: main)\n"
+    assert err == "Error: schedule id not found: 'nope' (agent 'alpha' has: 'main')\n"
 
 
 def test_path_traversal_names_refused_nothing_written_outside(root: Path, tmp_path: Path,
@@ -258,7 +258,9 @@ def test_path_traversal_names_refused_nothing_written_outside(root: Path, tmp_pa
         interval_minutes = 5
         """)
     code, _, err = run(cli_env, "../../escape")
-    assert code == 1 and "agent not found" in err
+    # The broken manifest holds the name it declares: refused with its own errors (S15.8).
+    assert code == 78 and "Error: agent '../../escape' cannot be used" in err
+    assert "schedules[0].id: '../../../x' contains '/'" in err
     doctor = dotagent("doctor", env=cli_env)
     assert doctor.returncode == 1
     assert "agent.name: '../../escape' contains '/'" in doctor.stdout
@@ -289,7 +291,7 @@ def test_timeout_kills_grandchild(root: Path, tmp_path: Path, cli_env: dict[str,
     code, _, err = run(cli_env, "hang")
     returned = time.monotonic()
     assert code == 124
-    assert "[dotagent] hang/main: timeout (exit 124)" in err
+    assert "[dotagent] agent 'hang', schedule 'main': timeout (exit 124)" in err
     assert returned - t0 < 15
     hb = json.loads((dotagent_home / "state/agents/hang/default.heartbeat.json").read_text())
     assert hb["exit_code"] == 124

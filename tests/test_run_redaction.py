@@ -23,7 +23,7 @@ def test_secret_values_are_redacted_in_the_agent_log(tmp_path: Path,
     root = tmp_path / "agents"
     simple_agent(root, "leaky", sys.executable, ["-c", script])
     loaded = discover({"DOTAGENT_ROOT": str(root), "DOTAGENT_HOME": str(dotagent_home)},
-                      tmp_path).agents["leaky"]
+                      tmp_path, include_cwd=False).agents["leaky"]
     redaction.register_secret(secret)
     try:
         outcome = run_schedule(loaded, loaded.manifest.schedules[0], home=Home(dotagent_home))

@@ -15,7 +15,7 @@ import contextlib
 import re
 import tomllib
 
-__all__ = ["LineIndex"]
+__all__ = ["LineIndex", "deepest_nesting"]
 
 Path = tuple[str | int, ...]
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
@@ -205,3 +205,28 @@ class LineIndex:
             if idx is not None:
                 out.append(idx)
         return tuple(out)
+
+
+# Strings and comments (whose brackets do not count), or one bracket.
+_NESTING_TOKEN = re.compile(r'"{3}(?:\\.|[^\\])*?"{3}|\'{3}.*?\'{3}|"(?:\\.|[^"\\\n])*"'
+                            r"|'[^'\n]*'|#[^\n]*|[\[\]{}]", re.S)
+
+def deepest_nesting(text: str) -> tuple[int, int] | None:
+    """(line, depth): where the most deeply nested value begins (the line of its outermost
+    `[` or `{`) and how deep it goes. For a document tomllib gave up on as too deep, which
+    keeps no position of its own; None when nothing is nested."""
+    depth = best = 0
+    start = best_start = 0
+    for m in _NESTING_TOKEN.finditer(text):
+        token = m.group()
+        if token in ("[", "{"):
+            if depth == 0:
+                start = m.start()
+            depth += 1
+            if depth > best:
+                best, best_start = depth, start
+        elif token in ("]", "}"):
+            depth = max(depth - 1, 0)
+    if best == 0:
+        return None
+    return text.count("\n", 0, best_start) + 1, best

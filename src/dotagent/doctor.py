@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dotagent.discovery import Discovery, discover
+from dotagent.discovery import Discovery, claimed_name, discover
+from dotagent.display import printable, quote_name
 from dotagent.manifest import LoadedManifest, Problem
 from dotagent.runner.process import SpawnError
 from dotagent.runner.spawn import resolve_command
@@ -28,19 +29,31 @@ class ManifestReport:
     name: str | None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    declared_name: str | None = None  # for manifests that failed: the name they claim
+    declared_name: str | None = None  # for manifests that failed: agent.name as written
     plugins: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational lines (plugin paths)
+    claims: str | None = None  # the name this manifest holds (None for a duplicate)
+    seen_by_daemon: bool = True  # False when found only through ./agents or ./
 
     @property
     def status(self) -> Literal["ok", "warnings", "errors"]:
         return "errors" if self.errors else "warnings" if self.warnings else "ok"
 
+    @property
+    def label(self) -> str:
+        """How the text report names this manifest: always quoted."""
+        if self.name or self.declared_name is not None:
+            return quote_name(self.name or self.declared_name or "")
+        return f"{quote_name(self.path.parent.name)} (its directory name)"
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "declared_name": self.declared_name or self.name,
+            "name": self.name,
+            "declared_name": self.name if self.declared_name is None else self.declared_name,
+            "claims": self.claims,
             "path": str(self.path), "status": self.status,
+            "seen_by_daemon": self.seen_by_daemon,
             "errors": [p.to_json() for p in self.errors],
             "warnings": [p.to_json() for p in self.warnings],
             "schedules": self.schedules,
@@ -54,6 +67,7 @@ class DoctorReport:
     roots: list[Path]
     manifests: list[ManifestReport]
     general: list[Problem] = field(default_factory=list)  # about the setup, not one agent
+    notes: list[str] = field(default_factory=list)  # said once per run (not findings)
 
     @property
     def error_count(self) -> int:
@@ -75,6 +89,7 @@ class DoctorReport:
             "home": str(self.home),
             "roots": [str(r) for r in self.roots],
             "general": [p.to_json() for p in self.general],
+            "notes": self.notes,
             "manifests": [m.to_json() for m in self.manifests],
             "summary": {"agents": self.agent_count, "manifests": len(self.manifests),
                         "errors": self.error_count, "warnings": self.warning_count},
@@ -85,7 +100,7 @@ class DoctorReport:
 def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                found: Discovery | None = None) -> DoctorReport:
     env = os.environ if env is None else env
-    found = found or discover(env)
+    found = found or discover(env, include_cwd=True)  # doctor sees what `run` sees (S15.8)
     from datetime import UTC, datetime
 
     from dotagent.localzone import local_zone
@@ -104,26 +119,55 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         reports.append(report)
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
-                                      list(failure.warnings), failure.declared_name))
+                                      list(failure.warnings), failure.declared_name,
+                                      claims=claimed_name(failure)))
     for dup in found.duplicates:
-        reports.append(ManifestReport(dup.path, None, [
-            p for p in found.errors() if p.path == str(dup.path)], declared_name=dup.name))
+        reports.append(ManifestReport(dup.path, None, [*dup.errors, dup.problem()],
+                                      list(dup.warnings),
+                                      declared_name=None if dup.by_directory else dup.name))
+    for report in reports:
+        report.errors.sort(key=Problem.sort_key)
+        report.warnings.sort(key=Problem.sort_key)
+        if not found.seen_by_daemon(report.path):
+            report.seen_by_daemon = False
+            root = found.origin.get(report.path)
+            report.notes.insert(0, f"not seen by the daemon: found in {printable(str(root))}, "
+                                "which only `run` and `doctor` search")
+    # Findings about the setup rather than one manifest; each check adds to this list.
     general: list[Problem] = []
     if home.exists() and not home.is_dir():
         general.append(Problem(
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
             "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
     general.extend(_config_problems(home))
-    declared = [p for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]
-    for entry, root in zip(declared, found.roots, strict=False):
+    general.extend(_root_problems(env))
+    general.extend(_permission_warnings(home, env))
+    notes = []
+    if any(loaded.manifest.security is not None for loaded in found.agents.values()):
+        notes.append(SECURITY_NOTE)
+    # Agents by name, then the manifests with errors by the name they declare; manifests of
+    # one name in discovery order, so the one holding a name comes before its duplicates.
+    order = {path: i for i, path in enumerate(found.origin)}
+    reports.sort(key=lambda r: (r.name is None, r.name or r.declared_name or r.claims or "",
+                                order.get(r.path, len(order)), str(r.path)))
+    return DoctorReport(home=home, roots=found.roots, manifests=reports, general=general,
+                        notes=notes)
+
+
+SECURITY_NOTE = ("[security] is declared intent, not yet enforced: doctor checks it for "
+                 "consistency, but nothing stops an agent from doing more (see "
+                 "docs/security.md)")
+
+
+def _root_problems(env: Mapping[str, str]) -> list[Problem]:
+    out = []
+    for entry in [p for p in env.get("DOTAGENT_ROOT", "").split(os.pathsep) if p]:
+        root = Path.cwd() / entry
         if not root.is_dir():
             what = "does not exist" if not root.exists() else "is not a directory"
-            general.append(Problem(str(root), None, "DOTAGENT_ROOT",
-                                   f"entry {entry!r} {what}; nothing is found there",
-                                   "warning"))
-    general.extend(_permission_warnings(home, env))
-    reports.sort(key=lambda r: (r.name is None, r.name or "", str(r.path)))
-    return DoctorReport(home=home, roots=found.roots, manifests=reports, general=general)
+            out.append(Problem(str(root), None, "DOTAGENT_ROOT",
+                               f"entry {entry!r} {what}; nothing is found there", "warning"))
+    return out
 
 
 def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
@@ -182,6 +226,7 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
                           "agent runs", "go-w")
     return out
 
+
 def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,
                    now: Any) -> None:
     """Each schedule's meaning and next fire, so a wrong expression is seen before it bites."""
@@ -216,7 +261,8 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
             info.update(interval_minutes=sched.interval_minutes)
             text = "due now" + (" (never started)" if start is None else "") if nxt <= now \
                 else f"next {when(nxt)}"
-            report.notes.append(f"schedule {sched.id}: every {sched.interval_minutes} min "
+            report.notes.append(f"schedule {quote_name(sched.id)}: every "
+                                f"{sched.interval_minutes} min "
                                 f"from its last start → {text}")
         else:
             expression = sched.expression if isinstance(sched, ExpressionSchedule) else \
@@ -230,7 +276,7 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
                     shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
                     f"{info['normalized']!r} has no future elapse: this schedule never fires "
                     "again", "warning"))
-            report.notes.append(f"schedule {sched.id}: {info['normalized']} → "
+            report.notes.append(f"schedule {quote_name(sched.id)}: {info['normalized']} → "
                                 f"{'next ' + when(nxt) if nxt else 'never again'}")
         info["next_fire"] = nxt.astimezone(zone).isoformat(timespec="seconds") if nxt else None
         report.schedules.append(info)
@@ -257,7 +303,7 @@ def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -
         if status.path is None:
             searched = ", ".join(str(d) for d in plugin_search_dirs({**os.environ, "PATH": ""}))
             report.errors.append(Problem(
-                shown, line, field_name, f"plugin {name!r} not found: no "
+                shown, line, field_name, f"plugin {quote_name(name)} not found: no "
                 f"dotagent-plugin-{name} in {searched} or on PATH"))
             continue
         if name in reported:
@@ -266,15 +312,17 @@ def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -
         report.plugins.append({
             "name": name, "path": str(status.path), "sha256": status.sha256,
             "known_sha256": status.known_sha256, "drift": status.drifted})
-        report.notes.append(f"plugin {name} → {status.path} (sha256 {status.sha256})")
+        report.notes.append(f"plugin {quote_name(name)} → {printable(str(status.path))} "
+                            f"(sha256 {status.sha256})")
         if not os.access(status.path, os.X_OK):
             report.warnings.append(Problem(shown, line, field_name,
-                                           f"plugin {name} at {status.path} is not executable",
+                                           f"plugin {quote_name(name)} at {status.path} is "
+                                           "not executable",
                                            "warning"))
         if status.drifted:
             report.warnings.append(Problem(
                 shown, line, field_name,
-                f"plugin {name} changed since first seen (registered "
+                f"plugin {quote_name(name)} changed since first seen (registered "
                 f"{status.known_sha256[:12]} → now {status.sha256[:12]})", "warning"))
 
 
@@ -300,7 +348,8 @@ def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
 
 
 def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestReport:
-    report = ManifestReport(loaded.path, loaded.name, warnings=list(loaded.warnings))
+    report = ManifestReport(loaded.path, loaded.name, warnings=list(loaded.warnings),
+                            claims=loaded.name)
     shown = str(loaded.path)
     manifest = loaded.manifest
 
@@ -311,8 +360,9 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
     if manifest.security is None:
         warn("", "no [security] section: declare what this agent may run, reach and write "
                  "(see docs/security.md)")
+    resolved: str | None = None
     try:
-        resolve_command(manifest.run.command, loaded.working_dir(), env.get("PATH"))
+        resolved = resolve_command(manifest.run.command, loaded.working_dir(), env.get("PATH"))
     except SpawnError as exc:
         field_name = "run.working_dir" if exc.message.startswith("working_dir") else \
             "run.command"
@@ -322,9 +372,66 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
         other = by_slug.setdefault(sched.slug, sched.id)
         if other != sched.id:
             warn(f"schedules[{i}].args",
-                 f"schedule {sched.id!r} derives the same slug {sched.slug!r} as {other!r}, so "
-                 "they share one heartbeat file; give them distinct args")
+                 f"schedule {quote_name(sched.id)} derives the same slug {sched.slug!r} as "
+                 f"{quote_name(other)}, so they share one heartbeat file; give them distinct "
+                 "args")
+    for field_name, message in _security_findings(loaded, env, resolved):
+        warn(field_name, message)
     return report
+
+
+def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
+                       resolved: str | None) -> list[tuple[str, str]]:
+    """Where a manifest contradicts its own `[security]` declaration. Declared intent only:
+    nothing here is enforced yet, so doctor is where a contradiction is seen."""
+    from dotagent.manifest import expand_user
+    from dotagent.security.plugins import plugin_fields
+
+    manifest, sec = loaded.manifest, loaded.manifest.security
+    if sec is None:
+        return []
+    out: list[tuple[str, str]] = []
+    if sec.allowed_commands:
+        # As written, and as the executable each spelling resolves to (PATH for a bare
+        # name, the working directory for a path): "python3" matches "/usr/bin/python3".
+        def spellings(command: str) -> set[str]:
+            forms = {command}
+            with contextlib.suppress(SpawnError, ValueError):
+                forms.add(resolve_command(command, loaded.working_dir(), env.get("PATH")))
+            return forms
+
+        command = manifest.run.command
+        mine = {command} | ({resolved} if resolved else set())
+        if not any(mine & spellings(allowed) for allowed in sec.allowed_commands):
+            where = f" ({resolved})" if resolved and resolved != command else ""
+            out.append(("run.command",
+                        f"{quote_name(command)}{where} is not in security.allowed_commands "
+                        f"({', '.join(quote_name(c) for c in sec.allowed_commands)})"))
+    if sec.allowed_plugins:
+        for field_name, name in plugin_fields(manifest):
+            if name not in sec.allowed_plugins:
+                out.append((field_name,
+                            f"plugin {quote_name(name)} is not in security.allowed_plugins "
+                            f"({', '.join(quote_name(p) for p in sec.allowed_plugins)})"))
+    if sec.env_passthrough and manifest.env.inherit:
+        how = "env.inherit = true" if "inherit" in manifest.env.model_fields_set else \
+            "env.inherit is true (the default)"
+        names = ", ".join(sec.env_passthrough)
+        out.append(("security.env_passthrough",
+                    f"declares the only variables this agent should see ({names}), but {how} "
+                    "passes it the whole environment"))
+    for i, entry in enumerate(sec.filesystem_writable):
+        path = expand_user(entry)
+        if not path.is_absolute():
+            path = loaded.working_dir() / path
+        try:
+            exists = os.path.lexists(path)
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
+            out.append((f"security.filesystem_writable[{i}]",
+                        f"{path} does not exist"))
+    return out
 
 
 def _config_problems(home: Path) -> list[Problem]:

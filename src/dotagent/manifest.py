@@ -30,7 +30,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dotagent._tomllines import LineIndex
+from dotagent._tomllines import LineIndex, deepest_nesting
+from dotagent.display import printable, quote_name
 from dotagent.paths import unsafe_reason
 from dotagent.schedule.oncalendar import is_valid_timezone
 from dotagent.schedule.windows import Policy as RetryPolicy
@@ -135,14 +136,13 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _env_table(value: dict[str, str]) -> dict[str, str]:
-    for key, item in value.items():
-        if not key or "=" in key or "\0" in key:
-            raise PydanticCustomError("env_key", "{msg}", {
-                "msg": f"{key!r} is not a usable environment variable name (no '=', no NUL, "
-                       "not empty)"})
-        _no_nul(item)
-    return value
+def _env_name(key: str) -> str:
+    # Checked per key, so that every bad name of `[env.extra]` is reported at its own path.
+    if not key or "=" in key or "\0" in key:
+        raise PydanticCustomError("env_key", "{msg}", {
+            "msg": f"{key!r} is not a usable environment variable name (no '=', no NUL, "
+                   "not empty)"})
+    return key
 
 
 def _http_url(value: str) -> str:
@@ -155,6 +155,7 @@ def _http_url(value: str) -> str:
 SafeName = Annotated[str, AfterValidator(_safe_name)]
 NonEmpty = Annotated[str, AfterValidator(_non_empty), AfterValidator(_no_nul)]
 Arg = Annotated[str, AfterValidator(_no_nul)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 Minute = Annotated[int, _in_range(0, 59)]
 Hour = Annotated[int, _in_range(0, 23)]
 Weekday = Annotated[int, _in_range(0, 6)]
@@ -190,7 +191,7 @@ class RunSection(_Model):
 
 class EnvSection(_Model):
     inherit: bool = True
-    extra: Annotated[dict[str, str], AfterValidator(_env_table)] = Field(default_factory=dict)
+    extra: dict[EnvName, Arg] = Field(default_factory=dict)
 
 
 class Defaults(_Model):
@@ -420,13 +421,19 @@ class Problem:
     severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
+        # For a terminal: a directory name with a newline or an escape sequence is escaped.
         where = f"{self.path}:{self.line}" if self.line else self.path
         if self.field:
-            return f"{where}: {self.field}: {self.message}"
-        return f"{where}: {self.message}"
+            return printable(f"{where}: {self.field}: {self.message}")
+        return printable(f"{where}: {self.message}")
+
+    def sort_key(self) -> int:
+        """Problems of a file are listed by line; file-level ones (no line) first."""
+        return self.line or 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "line": self.line, "field": self.field,
+        # A problem about the whole file has `line` and `field` null, never "".
+        return {"path": self.path, "line": self.line, "field": self.field or None,
                 "message": self.message, "severity": self.severity}
 
 
@@ -577,8 +584,11 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
     try:
         raw = tomllib.loads(text)
     except RecursionError:
-        result.errors.append(Problem(shown, None, "", "TOML syntax error: values are nested "
-                                     "too deeply to be read"))
+        # tomllib gives no position here: point at where the deepest value begins.
+        deepest = deepest_nesting(text)
+        where, depth = (deepest[0], f" ({deepest[1]} levels)") if deepest else (None, "")
+        result.errors.append(Problem(shown, where, "", "TOML syntax error: values are nested "
+                                     f"too deeply to be read{depth}"))
         return result
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
@@ -605,7 +615,7 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
     clamped = _apply_clamps(raw, result.clamps)
     for c in result.clamps:
         loc = _parse_field_path(c.field)
-        key = str(loc[-1])
+        key = next(str(part) for part in reversed(loc) if isinstance(part, str))
         result.warnings.append(Problem(
             shown, locate(loc), c.field,
             f"{_show(c.declared)} → {_show(c.effective)} (safety limit: {_CLAMP_HINT[key]})",
@@ -614,6 +624,7 @@ def parse_manifest(data: bytes, path: Path) -> LoadResult:
         result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
     for loc, message in _unknown_events(raw):
         result.warnings.append(Problem(shown, locate(loc), field_path(loc), message, "warning"))
+    result.warnings.sort(key=Problem.sort_key)
 
     problems: list[tuple[tuple[str | int, ...], str]] = []
     manifest: Manifest | None = None
@@ -681,12 +692,19 @@ def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
             clamps.append(Clamp(f"{loc}.max_retries", v, MAX_RETRIES))
             t["max_retries"] = MAX_RETRIES
         b = t.get("retry_backoff_minutes")
-        # A list with an invalid step is reported as an error, not clamped.
-        if isinstance(b, list) and all(_is_int(x) and 0 <= x <= MAX_MINUTES for x in b):
-            eff = [max(x, MIN_BACKOFF_MINUTES) for x in b] or [MIN_BACKOFF_MINUTES]
-            if eff != b:
-                clamps.append(Clamp(f"{loc}.retry_backoff_minutes", b, eff))
-                t["retry_backoff_minutes"] = eff
+        if isinstance(b, list):
+            # Each step on its own: a step below the minimum is raised (a warning) whatever
+            # the other steps hold; a negative or non-integer step stays, as an error.
+            eff = list(b)
+            for i, x in enumerate(b):
+                if _is_int(x) and 0 <= x < MIN_BACKOFF_MINUTES:
+                    clamps.append(Clamp(f"{loc}.retry_backoff_minutes[{i}]", x,
+                                        MIN_BACKOFF_MINUTES))
+                    eff[i] = MIN_BACKOFF_MINUTES
+            if not b:
+                clamps.append(Clamp(f"{loc}.retry_backoff_minutes", b, [MIN_BACKOFF_MINUTES]))
+                eff = [MIN_BACKOFF_MINUTES]
+            t["retry_backoff_minutes"] = eff
         return t
 
     if isinstance(raw.get("agent"), dict):
@@ -848,6 +866,9 @@ def _strip_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     """Drop pydantic's union-member markers: ('schedules', 0, 'cron', 'minute') ->
     ('schedules', 0, 'minute'); ('x', 'list[str]', 0) -> ('x', 0)."""
     out: list[str | int] = []
+    if loc[:2] == ("env", "extra") and len(loc) >= 3:
+        # A user's variable name, then pydantic's "[key]" when the name itself is wrong.
+        return tuple(loc[:3])
     for i, part in enumerate(loc):
         if isinstance(part, str):
             if i >= 2 and isinstance(loc[i - 1], int) and \
@@ -872,7 +893,7 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
         if isinstance(sid, str):
             if sid in first_index:
                 errors.append((("schedules", i, "id"),
-                               f"duplicate schedule id {sid!r} (already used by "
+                               f"duplicate schedule id {quote_name(sid)} (already used by "
                                f"schedules[{first_index[sid]}])"))
             else:
                 first_index[sid] = i

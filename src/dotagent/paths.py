@@ -32,6 +32,9 @@ def unsafe_reason(value: str) -> str | None:
         return "must not be empty"
     if value in (".", ".."):
         return f"{value!r} is not allowed"
+    if value.startswith("-"):
+        # `dotagent run -x` would read it as an option.
+        return f"{value!r} starts with '-', which a command line would read as an option"
     if len(value) > MAX_NAME_LENGTH:
         return f"is {len(value)} characters long (at most {MAX_NAME_LENGTH})"
     if not _SAFE.fullmatch(value):

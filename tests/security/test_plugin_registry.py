@@ -87,4 +87,4 @@ def test_doctor_shows_resolution_and_hash(tmp_path: Path, cli_env: dict[str, str
     [info] = m["plugins"]
     assert info["path"] == str(plugin) and len(info["sha256"]) == 64
     p = dotagent("doctor", env=cli_env)
-    assert f"plugin sink-x → {plugin} (sha256 {info['sha256']})" in p.stdout
+    assert f"plugin 'sink-x' → {plugin} (sha256 {info['sha256']})" in p.stdout

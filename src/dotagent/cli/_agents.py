@@ -1,4 +1,8 @@
-"""Finding the agent and schedule a command names, with errors that list what exists."""
+"""Finding the agent and schedule a command names, with errors that list what exists.
+
+Every command that acts on one agent goes through `find_agent`, so a name claimed by a
+broken manifest is refused the same way everywhere (S15.8).
+"""
 
 from __future__ import annotations
 
@@ -7,38 +11,52 @@ from typing import Any
 
 import click
 
-from dotagent.errors import NotFoundError
+from dotagent.display import printable, quote_name
+from dotagent.errors import ConfigError, NotFoundError
 
 __all__ = ["complete_agent", "find_agent", "pick_schedule"]
 
 
-def find_agent(name: str, found: Any = None) -> Any:
-    from dotagent.discovery import discover  # lazily: `--help` must not load pydantic
+def find_agent(name: str, found: Any) -> Any:
+    """The loaded agent called `name` in `found` (a `Discovery`).
 
-    found = found or discover()
+    NotFoundError when nothing claims the name; ConfigError, with that manifest's own errors,
+    when the manifest that claims it is broken — never a later manifest of the same name.
+    """
     loaded = found.get(name)
     if loaded is not None:
         return loaded
-    known = ", ".join(sorted(found.agents)) or "none"
+    broken = found.broken_claim(name)
+    if broken is not None:
+        lines = [f"agent {quote_name(name)} cannot be used: its manifest "
+                 f"{printable(str(broken.path))} has {len(broken.errors)} error(s):"]
+        lines.extend(f"  {p}" for p in broken.errors)
+        for dup in found.duplicates_of(name):
+            lines.append(f"  ({printable(str(dup.path))} declares the same name and is "
+                         "ignored while this one holds it)")
+        raise ConfigError("\n".join(lines))
+    known = ", ".join(quote_name(n) for n in sorted(found.agents)) or "none"
     hint = ""
     if found.failures:
         hint = (f"; {len(found.failures)} manifest(s) failed to load — run `dotagent doctor` "
                 "to see why")
-    raise NotFoundError(f"agent not found: {name} (known agents: {known}){hint}")
+    raise NotFoundError(f"agent not found: {quote_name(name)} (known agents: {known}){hint}")
 
 
 def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
     schedules = loaded.manifest.schedules
-    ids = ", ".join(s.id for s in schedules)
+    ids = ", ".join(quote_name(s.id) for s in schedules)
+    agent = quote_name(loaded.name)
     if schedule_id is None:
         if len(schedules) == 1:
             return schedules[0]
-        raise NotFoundError(f"agent {loaded.name} has several schedules; choose one with "
+        raise NotFoundError(f"agent {agent} has several schedules; choose one with "
                             f"--schedule ({ids})")
     for sched in schedules:
         if sched.id == schedule_id:
             return sched
-    raise NotFoundError(f"schedule id not found: {schedule_id} (agent {loaded.name} has: {ids})")
+    raise NotFoundError(f"schedule id not found: {quote_name(schedule_id)} (agent {agent} "
+                        f"has: {ids})")
 
 
 def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -51,7 +69,8 @@ def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) 
     if home:
         env["DOTAGENT_HOME"] = os.path.abspath(home)
     try:
-        names = sorted(discover(env).agents)
+        # Completion serves `run`, which also searches ./agents and ./.
+        names = sorted(discover(env, include_cwd=True).agents)
     except Exception:  # completion must never break the shell
         return []
     return [n for n in names if n.startswith(incomplete)]

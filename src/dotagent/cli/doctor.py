@@ -18,6 +18,7 @@ def command(as_json: bool) -> int:
     Exit status 0 when there are no errors (warnings allowed), 1 otherwise.
     """
     from dotagent.cli._style import paint
+    from dotagent.display import printable
     from dotagent.doctor import run_doctor
     from dotagent.paths import resolve_home
 
@@ -27,8 +28,8 @@ def command(as_json: bool) -> int:
         return 0 if report.error_count == 0 else 1
 
     out = []
-    out.append(f"home: {report.home}")
-    out.append("searched: " + ", ".join(str(r) for r in report.roots))
+    out.append(f"home: {printable(str(report.home))}")
+    out.append("searched: " + ", ".join(printable(str(r)) for r in report.roots))
     for p in report.general:
         word = paint("error", "red") if p.severity == "error" else paint("warning", "yellow")
         out.append(f"{word}: {p}")
@@ -38,16 +39,16 @@ def command(as_json: bool) -> int:
     for m in report.manifests:
         mark = {"ok": paint("✓", "green"), "warnings": paint("!", "yellow"),
                 "errors": paint("✗", "red")}[m.status]
-        label = m.name or (repr(m.declared_name) if m.declared_name else "(unnamed)")
         verdict = {"ok": "manifest ok", "warnings": "manifest ok, with warnings",
                    "errors": "manifest has errors"}[m.status]
-        out.append(f"{mark} {label}: {verdict} ({m.path})")
+        out.append(f"{mark} {m.label}: {verdict} ({printable(str(m.path))})")
         for note in m.notes:
             out.append(f"    {note}")
         for p in m.errors:
             out.append(f"    {paint('error', 'red')}: {p}")
         for p in m.warnings:
             out.append(f"    {paint('warning', 'yellow')}: {p}")
+    out.extend(f"note: {note}" for note in report.notes)
     out.append(f"summary: {report.agent_count} agent(s), {report.error_count} error(s), "
                f"{report.warning_count} warning(s)")
     sys.stdout.write("\n".join(out) + "\n")

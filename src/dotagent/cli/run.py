@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
+from dotagent.display import quote_name
 
 __all__ = ["command", "report_cache_findings"]
 
@@ -44,10 +45,10 @@ def _say(text: str) -> None:
 def report_cache_findings(report: Any) -> None:
     """Tell the person at the terminal what was just recorded as critical."""
     for name in report.phantoms:
-        _say(f"[dotagent] warning: phantom agent {name!r}: never seen before (recorded in the "
-             "audit log)\n")
+        _say(f"[dotagent] warning: phantom agent {quote_name(name)}: never seen before "
+             "(recorded in the audit log)\n")
     for d in report.drifts:
-        _say(f"[dotagent] warning: manifest of {d.agent!r} changed since last seen "
+        _say(f"[dotagent] warning: manifest of {quote_name(d.agent)} changed since last seen "
              f"({d.expected_sha256[:12]} → {d.actual_sha256[:12]}; recorded in the audit "
              "log)\n")
     if report.history_deleted:
@@ -85,7 +86,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.security.plugins import check_plugins
 
     home = Home.from_env()
-    found = discover()
+    found = discover(include_cwd=True)  # `run` also searches ./agents and ./ (S15.8)
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
@@ -96,8 +97,8 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         now = datetime.now(UTC)
         report_cache_findings(check_manifests(home, found, now, audit=audit))
         for drift in check_plugins(home, found, now, audit=audit).drifts:
-            _say(f"[dotagent] warning: plugin {drift.name!r} at {drift.path} changed since "
-                 "first seen (recorded in the audit log)\n")
+            _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "
+                 "since first seen (recorded in the audit log)\n")
         outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo,
                                stop=stop)
         for record in audit_events(outcome):
@@ -107,7 +108,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
                 # The run happened; its exit code must survive a failing audit log.
                 _say(f"[dotagent] error: could not record {record.event_type} in the audit "
                      f"log: {exc}\n")
-    label = f"{outcome.agent}/{outcome.schedule}"
+    label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"
     if outcome.interrupted_by is not None:
         signame = signal.Signals(outcome.interrupted_by).name
         _say(f"[dotagent] {label}: interrupted by {signame}; agent stopped (exit "
