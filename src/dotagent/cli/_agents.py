@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dotagent.errors import NotFoundError
+from dotagent.errors import NotFoundError, UsageError
 
 __all__ = ["complete_agent", "find_agent", "pick_schedule"]
 
@@ -33,7 +33,7 @@ def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
     if schedule_id is None:
         if len(schedules) == 1:
             return schedules[0]
-        raise NotFoundError(f"agent {loaded.name} has several schedules; choose one with "
+        raise UsageError(f"agent {loaded.name} has several schedules; choose one with "
                             f"--schedule ({ids})")
     for sched in schedules:
         if sched.id == schedule_id:
