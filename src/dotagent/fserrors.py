@@ -8,6 +8,7 @@ user cares about are known, into a `StateError` the CLI shows as one line.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +27,25 @@ def state_error(operation: str, path: Path | str, exc: OSError) -> StateError:
     """`cannot <operation> <path>: <reason>`; a failing parent directory is named as such."""
     culprit = exc.filename
     if isinstance(culprit, str | Path) and Path(culprit) in Path(path).parents:
-        why = "it exists and is not a directory" if isinstance(exc, FileExistsError) \
-            else reason(exc)
+        why = reason(exc)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            blocker = _not_a_directory(Path(culprit))
+            if blocker is not None:
+                why = ("it exists and is not a directory" if blocker == Path(culprit)
+                       else f"{blocker} is not a directory")
         return StateError(f"cannot create directory {culprit} (to {operation} {path}): {why}")
     return StateError(f"cannot {operation} {path}: {reason(exc)}")
+
+
+def _not_a_directory(directory: Path) -> Path | None:
+    """The first of `directory` and its ancestors that exists but is not a directory."""
+    for candidate in (*reversed(directory.parents), directory):
+        try:
+            if candidate.exists() and not candidate.is_dir():
+                return candidate
+        except OSError:
+            return None
+    return None
 
 
 @contextmanager
