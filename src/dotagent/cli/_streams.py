@@ -14,18 +14,20 @@ decides the exit status (docs/cli.md, "Exit status"): a reader going away change
 a standard output that could not be written (full, I/O error) turns success into 1 — except
 for commands that pass an agent's status through, which report it and keep the agent's.
 
-This module is imported before click (it must stay cheap: `--version` goes through it).
+This module is imported before click and must stay cheap (`--version` goes through it): it
+imports only what the interpreter has already loaded at start-up, hence no contextlib.
 """
+# ruff: noqa: SIM105 - try/except/pass instead of contextlib.suppress, see above
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import io
 import os
-import select
 import sys
-from typing import TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing would cost `--version` more than all the rest
+    from typing import TextIO
 
 __all__ = ["failure", "finish", "install", "say"]
 
@@ -62,8 +64,12 @@ class _Sink(io.RawIOBase):
                 return os.write(self._fd, data)
             except BlockingIOError:
                 # Someone else made the descriptor non-blocking: wait until it can take more.
-                with contextlib.suppress(OSError, ValueError):
+                import select
+
+                try:
                     select.select([], [self._fd], [])
+                except (OSError, ValueError):
+                    pass
             except OSError as exc:
                 self.error = exc
                 _point_at_devnull(self._fd)
@@ -74,11 +80,13 @@ _sinks: dict[str, _Sink] = {}
 
 
 def _point_at_devnull(fd: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         null = os.open(os.devnull, os.O_RDWR)
         if null != fd:
             os.dup2(null, fd)
             os.close(null)
+    except OSError:
+        pass
 
 
 def _reserve(fd: int) -> None:
@@ -107,43 +115,49 @@ def install() -> None:
     for fd in (0, 1, 2):
         _reserve(fd)
     if sys.stdin is None:
-        with contextlib.suppress(OSError):
+        try:
             sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        except OSError:
+            pass
     for fd, name in ((1, "stdout"), (2, "stderr")):
         current = getattr(sys, name)
         if current is None or (current is getattr(sys, f"__{name}__") and name not in _sinks):
-            with contextlib.suppress(OSError, ValueError):
-                current = _flushed(current)
+            _flush(current)
+            try:
                 setattr(sys, name, _tolerant(fd, name, current))
+            except (OSError, ValueError):
+                pass
 
 
-def _flushed(stream: TextIO | None) -> TextIO | None:
-    if stream is not None:
-        with contextlib.suppress(Exception):
+def _flush(stream: TextIO | None) -> None:
+    try:
+        if stream is not None:
             stream.flush()
-    return stream
+    except Exception:
+        pass
 
 
 def failure(name: str) -> OSError | None:
     """The write error that silenced standard output or error, if any (after a flush)."""
-    with contextlib.suppress(Exception):
-        getattr(sys, name).flush()
+    _flush(getattr(sys, name))
     sink = _sinks.get(name)
     return sink.error if sink is not None else None
 
 
 def say(text: str) -> None:
     """Write one of dotagent's own messages to stderr; dropped silently if stderr is dead."""
-    with contextlib.suppress(Exception):
+    try:
         sys.stderr.write(text)
         sys.stderr.flush()
+    except Exception:
+        pass
 
 
 def finish(code: int, *, agent_status: bool = False) -> int:
     """Flush both streams and return the exit status (see the module docstring)."""
     out_error = failure("stdout")
     failure("stderr")
-    if out_error is None or out_error.errno == errno.EPIPE or agent_status:
+    if out_error is None or isinstance(out_error, BrokenPipeError) or agent_status:
         return code
     say(f"Error: cannot write to standard output: {out_error.strerror or out_error}\n")
     return code or 1
