@@ -57,7 +57,8 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
 
     Output streams to the terminal and is appended to the agent's log; the run is recorded in
     the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
-    N, 127/126 when the command cannot start).
+    N, 127/126 when the command cannot start). dotagent's own refusals exit 2 (usage) or
+    64-78 (sysexits: 66 no such agent or schedule, 73 state not writable, ...).
     """
     import signal
     from datetime import UTC, datetime
