@@ -8,7 +8,14 @@ export DOTAGENT_HOME="$(mktemp -d "${TMPDIR:-/tmp}/dotagent-demo.XXXXXX")"
 export DOTAGENT_ROOT="$repo/examples/agents"
 cd "$DOTAGENT_HOME"   # so ./agents and ./ hold nothing unexpected
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only for a person at a terminal (https://no-color.org, TERM=dumb): piped or
+# with NO_COLOR set, the demo prints plain text, as dotagent itself does.
+if [[ -t 1 && -z "${NO_COLOR:-}" && "${TERM:-}" != dumb ]]; then
+  bold=$'\033[1m' plain=$'\033[0m'
+else
+  bold='' plain=''
+fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
 say "dotagent doctor (checks every manifest under $DOTAGENT_ROOT)"
 "$dotagent" doctor || true

@@ -41,11 +41,11 @@ def test_usage_error_exits_2(cli_env: dict[str, str]) -> None:
 
 def test_errors_have_no_traceback_unless_debug(cli_env: dict[str, str]) -> None:
     p = dotagent("run", "nobody", env=cli_env)
-    assert p.returncode == 1
+    assert p.returncode == 66  # EX_NOINPUT: run passes agent statuses through (S15.10)
     assert p.stderr.startswith("Error: agent not found: 'nobody'")
     assert "Traceback" not in p.stderr
     p = dotagent("--debug", "run", "nobody", env=cli_env)
-    assert p.returncode == 1
+    assert p.returncode == 66
     assert "Traceback (most recent call last)" in p.stderr
     assert "Error: agent not found: 'nobody'" in p.stderr
 
@@ -67,7 +67,7 @@ def test_schedule_may_be_omitted_only_when_unambiguous(tmp_path: Path,
                                   'interval_minutes = 5\nargs = ["x"]\n')
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("run", "two", env=cli_env)
-    assert p.returncode == 1
+    assert p.returncode == 2  # a usage mistake
     assert "choose one with --schedule ('main', 'other')" in p.stderr
 
 
@@ -153,8 +153,8 @@ def test_unusable_state_directory_is_a_clean_error(tmp_path: Path,
     simple_agent(root, "any", "true", [])
     cli_env.update(DOTAGENT_HOME=str(blocker), DOTAGENT_ROOT=str(root))
     p = dotagent("run", "any", env=cli_env)
-    assert p.returncode == 1
-    assert p.stderr.startswith(f"Error: cannot use {blocker}")
+    assert p.returncode == 73  # EX_CANTCREAT: dotagent's state, not the agent's status
+    assert p.stderr.startswith(f"Error: cannot create directory {blocker}/state (to lock ")
     assert "Traceback" not in p.stderr
 
 

@@ -42,7 +42,7 @@ def test_unsafe_names_rejected(name: str, fragment: str) -> None:
 
 def test_resolve_home_precedence(tmp_path: Path) -> None:
     assert resolve_home({"DOTAGENT_HOME": str(tmp_path), "HOME": "/x"}) == tmp_path
-    assert resolve_home({"DOTAGENT_HOME": "", "HOME": "/x"}) == Path("/x/.config/dotagent")
+    assert resolve_home({"HOME": "/x"}) == Path("/x/.config/dotagent")
     assert resolve_home({}) == Path.cwd() / ".dotagent"
 
 

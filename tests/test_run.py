@@ -236,10 +236,10 @@ def test_unknown_agent_and_schedule_list_what_exists(root: Path,
                                                      cli_env: dict[str, str]) -> None:
     simple_agent(root, "alpha", "true", [])
     code, _, err = run(cli_env, "beta")
-    assert code == 1
+    assert code == 66  # EX_NOINPUT (S15.10)
     assert err == "Error: agent not found: 'beta' (known agents: 'alpha')\n"
     code, _, err = run(cli_env, "alpha", "--schedule", "nope")
-    assert code == 1
+    assert code == 66
     assert err == "Error: schedule id not found: 'nope' (agent 'alpha' has: 'main')\n"
 
 

@@ -7,17 +7,37 @@ if the machine loses power between the two.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from dotagent.fserrors import reporting
 from dotagent.private import FILE_MODE, LOOSE_BITS, private_mkdir
 
 __all__ = ["dump_json", "write_atomic", "write_json_atomic"]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
+
+def _naming_target(
+    func: Callable[Concatenate[Path, _P], _R],
+) -> Callable[Concatenate[Path, _P], _R]:
+    """An OSError anywhere in the write names the file being written, never the temp file."""
+
+    @functools.wraps(func)
+    def wrapper(path: Path, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with reporting("write", path):
+            return func(path, *args, **kwargs)
+
+    return wrapper
+
+
+@_naming_target
 def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace `path` with `data` atomically (parent directory is created 0700 if missing).
 

@@ -7,16 +7,36 @@ different inodes (upstream's bug); these files therefore stay.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
+from dotagent.fserrors import reporting
 from dotagent.private import open_private, private_mkdir
 
 __all__ = ["locked", "locked_deletable"]
 
 
+def _naming_lock(
+    factory: Callable[[Path], AbstractContextManager[None]],
+) -> Callable[[Path], AbstractContextManager[None]]:
+    """An OSError while taking the lock names the lock file and says so; errors of the
+    block that holds the lock pass through untouched."""
+
+    @functools.wraps(factory)
+    @contextmanager
+    def wrapper(lock_path: Path) -> Iterator[None]:
+        with ExitStack() as stack:
+            with reporting("lock", lock_path):
+                stack.enter_context(factory(lock_path))
+            yield
+
+    return wrapper
+
+
+@_naming_lock
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `lock_path` (created if missing) for the block."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotagent.errors import UnsafeNameError
+from dotagent.errors import UnsafeNameError, UsageError
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -59,10 +59,17 @@ def safe_component(value: str, what: str = "name") -> str:
 
 
 def resolve_home(env: Mapping[str, str] | None = None) -> Path:
-    """`$DOTAGENT_HOME` if non-empty, else `$HOME/.config/dotagent`, else `./.dotagent`."""
+    """`$DOTAGENT_HOME` if set, else `$HOME/.config/dotagent`, else `./.dotagent`.
+
+    A `DOTAGENT_HOME` that is set but empty is a usage error (S15.12): falling back to the
+    default home would read and write the real state where a test or script meant another.
+    """
     env = os.environ if env is None else env
-    explicit = env.get("DOTAGENT_HOME", "")
-    if explicit:
+    explicit = env.get("DOTAGENT_HOME")
+    if explicit is not None:
+        if not explicit:
+            raise UsageError("DOTAGENT_HOME is set but empty: name a directory, or unset it "
+                             "to use the default (~/.config/dotagent)")
         return Path(explicit).expanduser().absolute()
     home = env.get("HOME", "")
     if home:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from dotagent.display import printable, quote_name
-from dotagent.errors import ConfigError, NotFoundError
+from dotagent.errors import ConfigError, NotFoundError, UsageError
 
 __all__ = ["complete_agent", "find_agent", "pick_schedule"]
 
@@ -50,7 +50,7 @@ def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
     if schedule_id is None:
         if len(schedules) == 1:
             return schedules[0]
-        raise NotFoundError(f"agent {agent} has several schedules; choose one with "
+        raise UsageError(f"agent {agent} has several schedules; choose one with "
                             f"--schedule ({ids})")
     for sched in schedules:
         if sched.id == schedule_id:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import sys
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from dotagent import __version__
-from dotagent.errors import DotagentError
+from dotagent.cli import _streams
+from dotagent.errors import EX_IOERR, EX_SOFTWARE, DotagentError
 
-__all__ = ["COMMANDS", "run_app"]
+__all__ = ["COMMANDS", "AgentStatusCommand", "run_app"]
 
 # name -> "module:attribute". Each command module is imported only when that command runs
 # (or when --help lists the commands), so start-up never pays for the others.
@@ -25,6 +25,81 @@ COMMANDS: dict[str, str] = {
     "audit": "dotagent.cli.audit:group",
     "calendar": "dotagent.cli.calendar:command",
 }
+
+# Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).
+_INTERRUPTED = 128 + 2
+
+
+@dataclass
+class _Invocation:
+    """What the boundary needs to know about the command line being run."""
+
+    debug: bool = False
+    agent_status: bool = False  # the running command passes an agent's exit status through
+
+
+_invocation = _Invocation()
+
+
+class AgentStatusCommand(click.Command):
+    """A command whose exit status is an agent's (`run`; later a foreground `trigger`).
+
+    Declaring a command with `cls=AgentStatusCommand` makes the boundary report dotagent's
+    own refusals with sysexits codes (64-78) instead of 1, so that they can never be mistaken
+    for the agent's status (S15.10); usage mistakes stay 2.
+    """
+
+    passes_agent_status = True
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _invocation.agent_status = self.passes_agent_status
+        return super().invoke(ctx)
+
+
+# -- global options -------------------------------------------------------------------------
+# `--home` and `--debug` are accepted before the command and after it (`dotagent doctor
+# --home X`, `dotagent run x --debug`): the group declares them, and `LazyGroup` adds the
+# same two options to every command it hands out, subcommands of nested groups included.
+
+def _apply_home(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value == "":
+        raise click.BadParameter("must not be empty (leave --home out to use $DOTAGENT_HOME)",
+                                 ctx=ctx, param=param)
+    path = os.path.abspath(os.path.expanduser(value))
+    # Commands (and the agents `run` starts) read the home from the environment.
+    os.environ["DOTAGENT_HOME"] = path
+    return path
+
+
+def _apply_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        _invocation.debug = True
+    return value
+
+
+_HOME_HELP = "State directory (overrides $DOTAGENT_HOME)."
+_DEBUG_HELP = "Show full tracebacks on errors."
+
+
+def _global_options(expose: bool) -> list[click.Option]:
+    return [
+        click.Option(["--debug"], is_flag=True, help=_DEBUG_HELP, callback=_apply_debug,
+                     expose_value=expose),
+        click.Option(["--home"], type=click.Path(file_okay=False), help=_HOME_HELP,
+                     metavar="DIR", callback=_apply_home, expose_value=expose),
+    ]
+
+
+def _add_global_options(command: click.Command) -> None:
+    taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    for option in _global_options(expose=False):
+        if not taken.intersection(option.opts):
+            command.params.append(option)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_global_options(sub)
 
 
 class LazyGroup(click.Group):
@@ -37,6 +112,9 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module_name), attr)
+        if not getattr(command, "_dotagent_globals", False):
+            _add_global_options(command)
+            command._dotagent_globals = True  # type: ignore[attr-defined]
         return command
 
 
@@ -46,67 +124,87 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", "-V", prog_name="dotagent",
                       message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False),
-    help="State directory (overrides $DOTAGENT_HOME).",
-)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, home: str | None) -> None:
+def cli(ctx: click.Context, /, **_globals: Any) -> None:
     """dotagent: run small scripts on a schedule, and keep a record you can trust.
 
     Agents are directories holding an agent.toml manifest, discovered in $DOTAGENT_ROOT
     (colon-separated), $DOTAGENT_HOME/agents, ./agents and ./ in that order.
+
+    --home and --debug may also follow the command.
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    if home:
-        os.environ["DOTAGENT_HOME"] = os.path.abspath(home)
+
+
+cli.params.extend(_global_options(expose=True))
+
+
+# -- the boundary -----------------------------------------------------------------------------
+
+def _debug_requested(args: list[str]) -> bool:
+    """--debug as click parsed it; before parsing got that far, as written on the line."""
+    options = args[: args.index("--")] if "--" in args else args
+    return _invocation.debug or "--debug" in options
+
+
+def _report(exc: BaseException, args: list[str], message: str) -> None:
+    if _debug_requested(args):
+        _streams.say("".join(traceback.format_exception(exc)))
+    _streams.say(f"Error: {message}\n")
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = ""
+    if exc.filename is not None:
+        where = f" {os.fsdecode(exc.filename)}"
+        if exc.filename2 is not None:
+            where += f" → {os.fsdecode(exc.filename2)}"
+    reason = exc.strerror or str(exc)
+    hint = ""
+    try:
+        from dotagent.paths import resolve_home
+
+        home = str(resolve_home())
+    except DotagentError:
+        home = ""
+    if home and exc.filename is not None and os.fsdecode(exc.filename).startswith(home):
+        hint = f" (in the state directory {home}; is DOTAGENT_HOME right?)"
+    return f"cannot use{where}: {reason}{hint}"
 
 
 def run_app(args: list[str]) -> int:
-    debug = "--debug" in args
+    """Run one command line; return its exit status (docs/cli.md, "Exit status")."""
+    global _invocation
+    _invocation = _Invocation()
+    code = _run(args)
+    return _streams.finish(code, agent_status=_invocation.agent_status)
+
+
+def _run(args: list[str]) -> int:
+    # `_invocation.agent_status` is read after the failure: it is set once the command runs.
     try:
         result: Any = cli.main(args=args, prog_name="dotagent", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:
-        sys.stderr.write("Aborted.\n")
-        return 130
+        _streams.say("Aborted.\n")
+        return _INTERRUPTED
     except click.ClickException as exc:
         exc.show()
         return int(exc.exit_code)
     except DotagentError as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"Error: {exc.message}\n")
-        return exc.exit_code
+        _report(exc, args, exc.message)
+        return exc.sysexit if _invocation.agent_status else exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("Interrupted.\n")
-        return 130
-    except BrokenPipeError:
-        # `dotagent doctor | head`: the reader went away; that is not our error.
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        return 141
+        _streams.say("Interrupted.\n")
+        return _INTERRUPTED
     except OSError as exc:
-        if debug:
-            traceback.print_exc()
-        where = f" {exc.filename}" if exc.filename else ""
-        from dotagent.paths import resolve_home
-
-        home = resolve_home()
-        hint = ""
-        if exc.filename and str(exc.filename).startswith(str(home)):
-            hint = f" (in the state directory {home}; is DOTAGENT_HOME right?)"
-        sys.stderr.write(f"Error: cannot use{where}: {exc.strerror or exc}{hint}\n")
-        return 1
+        _report(exc, args, _os_error_message(exc))
+        # Errors of dotagent's own files are StateError (73) where they are written; what
+        # reaches here unnamed is an input/output error.
+        return EX_IOERR if _invocation.agent_status else 1
     except Exception as exc:  # the boundary: never a traceback unless asked for
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(
-            f"Error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)\n"
-        )
-        return 1
+        _report(exc, args, f"internal error: {type(exc).__name__}: {exc} "
+                           "(run with --debug for details)")
+        return EX_SOFTWARE if _invocation.agent_status else 1
     return int(result) if isinstance(result, int) else 0

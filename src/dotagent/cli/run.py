@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import errno
 import sys
 from typing import Any
 
 import click
 
+from dotagent.cli import _streams
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
 from dotagent.display import quote_name
+from dotagent.cli.app import AgentStatusCommand
 
 __all__ = ["command", "report_cache_findings"]
 
 
-_closed: set[str] = set()
-
-
 def _echo(stream: str, chunk: bytes) -> None:
-    """Show output live. A reader that went away (`| head`) stops the echo, not the agent:
-    the run goes on and is still logged and recorded."""
-    if stream in _closed:
-        return
+    """Show output live. The standard streams never raise (`_streams`): a reader that went
+    away or a full disk silences the echo, never the agent; the run goes on and is still
+    logged and recorded."""
     out = sys.stdout if stream == "stdout" else sys.stderr
-    try:
-        out.buffer.write(chunk)
-        out.buffer.flush()
-    except (BrokenPipeError, ValueError):
-        _closed.add(stream)
-        # Point the stream at /dev/null so that nothing fails at exit either.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, out.fileno())
-            os.close(devnull)
+    out.flush()
+    out.buffer.write(chunk)
+    out.buffer.flush()
 
 
 def _say(text: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text)
-        sys.stderr.flush()
+    _streams.say(text)
 
 
 def report_cache_findings(report: Any) -> None:
@@ -59,7 +47,7 @@ def report_cache_findings(report: Any) -> None:
              "log has history (recorded as critical)\n")
 
 
-@click.command("run")
+@click.command("run", cls=AgentStatusCommand)
 @click.argument("name", shell_complete=complete_agent)
 @click.option("--schedule", "-s", "schedule_id", metavar="ID",
               help="Schedule to run (may be omitted when the agent has only one).")
@@ -70,7 +58,8 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
 
     Output streams to the terminal and is appended to the agent's log; the run is recorded in
     the audit log. The exit code is the agent's (124 on timeout, 128+N when killed by signal
-    N, 127/126 when the command cannot start).
+    N, 127/126 when the command cannot start). dotagent's own refusals exit 2 (usage) or
+    64-78 (sysexits: 66 no such agent or schedule, 73 state not writable, ...).
     """
     import signal
     from datetime import UTC, datetime
@@ -109,6 +98,16 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
                 _say(f"[dotagent] error: could not record {record.event_type} in the audit "
                      f"log: {exc}\n")
     label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"
+    for problem in (outcome.log_error, outcome.heartbeat_error):
+        if problem is not None:
+            _say(f"[dotagent] error: {label}: {problem}\n")
+    for stream, problem in outcome.echo_errors:
+        _say(f"[dotagent] warning: {label}: could not show the agent's {stream} "
+             f"({problem}); it is in the log\n")
+    shown = _streams.failure("stdout")
+    if shown is not None and shown.errno != errno.EPIPE:
+        _say(f"[dotagent] warning: {label}: could not show the agent's output (standard "
+             f"output: {shown.strerror or shown}); it is in the log\n")
     if outcome.interrupted_by is not None:
         signame = signal.Signals(outcome.interrupted_by).name
         _say(f"[dotagent] {label}: interrupted by {signame}; agent stopped (exit "

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from dotagent import redaction
 from dotagent.audit import events
+from dotagent.errors import DotagentError
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
-from dotagent.runner.output import OutputCollector, open_log
+from dotagent.runner.output import OutputCollector, open_run_log
 from dotagent.runner.process import (
     EXIT_CANNOT_EXECUTE,
     GRACE_SECONDS,
@@ -52,6 +53,11 @@ class RunOutcome:
     start_error: str | None  # set when the command could not be started
     manifest_sha256: str
     interrupted_by: int | None = None  # signal that made dotagent stop the agent
+    # What went wrong around a run that happened (it is still recorded; the exit code stays
+    # the agent's): the per-agent log, the finish heartbeat, the echo of each stream.
+    log_error: str | None = None
+    heartbeat_error: str | None = None
+    echo_errors: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -81,13 +87,15 @@ def run_schedule(
         start_epoch=started_at, tmpdir=tmpdir,
         heartbeat_file=None if dry_run else heartbeats.path(name, slug),
     )
+    heartbeat_error: str | None = None
     try:
-        with open_log(home.agent_log_file(name)) as log:
+        # Refusals (log or heartbeat cannot be written) happen before anything is logged.
+        with open_run_log(home.agent_log_file(name)) as log:
+            if not dry_run:
+                heartbeats.start(name, slug, schedule.args, started_at)
             log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
                       f"slug={slug} ===\n".encode())
             collector = OutputCollector(log, echo=echo, redact=_redact_line)
-            if not dry_run:
-                heartbeats.start(name, slug, schedule.args, started_at)
             start_error: str | None = None
             timed_out = False
             duration = 0.0
@@ -119,8 +127,12 @@ def run_schedule(
             collector.note(f"=== {iso_local(finished_at)} run {outcome} · exit={exit_code} · "
                            f"{duration:.1f}s{' · dry-run' if dry_run else ''} ===")
             if not dry_run:
-                heartbeats.finish(name, slug, schedule.args, started_at, finished_at,
-                                  exit_code, int(duration))
+                try:
+                    heartbeats.finish(name, slug, schedule.args, started_at, finished_at,
+                                      exit_code, int(duration))
+                except DotagentError as exc:
+                    # The agent ran: the run is still recorded, and the caller says this.
+                    heartbeat_error = exc.message
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return RunOutcome(
@@ -130,6 +142,9 @@ def run_schedule(
         stderr_tail=collector.tail("stderr"), stdout_dropped=collector.dropped("stdout"),
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
         manifest_sha256=loaded.sha256, interrupted_by=interrupted_by,
+        log_error=log.error, heartbeat_error=heartbeat_error,
+        echo_errors=tuple((stream, f"{type(exc).__name__}: {exc}")
+                          for stream, exc in collector.echo_errors.items()),
     )
 
 

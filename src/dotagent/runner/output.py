@@ -6,16 +6,18 @@ with `[stderr] ` so the two streams stay apart in one file (S14.18).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
+from dotagent.fserrors import reason, reporting
 from dotagent.private import open_private, private_mkdir
 from dotagent.runner.process import Stream
 
-__all__ = ["TAIL_LINES", "OutputCollector"]
+__all__ = ["TAIL_LINES", "OutputCollector", "RunLog", "open_run_log"]
 
 TAIL_LINES = 500
 MAX_LINE = 64 * 1024
@@ -72,20 +74,33 @@ class _Tail:
         return self.total - len(self.lines)
 
 
-class OutputCollector:
-    """Receives chunks from `supervise`; echoes them and writes marked lines to the log."""
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> object: ...
 
-    def __init__(self, log: BinaryIO | None,
+
+class OutputCollector:
+    """Receives chunks from `supervise`; echoes them and writes marked lines to the log.
+
+    Echoing is best-effort: an echo that raises is switched off for that stream (the error is
+    kept in `echo_errors`), and the run, its tails and its log go on.
+    """
+
+    def __init__(self, log: _Writable | None,
                  echo: Callable[[Stream, bytes], None] | None = None,
                  redact: Callable[[bytes], bytes] | None = None) -> None:
         self._log = log
         self._echo = echo
         self._redact = redact or (lambda b: b)
         self._tails = {"stdout": _Tail(), "stderr": _Tail()}
+        self.echo_errors: dict[Stream, BaseException] = {}
 
     def __call__(self, stream: Stream, chunk: bytes) -> None:
-        if self._echo is not None:
-            self._echo(stream, chunk)
+        if self._echo is not None and stream not in self.echo_errors:
+            try:
+                self._echo(stream, chunk)
+            except Exception as exc:  # whatever the terminal does, the run goes on
+                self.echo_errors[stream] = exc
         for line in self._tails[stream].feed(chunk):
             self._write(stream, line)
 
@@ -118,3 +133,49 @@ class OutputCollector:
 def open_log(path: Path) -> BinaryIO:
     private_mkdir(path.parent)
     return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
+
+
+class RunLog:
+    """The per-agent log of one run. Once opened it never stops the run: the first write
+    that fails is kept in `error` (naming the log and the operation) and later writes are
+    dropped, so the run is still finished and recorded."""
+
+    def __init__(self, path: Path, fh: BinaryIO) -> None:
+        self.path = path
+        self._fh: BinaryIO | None = fh
+        self.error: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self._do("write to", lambda fh: fh.write(data))
+
+    def flush(self) -> None:
+        self._do("write to", lambda fh: fh.flush())
+
+    def close(self) -> None:
+        self._do("write to", lambda fh: fh.close())
+        if self._fh is not None:
+            self._fh = None
+
+    def _do(self, operation: str, action: Callable[[BinaryIO], object]) -> None:
+        if self._fh is None:
+            return
+        try:
+            action(self._fh)
+        except OSError as exc:
+            self.error = (f"cannot {operation} the log {self.path}: {reason(exc)} (the rest of "
+                          "this run's output is not logged)")
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):
+                fh.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_run_log(path: Path) -> RunLog:
+    """Open the per-agent log for appending; a failure is a StateError naming the log."""
+    with reporting("append to the log", path):
+        return RunLog(path, open_log(path))
