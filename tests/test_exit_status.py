@@ -50,15 +50,15 @@ def inject(tmp_path: Path, env: dict[str, str], module: str, attr: str, exc: str
 def test_unknown_agent_is_ex_noinput(root: Path, cli_env: dict[str, str]) -> None:
     simple_agent(root, "alpha", "true", [])
     p = dotagent("run", "beta", env=cli_env)
-    assert (p.returncode, p.stderr) == (66, "Error: agent not found: beta (known agents: "
-                                            "alpha)\n")
+    assert (p.returncode, p.stderr) == (66, "Error: agent not found: 'beta' (known agents: "
+                                            "'alpha')\n")
 
 
 def test_unknown_schedule_is_ex_noinput(root: Path, cli_env: dict[str, str]) -> None:
     simple_agent(root, "alpha", "true", [])
     p = dotagent("run", "alpha", "--schedule", "nope", env=cli_env)
     assert p.returncode == 66
-    assert p.stderr == "Error: schedule id not found: nope (agent alpha has: main)\n"
+    assert p.stderr == "Error: schedule id not found: 'nope' (agent 'alpha' has: 'main')\n"
 
 
 def test_several_schedules_is_a_usage_error(root: Path, cli_env: dict[str, str]) -> None:
@@ -68,8 +68,8 @@ def test_several_schedules_is_a_usage_error(root: Path, cli_env: dict[str, str])
                  'args = ["x"]\n')
     p = dotagent("run", "two", env=cli_env)
     assert p.returncode == 2
-    assert p.stderr == ("Error: agent two has several schedules; choose one with --schedule "
-                        "(main, other)\n")
+    assert p.stderr == ("Error: agent 'two' has several schedules; choose one with "
+                        "--schedule ('main', 'other')\n")
 
 
 def test_state_outside_home_is_ex_noperm(root: Path, tmp_path: Path, cli_env: dict[str, str],
@@ -140,7 +140,7 @@ def test_a_log_that_fails_mid_run_keeps_the_agents_status(root: Path, cli_env: d
     p = subprocess.run([DOTAGENT, "run", "big"], env=cli_env, capture_output=True, text=True,
                        preexec_fn=limited, timeout=60, check=False)
     assert p.returncode == 4, p.stderr
-    assert (f"[dotagent] error: big/main: cannot write to the log {log}: File too large (the "
+    assert (f"[dotagent] error: agent 'big', schedule 'main': cannot write to the log {log}: File too large (the "
             "rest of this run's output is not logged)") in p.stderr
     assert "line 1999" in p.stdout  # the echo went on
     assert [r["exit_code"] for r in agent_runs(dotagent_home)] == [4]
@@ -156,7 +156,7 @@ def test_a_heartbeat_that_cannot_be_finished_keeps_the_agents_status(
     p = dotagent("run", "sabotage", env=cli_env)
     beat = dotagent_home / "state/agents/sabotage/default.heartbeat.json"
     assert p.returncode == 0, p.stderr
-    assert f"[dotagent] error: sabotage/main: cannot write {beat}: Is a directory" in p.stderr
+    assert f"[dotagent] error: agent 'sabotage', schedule 'main': cannot write {beat}: Is a directory" in p.stderr
     assert [r["exit_code"] for r in agent_runs(dotagent_home)] == [0]
 
 

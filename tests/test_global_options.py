@@ -59,7 +59,7 @@ def test_debug_after_the_command(cli_env: dict[str, str]) -> None:
         p = dotagent(*args, env=cli_env)
         assert p.returncode == 66
         assert "Traceback (most recent call last)" in p.stderr
-        assert p.stderr.endswith("Error: agent not found: nobody (known agents: none)\n")
+        assert p.stderr.endswith("Error: agent not found: 'nobody' (known agents: none)\n")
     p = dotagent("run", "nobody", env=cli_env)
     assert "Traceback" not in p.stderr
 
@@ -68,7 +68,7 @@ def test_debug_is_an_option_not_a_word(cli_env: dict[str, str]) -> None:
     """After `--`, `--debug` is an argument like any other (here: an agent name)."""
     p = dotagent("run", "--", "--debug", env=cli_env)
     assert p.returncode == 66 and "Traceback" not in p.stderr
-    assert "agent not found: --debug" in p.stderr
+    assert "agent not found: '--debug'" in p.stderr
 
 
 def test_subcommand_help_lists_the_global_options(cli_env: dict[str, str]) -> None:
