@@ -448,16 +448,16 @@ class AuditLog:
         if files.garbled is not None:
             what = (f"is garbled ({len(files.garbled)} bytes that are not a head record)"
                     if files.garbled.strip() else "is empty")
-            return _Basis(known, f"head record {self.head_path} {what}{against}",
+            return _Basis(known, f"{self.head_path} {what}{against}",
                           known.sha256 if known else "", hash_line(files.garbled),
                           known.count if known else None)
         if known is not None:
             # The head is gone but the lock file remembers it: someone deleted it (a crash
             # cannot: write_atomic replaces, never removes).
-            return _Basis(known, f"head record {self.head_path} was deleted{against}",
+            return _Basis(known, f"{self.head_path} was deleted{against}",
                           known.sha256, "", known.count)
         if copy is None and files.copy_bytes.strip(b"\0 \t\r\n"):
-            return _Basis(None, f"head record {self.head_path} is missing, and {lock_name} "
+            return _Basis(None, f"{self.head_path} is missing, and {lock_name} "
                           f"holds {len(files.copy_bytes)} bytes that are not its copy (a "
                           "head existed; entries cut from the end before now cannot be "
                           "ruled out)", "", hash_line(files.copy_bytes), None)
@@ -468,7 +468,7 @@ class AuditLog:
         issue, position = basis.issue, basis.position
         if (issue is None and basis.head is None and files.stored is None and res is not None
                 and res.ledger.evidence_line):
-            issue = (f"head record {self.head_path} and its copy in {self.lock_path.name} are "
+            issue = (f"{self.head_path} and its copy in {self.lock_path.name} are "
                      "both gone, although the log shows dotagent kept a head (line "
                      f"{res.ledger.evidence_line}): entries cut from the end before now "
                      "cannot be ruled out")
@@ -503,8 +503,8 @@ class AuditLog:
             os.ftruncate(lock_fd, len(data))
 
     def _behind_note(self, head: Head, copy: Head) -> str:
-        return (f"head record {self.head_path} ({_entries(head.count)}, {head.sha256[:12]}) "
-                f"is behind its copy in {self.lock_path.name} ({_entries(copy.count)}, "
+        return (f"{self.head_path} ({_entries(head.count)}, {head.sha256[:12]}) is behind "
+                f"its copy in {self.lock_path.name} ({_entries(copy.count)}, "
                 f"{copy.sha256[:12]}): the head record was rewritten")
 
     def _ledger_after(self, res: ScanResult) -> Ledger:
@@ -744,7 +744,7 @@ def _announcement(event: Event) -> str:
     """The one stderr line for a critical event the writer recorded on its own."""
     if isinstance(event, AuditChainBroken):
         if event.kind == "head":
-            what = str(event.detail)
+            what = f"the audit log's head record cannot be trusted: {event.detail}"
         else:
             where = f" at line {event.line}" if event.line is not None else ""
             what = f"the audit log is damaged: {event.kind}{where}: {event.detail}"

@@ -90,7 +90,8 @@ def _verify_lines(report: Any, path: Any) -> Iterator[str]:
     entries = _plural(report.lines, "entry", "entries")
     unacknowledged = report.unacknowledged
     if report.problems:
-        yield (f"audit log DAMAGED: {_plural(len(report.problems), 'problem')} in {entries}"
+        verdict = "DAMAGED" if not report.ok else "DAMAGED (acknowledged)"
+        yield (f"audit log {verdict}: {_plural(len(report.problems), 'problem')} in {entries}"
                f"{_head_phrase(report)} ({path})")
         for p in report.problems:
             where = "head record" if p.kind == "head" else f"line {p.line}: {p.kind}"
@@ -105,8 +106,10 @@ def _verify_lines(report: Any, path: Any) -> Iterator[str]:
     else:
         yield f"audit log intact: {entries}{_head_phrase(report)}"
     if report.breaks:
-        yield (f"recorded breaks: {len(report.breaks):,} ({len(unacknowledged):,} not "
-               "acknowledged), numbered by the line of their record")
+        waiting = (f"{len(unacknowledged):,} not acknowledged" if unacknowledged
+                   else "all acknowledged")
+        yield (f"recorded breaks: {len(report.breaks):,} ({waiting}), numbered by the line of "
+               "their record in the log")
         for b in report.breaks:
             state = ("NOT ACKNOWLEDGED" if b.acknowledged is None else
                      f"acknowledged by {_who(b.acknowledged)} at {b.acknowledged.at}")
