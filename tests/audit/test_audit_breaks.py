@@ -308,7 +308,8 @@ def test_intact_summary_names_what_the_numbers_are() -> None:
     p = dotagent("audit", "verify")
     assert p.returncode == 0
     head = json.loads(head_file().read_text())
-    assert p.stdout == f"audit log intact: 7 entries, head record at entry 7 ({head['sha256'][:12]})\n"
+    assert p.stdout == ("audit log intact: 7 entries, head record at entry 7 "
+                        f"({head['sha256'][:12]})\n")
 
 
 # ---------------------------------------------------------------- item 14: OS errors
