@@ -345,3 +345,18 @@ def test_head_record_path_taken_by_a_directory_is_named() -> None:
     p = dotagent("selfcheck", "--record")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert f"cannot read the head record {state / 'audit.head'}: it is a directory" in p.stderr
+
+
+def test_doctor_still_checks_manifests_beside_an_unusable_audit_log(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "agents"
+    simple_agent(root, "quiet", "true", [])
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    assert dotagent("run", "quiet", env=cli_env).returncode == 0
+    home = Home.from_env()
+    home.audit_log.unlink()
+    home.audit_log.symlink_to(os.devnull)
+    (home.state_dir / "known_manifests.json").unlink()
+    p = dotagent("doctor", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    assert "quiet: manifest ok" in p.stdout and "Traceback" not in p.stderr

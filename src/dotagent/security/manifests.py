@@ -27,6 +27,7 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery
+from dotagent.errors import StateError
 from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso
@@ -56,6 +57,8 @@ class CacheReport:
     # one phrase naming the file ("…/known_manifests.json is unreadable: not valid JSON (…)").
     cache_missing: str | None = None
     history_deleted: bool = False  # the cache knows agents but the audit log is empty
+    # doctor only (update=False): why the audit log could not be read; judged without it.
+    audit_unreadable: str | None = None
 
 
 def _cache_path(home: Home) -> Path:
@@ -123,6 +126,28 @@ def _from_audit(log: AuditLog) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _history(log: AuditLog, report: CacheReport, update: bool) -> dict[str, dict[str, Any]]:
+    """_from_audit(); a read-only check (doctor) that cannot read the log goes on without it
+    and says why, instead of failing: recording commands fail on the same log anyway."""
+    try:
+        return _from_audit(log)
+    except StateError as exc:
+        if update:
+            raise
+        report.audit_unreadable = exc.message
+        return {}
+
+
+def _entry_count(log: AuditLog, report: CacheReport, update: bool) -> int | None:
+    try:
+        return log.current_head()[0]
+    except StateError as exc:
+        if update:
+            raise
+        report.audit_unreadable = exc.message
+        return None
+
+
 def check_manifests(home: Home, found: Discovery, now: datetime, *,
                     audit: AuditLog | None = None, update: bool = True) -> CacheReport:
     """Compare every discovered manifest with the cache; audit and (if `update`) save.
@@ -148,7 +173,7 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
         # "History" means the log has seen manifests before; any other entry (a selfcheck,
         # a verify) does not make a first start suspicious. A cache that exists but cannot
         # be read is suspicious in any case: something wrote it, so this is no first start.
-        remembered = _from_audit(log)
+        remembered = _history(log, report, update)
         cache = {"entries": {}}
         shown = f"{_cache_path(home)} is {'missing' if problem == MISSING else problem}"
         if remembered:
@@ -170,7 +195,7 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
     if report.cache_missing is not None:
         pending.append(events.ManifestCacheMissing(path=str(_cache_path(home)), reason=reason))
     if entries and report.cache_missing is None and not first_start and \
-            log.current_head()[0] == 0:
+            _entry_count(log, report, update) == 0:
         # The mirror image of a vanished cache: the cache remembers agents, so there was a
         # history, and the log that held it is gone or empty.
         report.history_deleted = True
