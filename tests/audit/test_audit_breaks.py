@@ -360,3 +360,33 @@ def test_doctor_still_checks_manifests_beside_an_unusable_audit_log(
     p = dotagent("doctor", env=cli_env)
     assert p.returncode == 0, p.stderr
     assert "quiet: manifest ok" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_a_break_upstream_recorded_is_listed_and_acknowledged_like_ours() -> None:
+    first = (b'{"ts":"2026-05-18T09:00:00-0300","severity":"info","event":{"event_type":'
+             b'"daemon_started","version":"0.1.3","pid":4242},"prev_hash":"GENESIS"}')
+    broken = (b'{"ts":"2026-05-18T09:00:01-0300","severity":"critical","event":{"event_type":'
+              b'"audit_chain_broken","position":3,"expected_prev_hash":"aa","actual_prev_hash":'
+              b'"bb"},"prev_hash":"' + hashlib.sha256(first).hexdigest().encode() + b'"}')
+    home = Home.from_env()
+    home.root.mkdir(parents=True, exist_ok=True)
+    write_lines(home.audit_log, [first, broken])
+    # Upstream's own record is not our head bookkeeping: the log is adopted, not a head break.
+    code, report = verify_json()
+    assert code == 1 and report["problems"] == []
+    [brk] = report["breaks"]
+    assert (brk["record_line"], brk["kind"], brk["position"]) == (2, None, 3)
+    assert "break 2, recorded 2026-05-18T09:00:01-0300: break at entry 3 (recorded by " \
+           "upstream dotagent) — NOT ACKNOWLEDGED" in dotagent("audit", "verify").stdout
+    assert dotagent("audit", "acknowledge", "2").returncode == 0
+    assert dotagent("audit", "verify").returncode == 0
+
+
+def test_repair_records_a_deleted_head_and_says_so() -> None:
+    path = seed(3)
+    head_file().unlink()
+    p = dotagent("audit", "repair")
+    assert p.returncode == 0
+    assert p.stdout.startswith(f"recorded head record: {head_file()} was deleted")
+    assert "[dotagent] critical" not in p.stderr  # said once, in the command's own output
+    assert [e["event"]["kind"] for e in of_type(path, "audit_chain_broken")] == ["head"]
