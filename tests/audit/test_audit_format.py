@@ -86,7 +86,7 @@ def test_every_event_type_is_defined_once() -> None:
             "selfcheck_failed", "audit_repaired", "window_missed", "run_skipped_overlap",
             "run_interrupted", "notifier_failed", "command_not_allowed",
             "sandbox_unavailable", "manifest_signature_invalid", "agent_approved",
-            "selfcheck_recorded"}
+            "selfcheck_recorded", "audit_break_acknowledged"}
     assert set(events.EVENT_TYPES) == upstream | ours
     assert {t for t, cls in events.EVENT_TYPES.items() if cls.upstream} == upstream
 
@@ -140,15 +140,21 @@ def test_continues_an_upstream_log(dotagent_home: Path) -> None:
 
     log = AuditLog(home)
     report = log.verify()
-    assert report.ok and report.lines == 3
-    assert log.head() is not None and log.head().count == 3  # type: ignore[union-attr]
+    assert report.ok and report.lines == 3 and report.breaks == []
+    # Adopted with a notice (S15.9): a log that never had a head is not a break.
+    adopted = home.audit_log.read_bytes().splitlines()[3]
+    entry = json.loads(adopted)
+    assert entry["severity"] == "notice" and entry["prev_hash"] == sha(lines[-1])
+    assert entry["event"]["event_type"] == "audit_repaired"
+    assert "adopted the existing log of 3 entries" in entry["event"]["reason"]
+    assert log.head() is not None and log.head().count == 4  # type: ignore[union-attr]
 
     written = log.append(events.TickCompleted(agents_scanned=2, runs_dispatched=1))
-    assert written.endswith(f'"next_event_iso":null}},"prev_hash":"{sha(lines[-1])}"}}')
+    assert written.endswith(f'"next_event_iso":null}},"prev_hash":"{sha(adopted)}"}}')
     data = home.audit_log.read_bytes()
     assert data.startswith(b"\n".join(lines) + b"\n")  # upstream bytes untouched
     assert log.verify().ok
-    assert log.current_head() == (4, sha(written.encode()))
+    assert log.current_head() == (5, sha(written.encode()))
 
 
 def test_upstream_log_without_head_adopted_on_append(dotagent_home: Path,
@@ -159,9 +165,13 @@ def test_upstream_log_without_head_adopted_on_append(dotagent_home: Path,
     home.audit_log.write_bytes(first + b"\n")
     log = AuditLog(home)
     line = log.append(events.ConfigReloaded())
-    assert line.endswith(f'"prev_hash":"{sha(first)}"}}')
+    notice = home.audit_log.read_bytes().splitlines()[1]
+    assert b'"severity":"notice","event":{"event_type":"audit_repaired"' in notice
+    assert notice.endswith(f'"prev_hash":"{sha(first)}"}}'.encode())
+    assert line.endswith(f'"prev_hash":"{sha(notice)}"}}')
     assert "adopted" in caplog.text
-    assert log.head() is not None and log.head().count == 2  # type: ignore[union-attr]
+    assert log.head() is not None and log.head().count == 3  # type: ignore[union-attr]
+    assert log.verify().ok
 
 
 def test_redacts_registered_secrets_in_every_string(dotagent_home: Path) -> None:

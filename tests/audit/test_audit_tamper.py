@@ -30,6 +30,10 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
 
 
+def acknowledge_all(log: AuditLog) -> None:
+    assert log.acknowledge(None, user="tester", uid=1000)
+
+
 def broken_events(path: Path) -> list[dict[str, object]]:
     out = []
     for line in lines_of(path):
@@ -121,8 +125,13 @@ def test_cut_last_two_lines_reported_once() -> None:
     assert again.recorded == 0
     assert len(broken_events(path)) == 1
     # The break was recorded and the head re-anchored on the surviving entries plus the
-    # record of the break itself: the chain from here on is whole again.
-    assert again.ok and again.lines == 9
+    # record of the break itself: the chain from here on is whole again, but the recorded
+    # break keeps verify failing until someone acknowledges it.
+    assert again.problems == [] and again.lines == 9
+    assert not again.ok and [(b.record_line, b.kind) for b in again.unacknowledged] == [
+        (9, "truncation")]
+    acknowledge_all(log)
+    assert log.verify().ok
 
 
 def test_cut_last_line_in_half() -> None:
@@ -137,6 +146,9 @@ def test_cut_last_line_in_half() -> None:
     sides = list(path.parent.glob("audit.log.torn-*"))
     assert len(sides) == 1 and sides[0].read_bytes() == cut[last_start:]
     assert [e["kind"] for e in broken_events(path)] == ["torn"]
+    again = log.verify()
+    assert again.problems == [] and not again.ok
+    acknowledge_all(log)
     assert log.verify().ok
 
 
@@ -167,7 +179,9 @@ def test_truncation_detected_by_next_append() -> None:
     log.append(events.TickStarted(agents_scanned=1))
     [event] = broken_events(path)
     assert event["kind"] == "truncation"
-    assert log.verify().ok
+    report = log.verify()
+    assert report.problems == [] and [b.kind for b in report.unacknowledged] == ["truncation"]
+    assert not report.ok
     assert len(broken_events(path)) == 1
 
 
@@ -178,9 +192,15 @@ def test_deleted_head_is_reported_from_the_lock_file_copy() -> None:
     write_lines(path, lines_of(path)[:-1])  # and hide the last entry
     log.append(events.TickStarted(agents_scanned=1))
     kinds = [json.loads(line)["event"] for line in lines_of(path)[-3:]]
-    assert kinds[0]["event_type"] == "audit_repaired"
+    # The deleted head is a break of its own (S15.9), then the cut it hid.
+    assert kinds[0]["event_type"] == "audit_chain_broken" and kinds[0]["kind"] == "head"
+    assert "was deleted" in kinds[0]["detail"] and kinds[0]["line"] is None
     assert json.loads(lines_of(path)[-3])["severity"] == "critical"
     assert kinds[1]["event_type"] == "audit_chain_broken" and kinds[1]["kind"] == "truncation"
+    report = log.verify()
+    assert report.problems == [] and [b.kind for b in report.unacknowledged] == [
+        "head", "truncation"]
+    acknowledge_all(log)
     assert log.verify().ok
 
 
@@ -197,7 +217,8 @@ def test_cli_verify_exit_codes_and_json() -> None:
     assert bad.exit_code == 1
     report = json.loads(bad.output)
     assert report["ok"] is False and report["lines"] == 10
-    assert report["head"]["count"] == 10
+    # The head now includes the break this verify recorded.
+    assert report["head"]["count"] == 11 and report["appended"] == 1
     assert report["problems"][0]["line"] == 3 and report["problems"][0]["kind"] == "reorder"
     assert set(report["problems"][0]) >= {"line", "kind", "detail"}
 
@@ -238,14 +259,16 @@ def test_cut_tail_hidden_by_a_rewritten_head_is_caught_by_the_copy() -> None:
     result = CliRunner().invoke(group, ["verify"])
     assert result.exit_code == 1, result.output
     assert "line 8: truncation" in result.output
-    assert "behind its copy" in result.output  # the warning, on stderr (mixed in)
+    assert "behind its copy" in result.output
     events_ = [json.loads(line) for line in lines_of(path)[7:]]
-    assert events_[0]["event"]["event_type"] == "audit_repaired"
+    assert events_[0]["event"]["event_type"] == "audit_chain_broken"
+    assert events_[0]["event"]["kind"] == "head"
     assert events_[0]["severity"] == "critical"
     assert events_[1]["event"]["kind"] == "truncation"
     # Recorded once; the cut tail is re-anchored, the records are the evidence.
     again = log.verify()
-    assert again.ok and again.recorded == 0 and again.warnings == []
+    assert again.problems == [] and again.recorded == 0 and again.warnings == []
+    assert [b.kind for b in again.unacknowledged] == ["head", "truncation"]
 
 
 def test_cut_tail_hidden_by_a_rewritten_head_is_caught_by_the_next_append() -> None:
@@ -253,9 +276,9 @@ def test_cut_tail_hidden_by_a_rewritten_head_is_caught_by_the_next_append() -> N
     write_lines(path, lines_of(path)[:-3])
     rewrite_head_to_match(path)
     log.append(events.TickStarted(agents_scanned=1))
-    assert [e["kind"] for e in broken_events(path)] == ["truncation"]
-    assert b'"severity":"critical","event":{"event_type":"audit_repaired"' in path.read_bytes()
-    assert log.verify().ok
+    assert [e["kind"] for e in broken_events(path)] == ["head", "truncation"]
+    report = log.verify()
+    assert report.problems == [] and len(report.unacknowledged) == 2
 
 
 def test_head_rewritten_back_over_an_intact_log_is_a_critical_note() -> None:
@@ -265,13 +288,17 @@ def test_head_rewritten_back_over_an_intact_log_is_a_critical_note() -> None:
     head_file().write_text(json.dumps({"count": 7, "sha256": hash_line(lines[6]),
                                        "size": size7}))
     report = log.verify()
-    assert report.ok and report.problems == []
-    assert any("behind its copy" in w for w in report.warnings)
-    [repaired] = [json.loads(x) for x in lines_of(path)[10:]]
-    assert repaired["severity"] == "critical"
-    assert repaired["event"]["event_type"] == "audit_repaired"
+    assert not report.ok
+    [problem] = report.problems
+    assert problem.kind == "head" and "behind its copy" in problem.detail
+    assert problem.record_line == 11
+    [recorded] = [json.loads(x) for x in lines_of(path)[10:]]
+    assert recorded["severity"] == "critical"
+    assert recorded["event"]["event_type"] == "audit_chain_broken"
+    assert recorded["event"]["kind"] == "head"
     assert report.head is not None and report.head.count == 11
-    assert log.verify().warnings == []
+    again = log.verify()
+    assert again.problems == [] and again.warnings == [] and len(again.unacknowledged) == 1
 
 
 def test_same_count_different_sha_in_the_copy_is_an_edit_of_the_last_line() -> None:
@@ -281,7 +308,7 @@ def test_same_count_different_sha_in_the_copy_is_an_edit_of_the_last_line() -> N
     write_lines(path, lines)
     rewrite_head_to_match(path)
     report = log.verify(record=False)
-    assert [(p.line, p.kind) for p in report.problems] == [(10, "edit")]
+    assert [(p.line, p.kind) for p in report.problems] == [(None, "head"), (10, "edit")]
 
 
 def test_a_crash_between_head_and_copy_leaves_the_copy_behind_and_is_no_alarm() -> None:
@@ -308,7 +335,7 @@ def test_copy_with_leftover_bytes_after_a_crash_is_still_read() -> None:
     copy_file().write_bytes(copy_file().read_bytes() + b'9999,"size":12345}')
     write_lines(path, lines_of(path)[:-1])
     rewrite_head_to_match(path)
-    assert [p.kind for p in log.verify(record=False).problems] == ["truncation"]
+    assert [p.kind for p in log.verify(record=False).problems] == ["head", "truncation"]
 
 
 # ---------------------------------------------------------------- head vs. count

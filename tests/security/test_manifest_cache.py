@@ -183,3 +183,67 @@ def test_deleting_the_whole_audit_history_is_recorded(root: Path, cli_env: dict[
     assert broken["severity"] == "critical" and broken["event"]["kind"] == "truncation"
     run(cli_env)
     assert len(of_type(dotagent_home, "audit_chain_broken")) == 1
+
+
+@pytest.mark.parametrize("garbage", [b"garbage\n", b'{"entries": [1]}', b"\xff\xfe"])
+def test_garbage_cache_is_unreadable_not_missing_and_does_not_launder(
+        root: Path, cli_env: dict[str, str], dotagent_home: Path, garbage: bytes) -> None:
+    run(cli_env)
+    cache = dotagent_home / "state/known_manifests.json"
+    cache.write_bytes(garbage)
+    toml = root / "innocent/agent.toml"
+    toml.write_text(toml.read_text() + "\n# edited\n")
+    simple_agent(root, "spyware", "true", [])
+    err = run(cli_env)
+    assert f"{cache} is unreadable: " in err and "is missing" not in err
+    assert "(recorded as critical manifest_cache_missing; not treated as a first start)" in err
+    [event] = of_type(dotagent_home, "manifest_cache_missing")
+    assert event["severity"] == "critical" and event["event"]["path"] == str(cache)
+    reason = event["event"]["reason"]
+    assert reason.startswith("unreadable: ") and "rebuilt from the audit log" in reason
+    why = {b"garbage\n": "not valid JSON", b'{"entries": [1]}': "not a known_manifests.json",
+           b"\xff\xfe": "not UTF-8"}[garbage]
+    assert why in reason and why in err
+    # Rebuilt from the audit log, as for a deleted cache: the edit is drift, the newcomer a
+    # phantom, and the cache is readable again afterwards.
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "manifest_drift_detected")] == [
+        "innocent"]
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "phantom_agent_detected")] == [
+        "spyware"]
+    assert set(json.loads(cache.read_text())["entries"]) == {"innocent", "spyware"}
+    run(cli_env)
+    assert len(of_type(dotagent_home, "manifest_cache_missing")) == 1
+
+
+def test_garbage_cache_without_manifest_history_is_no_first_start(
+        root: Path, cli_env: dict[str, str], dotagent_home: Path) -> None:
+    cache = dotagent_home / "state/known_manifests.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("not json")
+    err = run(cli_env)
+    assert f"{cache} is unreadable: not valid JSON" in err
+    [event] = of_type(dotagent_home, "manifest_cache_missing")
+    assert "no manifest history to rebuild it from" in event["event"]["reason"]
+    # Something wrote that file: its agents are not silently taken as a baseline.
+    assert [e["event"]["agent"] for e in of_type(dotagent_home, "phantom_agent_detected")] == [
+        "innocent"]
+
+
+def test_cache_that_is_a_fifo_does_not_hang_a_run(root: Path, cli_env: dict[str, str],
+                                                  dotagent_home: Path) -> None:
+    import os
+
+    run(cli_env)
+    cache = dotagent_home / "state/known_manifests.json"
+    cache.unlink()
+    os.mkfifo(cache)
+    p = dotagent("run", "innocent", env=cli_env, timeout=30)
+    assert f"{cache} is unreadable: it is not a regular file" in p.stderr
+
+
+def test_new_invalid_manifest_is_announced_once(root: Path, cli_env: dict[str, str]) -> None:
+    bad = write_agent(root, "broken", '[agent]\nname = "broken"\n')
+    err = run(cli_env)
+    assert f"manifest {bad / 'agent.toml'} is invalid (recorded as critical " \
+           "manifest_invalid" in err
+    assert "manifest_invalid" not in run(cli_env)

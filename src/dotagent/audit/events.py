@@ -24,6 +24,7 @@ __all__ = [
     "AgentGivenUp",
     "AgentRecovered",
     "AgentRun",
+    "AuditBreakAcknowledged",
     "AuditChainBroken",
     "AuditRepaired",
     "ChainBreakKind",
@@ -69,7 +70,9 @@ class Severity(StrEnum):
 
 _RANK = {Severity.INFO: 0, Severity.NOTICE: 1, Severity.CRITICAL: 2}
 
-ChainBreakKind = Literal["edit", "deletion", "reorder", "truncation", "torn"]
+# `head`: the head record was deleted, garbled or rewritten while a head existed (S15.9); the
+# others are damage to the lines themselves (docs/audit.md, "How damage is classified").
+ChainBreakKind = Literal["edit", "deletion", "reorder", "truncation", "torn", "head"]
 
 # Field metadata flag: leave the field out of the line while it holds its default. Used for
 # fields we add to an upstream event (agent_run.dry_run), so upstream-shaped runs stay
@@ -367,6 +370,24 @@ class AuditRepaired(Event):
     path: str | None = None  # side file holding moved bytes, or the head that was rebuilt
     sha256: str | None = None  # of the moved bytes
     line: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditBreakAcknowledged(Event):
+    """A person acknowledged a recorded break (`dotagent audit acknowledge`, S15.9).
+
+    `line` and `sha256` name the `audit_chain_broken` entry acknowledged: its line in
+    audit.log and the hash of that line (which still names it if lines move). Who is `user`
+    and `uid`; when is the entry's own `ts`.
+    """
+
+    event_type: ClassVar[str] = "audit_break_acknowledged"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    line: int
+    sha256: str
+    kind: str | None = None  # the acknowledged break's kind (null for one upstream recorded)
+    user: str = ""
+    uid: int = -1
 
 
 @dataclass(frozen=True, kw_only=True)

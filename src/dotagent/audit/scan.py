@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from dotagent.audit.events import ChainBreakKind
+from dotagent.audit.ledger import AUDIT_EVENT, Ledger, break_key
 
 __all__ = ["Head", "Problem", "ScanResult", "scan"]
 
@@ -62,21 +63,23 @@ class Head:
 
 @dataclass(frozen=True)
 class Problem:
-    line: int  # 1-based line number in the file
+    line: int | None  # 1-based line number in the file (None: the head record, not a line)
     kind: ChainBreakKind
     detail: str
     position: int  # 0-based entry index where the chain check failed (upstream's `position`)
     expected_prev_hash: str
     actual_prev_hash: str
-    # Identifies this break across runs, so it is recorded once. For a broken link it names
-    # the link (the two hashes), not the kind: re-anchoring the head after recording a break
-    # changes the counts the kind was derived from, and the break must stay the same break.
+    # Identifies this break across runs, so it is recorded once: ledger.break_key() of the
+    # kind, position and hashes, which is also what its audit_chain_broken record holds.
     key: str
+    # The line of its audit_chain_broken entry in the log, once recorded (what `audit
+    # acknowledge` takes).
+    record_line: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "kind": self.kind, "detail": self.detail,
                 "position": self.position, "expected_prev_hash": self.expected_prev_hash,
-                "actual_prev_hash": self.actual_prev_hash}
+                "actual_prev_hash": self.actual_prev_hash, "record": self.record_line}
 
 
 @dataclass
@@ -91,6 +94,8 @@ class ScanResult:
     # caught the last line changed in place: then the head's own hash, so the next line keeps
     # the change visible as a broken link instead of vouching for the changed line.
     chain_from: str = "GENESIS"
+    line_count: int = 0  # complete lines (blank ones included) before complete_end
+    ledger: Ledger = field(default_factory=Ledger)  # the breaks the log records, and more
 
     @property
     def ok(self) -> bool:
@@ -147,6 +152,7 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     head_seen = head_count == 0 or head_sha == _GENESIS
     fragment = b""
     start_broken = False  # the first entry's prev_hash is not GENESIS
+    ledger = Ledger()
 
     for raw in stream:
         pos += len(raw)
@@ -162,6 +168,8 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
         line_no += 1
         body = raw[:-1]
         h = sha(body).hexdigest().encode("ascii")
+        if AUDIT_EVENT in body:
+            ledger.note(line_no, body, h.decode())
         # Fast path: our writer and upstream's both end every line with the prev_hash, so it
         # is read with slices instead of a JSON parse. A second `{"ts":"` can only mean two
         # entries glued together (inside a JSON string the quotes would be escaped).
@@ -184,8 +192,9 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                             "write followed by the next one)") if glued > 0 else
                            f"line {line_no} is not a complete audit entry",
                     position=entries, expected_prev_hash=expected.decode(),
-                    actual_prev_hash="",
-                    key=f"torn:{expected.decode()}:{h.decode()}"))
+                    # A torn line has no prev_hash to show: its own hash names it instead.
+                    actual_prev_hash=h.decode(),
+                    key=break_key("torn", entries, expected.decode(), h.decode())))
                 torn_lines.add(line_no)
                 entries += 1
                 region = None
@@ -241,15 +250,17 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
 
     result = ScanResult(entries=entries, last_hash=expected.decode(),
                         complete_end=pos - len(fragment), fragment=fragment,
-                        chain_from=expected.decode())
+                        chain_from=expected.decode(), line_count=line_no, ledger=ledger)
     problems = list(torn)
     if fragment:
+        fragment_hash = sha(fragment).hexdigest()
         problems.append(Problem(
             line=line_no + 1, kind="torn",
             detail=(f"line {line_no + 1} has no newline: {len(fragment)} bytes of an "
                     "interrupted or cut write"),
-            position=entries, expected_prev_hash=expected.decode(), actual_prev_hash="",
-            key=f"torn:{expected.decode()}:{sha(fragment).hexdigest()}"))
+            position=entries, expected_prev_hash=expected.decode(),
+            actual_prev_hash=fragment_hash,
+            key=break_key("torn", entries, expected.decode(), fragment_hash)))
     # A torn line's own hash is not the one its successor carries: that single broken link
     # is the torn line, already reported, not a second problem.
     regions = [r for r in regions if not (r.links == 1 and r.prev_line in torn_lines)]
@@ -257,7 +268,7 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                           last_line_no, head_seen)
     problems.extend(verdict.problems)
     problems.extend(_judge_regions(head, result, regions, verdict))
-    problems.sort(key=lambda p: (p.line, p.kind))
+    problems.sort(key=lambda p: (p.line or 0, p.kind))
     result.problems = problems
     return result
 
@@ -302,7 +313,7 @@ def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
                     f"{head.count}: {missing} entr{'y' if missing == 1 else 'ies'} cut from "
                     "the end"),
             position=res.entries, expected_prev_hash=head.sha256, actual_prev_hash=last,
-            key=f"truncation:{head.sha256}:{last}"))
+            key=break_key("truncation", res.entries, head.sha256, last)))
         return verdict
     # As many entries as the head says, or more, and none of them is the head's line: the
     # line at the head's position was changed (whatever follows it chains on the change).
@@ -328,7 +339,7 @@ def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
     verdict.problems.append(Problem(
         line=head_line_no, kind="edit", detail=detail, position=head.count,
         expected_prev_hash=changed, actual_prev_hash=head.sha256,
-        key=f"link:{changed}:{head.sha256}"))
+        key=break_key("edit", head.count, changed, head.sha256)))
     return verdict
 
 
@@ -372,5 +383,5 @@ def _judge_regions(head: Head | None, res: ScanResult, regions: list[_Region],
                           "before it")
         out.append(Problem(line=line, kind=kind, detail=detail, position=r.first_pos,
                            expected_prev_hash=expected, actual_prev_hash=actual,
-                           key=f"link:{expected}:{actual}"))
+                           key=break_key(kind, r.first_pos, expected, actual)))
     return out

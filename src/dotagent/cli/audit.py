@@ -1,4 +1,4 @@
-"""`dotagent audit verify | show | repair`."""
+"""`dotagent audit verify | acknowledge | show | repair`."""
 
 from __future__ import annotations
 
@@ -51,36 +51,135 @@ def group() -> None:
     """Check and read the tamper-evident audit log ($DOTAGENT_HOME/audit.log)."""
 
 
+class _Refused(click.ClickException):
+    """A usage mistake that needs no usage banner: `Error: …`, exit 2."""
+
+    exit_code = 2
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _head_phrase(report: Any) -> str:
+    """`, head record at entry 7 (…)`, saying why when it is not the count just checked."""
+    head = report.head
+    if head is None:
+        return ""
+    sha = head.sha256[:12]
+    if head.count == report.lines:
+        return f", head record at entry {head.count:,} ({sha})"
+    if head.count < report.lines:
+        return f", head record at entry {head.count:,} ({sha}, behind the log)"
+    why = []
+    if report.appended:
+        why.append(f"{_plural(report.appended, 'entry', 'entries')} recorded by this check")
+    others = head.count - report.lines - report.appended
+    if others > 0:
+        why.append(f"{_plural(others, 'entry', 'entries')} appended meanwhile")
+    return f", head record now at entry {head.count:,} ({sha}: {', '.join(why)})"
+
+
+def _who(ack: Any) -> str:
+    if ack.user and ack.uid is not None:
+        return f"{ack.user} (uid {ack.uid})"
+    return ack.user or (f"uid {ack.uid}" if ack.uid is not None else "someone")
+
+
+def _verify_lines(report: Any, path: Any) -> Iterator[str]:
+    entries = _plural(report.lines, "entry", "entries")
+    unacknowledged = report.unacknowledged
+    if report.problems:
+        verdict = "DAMAGED" if not report.ok else "DAMAGED (acknowledged)"
+        yield (f"audit log {verdict}: {_plural(len(report.problems), 'problem')} in {entries}"
+               f"{_head_phrase(report)} ({path})")
+        for p in report.problems:
+            where = "head record" if p.kind == "head" else f"line {p.line}: {p.kind}"
+            told = (f" [break {p.record_line}]" if p.record_line is not None
+                    else " [not recorded]")
+            yield f"  {where} — {p.detail}{told}"
+        if report.recorded:
+            yield f"recorded {_plural(report.recorded, 'new audit_chain_broken event')}"
+    elif unacknowledged:
+        yield (f"audit log NOT OK: {_plural(len(unacknowledged), 'recorded break')} not "
+               f"acknowledged (the chain itself is intact: {entries}{_head_phrase(report)})")
+    else:
+        yield f"audit log intact: {entries}{_head_phrase(report)}"
+    if report.breaks:
+        waiting = (f"{len(unacknowledged):,} not acknowledged" if unacknowledged
+                   else "all acknowledged")
+        yield (f"recorded breaks: {len(report.breaks):,} ({waiting}), numbered by the line of "
+               "their record in the log")
+        for b in report.breaks:
+            state = ("NOT ACKNOWLEDGED" if b.acknowledged is None else
+                     f"acknowledged by {_who(b.acknowledged)} at {b.acknowledged.at}")
+            yield f"  break {b.record_line}, recorded {b.recorded_at}: {b.describe()} — {state}"
+    if unacknowledged:
+        more = " (or --all)" if len(unacknowledged) > 1 else ""
+        yield ("once looked into, acknowledge with: dotagent audit acknowledge "
+               f"{unacknowledged[0].record_line}{more}")
+
+
 @group.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
-    """Check the hash chain and the head record; exit 1 if the log was damaged.
+    """Check the hash chain and the head record, and list every break the log records.
 
-    Each new break is itself recorded once as an audit_chain_broken event.
+    Exit 1 while anything is wrong now or a recorded break is not acknowledged. Each new
+    break is itself recorded once as an audit_chain_broken event.
     """
     _route_warnings()
     log = _audit_log()
     report = log.verify()
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
-    elif not log.path.exists():
+    elif not log.path.exists() and report.ok and not report.breaks:
         click.echo(f"no audit log yet ({log.path})")
-    elif report.ok:
-        head = report.head
-        tail = f"; head {head.count} / {head.sha256[:12]}" if head is not None else ""
-        click.echo(f"audit log intact: {report.lines:,} entries{tail}")
     else:
-        n = len(report.problems)
-        click.echo(f"audit log DAMAGED: {n} problem{'s' if n != 1 else ''} "
-                   f"in {report.lines:,} entries ({log.path})")
-        for p in report.problems:
-            click.echo(f"  line {p.line}: {p.kind} — {p.detail}")
-        if report.recorded:
-            click.echo(f"recorded {report.recorded} new audit_chain_broken event"
-                       f"{'s' if report.recorded != 1 else ''}")
+        for line in _verify_lines(report, log.path):
+            click.echo(line)
     if not report.ok:
         ctx.exit(1)
+
+
+def _whoami() -> tuple[str, int]:
+    uid = os.getuid()
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name, uid
+    except (ImportError, KeyError):
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or "", uid
+
+
+@group.command("acknowledge")
+@click.argument("position", type=click.IntRange(min=1), required=False)
+@click.option("--all", "every", is_flag=True,
+              help="Acknowledge every recorded break not acknowledged yet.")
+def acknowledge(position: int | None, every: bool) -> None:
+    """Acknowledge a recorded break once you have looked into it.
+
+    POSITION is the break's number as `dotagent audit verify` lists it ("break 9"): the line
+    of its audit_chain_broken entry in audit.log. Who and when are recorded
+    (audit_break_acknowledged); verify keeps listing the break, marked acknowledged, and no
+    longer fails on it.
+    """
+    from dotagent.errors import UsageError
+
+    if (position is None) == (not every):
+        raise click.UsageError("give the number of one break, as `dotagent audit verify` "
+                               "lists it, or --all (not both)")
+    _route_warnings()
+    user, uid = _whoami()
+    try:
+        done = _audit_log().acknowledge(None if every else [position], user=user, uid=uid)
+    except UsageError as exc:
+        raise _Refused(exc.message) from None
+    who = f"{user} (uid {uid})" if user else f"uid {uid}"
+    for b in done:
+        click.echo(f"acknowledged break {b.record_line} (recorded {b.recorded_at}: "
+                   f"{b.describe()}) as {who}")
 
 
 @group.command("repair")
@@ -127,12 +226,12 @@ def show(agent: str | None, severity: str | None, event_type: str | None,
     `?  unreadable line N: …` whatever the filters: it cannot be judged against them, and
     hiding it would hide damage.
     """
-    path = Home.from_env().audit_log
-    if not path.exists():
+    reader = _audit_log().reader()
+    if reader is None:
         return
     min_rank = _SEVERITIES.index(severity) if severity else 0
     matches: Iterator[tuple[int, str, dict[str, Any] | None]] = _matching(
-        path, agent, min_rank, event_type, since)
+        reader, agent, min_rank, event_type, since)
     selected: Any = deque(matches, maxlen=limit) if limit else matches
     if as_json:
         for _line_no, raw, _entry in selected:
@@ -168,9 +267,9 @@ def _entry_of(text: str) -> dict[str, Any] | None:
     return entry
 
 
-def _matching(path: Any, agent: str | None, min_rank: int, event_type: str | None,
+def _matching(reader: Any, agent: str | None, min_rank: int, event_type: str | None,
               cutoff: datetime | None) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
-    with open(path, "rb") as fh:
+    with reader as fh:
         for line_no, raw in enumerate(fh, start=1):
             text = raw.rstrip(b"\n").decode("utf-8", "replace")
             if not text.strip():

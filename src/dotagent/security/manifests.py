@@ -8,12 +8,16 @@ executes agents compares *every* discovered manifest with it before running anyt
 
 Beyond upstream: when the cache has vanished while the audit log has history, that is itself
 critical (`manifest_cache_missing`), and the last known hashes are rebuilt from the audit log,
-so deleting the cache does not launder a phantom or a drift.
+so deleting the cache does not launder a phantom or a drift. A cache that exists but cannot be
+read (garbage, not JSON, the wrong shape, not a regular file) is treated the same way, and
+reported as unreadable with the reason — never as a first start: something wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,13 +27,16 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.discovery import Discovery
+from dotagent.errors import StateError
 from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso
 
-__all__ = ["CACHE_FILE", "CacheReport", "Drift", "check_manifests", "load_cache"]
+__all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache"]
 
 CACHE_FILE = "known_manifests.json"
+MISSING = "does not exist"
+_MAX_CACHE = 64 * 1024 * 1024  # far beyond any real cache; bounds what a garbage file costs
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,12 @@ class CacheReport:
     phantoms: list[str] = field(default_factory=list)
     drifts: list[Drift] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # paths newly reported invalid
-    cache_missing: str | None = None  # why, when the cache vanished with history
+    # When the cache is gone or unreadable (and that is suspicious): what is wrong with it, as
+    # one phrase naming the file ("…/known_manifests.json is unreadable: not valid JSON (…)").
+    cache_missing: str | None = None
     history_deleted: bool = False  # the cache knows agents but the audit log is empty
+    # doctor only (update=False): why the audit log could not be read; judged without it.
+    audit_unreadable: str | None = None
 
 
 def _cache_path(home: Home) -> Path:
@@ -55,25 +66,48 @@ def _cache_path(home: Home) -> Path:
 
 
 def load_cache(home: Home) -> tuple[dict[str, Any] | None, str | None]:
-    """(cache, problem). cache is None when the file is missing or unreadable."""
+    """(cache, problem). cache is None when the file is missing (problem == MISSING) or
+    unreadable (problem == "unreadable: <why>")."""
     path = _cache_path(home)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Non-blocking: a FIFO in its place must not hang every run.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, "file does not exist"
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable: {exc}"
+        return None, MISSING
+    except OSError as exc:
+        return None, f"unreadable: cannot open it: {exc.strerror or exc}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return None, "unreadable: it is not a regular file"
+        raw = b""
+        while len(raw) <= _MAX_CACHE:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            raw += chunk
+    except OSError as exc:
+        return None, f"unreadable: cannot read it: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    if len(raw) > _MAX_CACHE:
+        return None, f"unreadable: larger than {_MAX_CACHE // (1024 * 1024)} MiB"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "unreadable: not UTF-8 text"
+    except ValueError as exc:
+        return None, f"unreadable: not valid JSON ({exc})"
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
-        return None, "unreadable: not a known_manifests.json document"
+        return None, "unreadable: not a known_manifests.json document (no \"entries\" object)"
     return data, None
 
 
 def _from_audit(log: AuditLog) -> dict[str, dict[str, Any]]:
     """Last known (path, sha256) per agent, from manifest events in the audit log."""
     entries: dict[str, dict[str, Any]] = {}
-    try:
-        fh = open(log.path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
+    fh = log.reader()
+    if fh is None:
         return entries
     with fh:
         for raw in fh:
@@ -90,6 +124,28 @@ def _from_audit(log: AuditLog) -> dict[str, dict[str, Any]]:
                     and isinstance(event.get("agent"), str) and isinstance(sha, str):
                 entries[event["agent"]] = {"path": event.get("path", ""), "sha256": sha}
     return entries
+
+
+def _history(log: AuditLog, report: CacheReport, update: bool) -> dict[str, dict[str, Any]]:
+    """_from_audit(); a read-only check (doctor) that cannot read the log goes on without it
+    and says why, instead of failing: recording commands fail on the same log anyway."""
+    try:
+        return _from_audit(log)
+    except StateError as exc:
+        if update:
+            raise
+        report.audit_unreadable = exc.message
+        return {}
+
+
+def _entry_count(log: AuditLog, report: CacheReport, update: bool) -> int | None:
+    try:
+        return log.current_head()[0]
+    except StateError as exc:
+        if update:
+            raise
+        report.audit_unreadable = exc.message
+        return None
 
 
 def check_manifests(home: Home, found: Discovery, now: datetime, *,
@@ -112,28 +168,34 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
     cache, problem = load_cache(home)
     log = audit or AuditLog(home)
     first_start = False
+    reason = ""
     if cache is None:
         # "History" means the log has seen manifests before; any other entry (a selfcheck,
-        # a verify) does not make a first start suspicious.
-        remembered = _from_audit(log)
+        # a verify) does not make a first start suspicious. A cache that exists but cannot
+        # be read is suspicious in any case: something wrote it, so this is no first start.
+        remembered = _history(log, report, update)
         cache = {"entries": {}}
+        shown = f"{_cache_path(home)} is {'missing' if problem == MISSING else problem}"
         if remembered:
-            report.cache_missing = problem
+            report.cache_missing = shown
+            reason = (f"{problem} while the audit log has history; last known hashes were "
+                      "rebuilt from the audit log")
             cache["entries"] = {name: {**info, "first_seen_at_iso": None,
                                        "last_seen_at_iso": None}
                                 for name, info in remembered.items()}
+        elif problem != MISSING:
+            report.cache_missing = shown
+            reason = (f"{problem}; the audit log holds no manifest history to rebuild it "
+                      "from, so every agent is reported as never seen before")
         else:
             first_start = True
     entries: dict[str, dict[str, Any]] = cache["entries"]
     invalid: dict[str, str] = dict(cache.get("invalid") or {})
     pending: list[events.Event] = []
     if report.cache_missing is not None:
-        pending.append(events.ManifestCacheMissing(
-            path=str(_cache_path(home)),
-            reason=f"{report.cache_missing} while the audit log has history; last known "
-                   "hashes were rebuilt from the audit log"))
+        pending.append(events.ManifestCacheMissing(path=str(_cache_path(home)), reason=reason))
     if entries and report.cache_missing is None and not first_start and \
-            log.current_head()[0] == 0:
+            _entry_count(log, report, update) == 0:
         # The mirror image of a vanished cache: the cache remembers agents, so there was a
         # history, and the log that held it is gone or empty.
         report.history_deleted = True
