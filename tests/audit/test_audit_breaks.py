@@ -359,7 +359,7 @@ def test_doctor_still_checks_manifests_beside_an_unusable_audit_log(
     (home.state_dir / "known_manifests.json").unlink()
     p = dotagent("doctor", env=cli_env)
     assert p.returncode == 0, p.stderr
-    assert "quiet: manifest ok" in p.stdout and "Traceback" not in p.stderr
+    assert "'quiet': manifest ok" in p.stdout and "Traceback" not in p.stderr
 
 
 def test_a_break_upstream_recorded_is_listed_and_acknowledged_like_ours() -> None:
