@@ -278,3 +278,15 @@ def test_json_single_invalid_expression_is_an_object() -> None:
     p = dotagent("calendar", "--json", "daily", "hourly", env={**os.environ, **_env("UTC")})
     assert p.returncode == 0
     assert [e["expression"] for e in json.loads(p.stdout)] == ["daily", "hourly"]
+
+
+def test_cli_md_json_example() -> None:
+    text = (REPO / "docs/cli.md").read_text()
+    block = re.search(r"```console\n\$ TZ=UTC dotagent calendar (--json .*?)\n(.*?)```", text,
+                      re.S)
+    assert block is not None
+    args, shown = block.groups()
+    argv = [a.strip("'") for a in re.findall(r"'[^']*'|\S+", args)]
+    p = dotagent("calendar", *argv, env={**os.environ, **_env("UTC")})
+    assert p.returncode == 1
+    assert p.stdout + p.stderr == shown
