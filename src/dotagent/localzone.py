@@ -27,7 +27,7 @@ import struct
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -189,7 +189,6 @@ def _tzif_names(data: bytes) -> tuple[str, str] | None:
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
 
@@ -198,9 +197,17 @@ def at_time_t(seconds: int, zone: tzinfo, microseconds: int = 0) -> datetime:
 
     `datetime.fromtimestamp(t, zone)` goes through gmtime(), which under a leap-second $TZ
     (`right/…`) subtracts the leap seconds (27 since 2017): the same t would give different
-    datetimes depending on the process's $TZ. This never does.
+    datetimes depending on the process's $TZ. This never does, and costs about the same.
     """
-    return (_EPOCH_UTC + timedelta(seconds=seconds, microseconds=microseconds)).astimezone(zone)
+    epoch = _EPOCHS.get(zone)
+    if epoch is None:
+        if len(_EPOCHS) > 1024:
+            _EPOCHS.clear()
+        epoch = _EPOCHS[zone] = datetime(1970, 1, 1, tzinfo=zone)
+    return zone.fromutc(epoch + timedelta(0, seconds, microseconds))
+
+
+_EPOCHS: dict[tzinfo, datetime] = {}
 
 
 class LeapZone(ZoneInfo):

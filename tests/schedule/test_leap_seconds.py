@@ -76,8 +76,7 @@ def test_localtime_and_gmtime_as_glibc(tz: str) -> None:
         local, hit, raw = zone.localtime(t)
         off = raw.utcoffset()
         assert off is not None
-        mine = fields(local, hit) + [int(bool(raw.dst())), int(off.total_seconds()),
-                                     raw.tzname()]
+        mine = [*fields(local, hit), int(bool(raw.dst())), int(off.total_seconds()), raw.tzname()]
         utc, uhit = zone.utc(t)
         if mine != local_ref or fields(utc, uhit) != gm_ref:
             problems.append(f"{t}: localtime {mine} != {local_ref} or gmtime "
@@ -96,7 +95,7 @@ def mktime_requests(zone: LeapZone) -> list[list[int]]:
     requests: list[list[int]] = []
     for at in zone._leap_at[-6:]:
         local, _hit, _raw = zone.localtime(at - 1)  # the second before the inserted one
-        y, mo, d, h, mi, s = fields(local)
+        y, mo, d, h, mi, _sec = fields(local)
         for sec in (58, 59, 60, 61, 0, -1):
             for isdst in (-1, 0, 1):
                 requests.append([y, mo, d, h, mi, sec, isdst])
@@ -107,7 +106,7 @@ def mktime_requests(zone: LeapZone) -> list[list[int]]:
         local, _hit, _raw = zone.localtime(change - 1)
         for delta in (-5400, -3600, -1800, -61, -1, 0, 1, 59, 1799, 1800, 3599, 3600, 5400):
             for isdst in (-1, 0, 1):
-                requests.append(fields(local + delta) + [isdst])
+                requests.append([*fields(local + delta), isdst])
     return requests
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,13 +20,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oncal_corpus import BASES, EXPRESSIONS, LEAP_BASES, RIGHT_ZONES, ZONES
-from oncal_oracle import SYSTEMD_ANALYZE, Verdict, run_cli, run_lib, run_libc
+from oncal_oracle import SYSTEMD_ANALYZE, Verdict, run_cli, run_lib
 
 from dotagent.localzone import LeapZone, named_zone
 from dotagent.schedule.oncalendar import (
     CalendarEvaluationError,
     CalendarSyntaxError,
-    _zone_clock,
     parse,
 )
 

@@ -807,10 +807,13 @@ class _ZoneClock:
     simply `local - offset`. Days with a transition run glibc's probing algorithm.
     """
 
-    __slots__ = ("_days", "zone")
+    __slots__ = ("_days", "_epoch", "zone")
 
     def __init__(self, zone: ZoneInfo | None) -> None:
         self.zone = zone
+        # time_t -> datetime is `zone.fromutc(_epoch + t)`: datetime.fromtimestamp() would go
+        # through the C library's gmtime(), which a leap-second $TZ shifts (see at_time_t).
+        self._epoch = datetime(1970, 1, 1, tzinfo=zone)
         # local day number -> (utc offset seconds, isdst) if the day has one offset, else None
         self._days: dict[int, tuple[int, bool] | None] = {}
 
@@ -845,7 +848,7 @@ class _ZoneClock:
         if self.zone is None:
             d = _EPOCH + timedelta(seconds=t)
             return (d.year, d.month, d.day, d.hour, d.minute, d.second), False, 0
-        d = at_time_t(t, self.zone)
+        d = self.zone.fromutc(self._epoch + timedelta(0, t))
         off = d.utcoffset()
         assert off is not None
         return (
@@ -858,7 +861,7 @@ class _ZoneClock:
         """UTC seconds -> (local seconds as if UTC, isdst)."""
         if self.zone is None:
             return t, False
-        d = at_time_t(t, self.zone)
+        d = self.zone.fromutc(self._epoch + timedelta(0, t))
         off = d.utcoffset()
         assert off is not None
         return t + int(off.total_seconds()), bool(d.dst())
