@@ -8,6 +8,7 @@ time and the "From now" line).
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -60,6 +61,11 @@ def parse_base_time(text: str, zone: ZoneInfo, now_usec: int | None = None) -> i
             frac = value[1:].partition(".")[2]
             return whole * USEC + int((frac + "000000")[:6])
         return seconds * USEC
+    # systemd (strptime) also takes a leap second's :60; datetime does not, so read :59 + 1 s.
+    leap = re.fullmatch(r"(.*\d:\d\d):60((?:[.,]\d+)?)(.*)", value)
+    extra = 1 if leap else 0
+    if leap:
+        value = f"{leap[1]}:59{leap[2]}{leap[3]}"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -71,10 +77,11 @@ def parse_base_time(text: str, zone: ZoneInfo, now_usec: int | None = None) -> i
         from dotagent.schedule.oncalendar import local_mktime
 
         seconds = local_mktime(zone, (moment.year, moment.month, moment.day, moment.hour,
-                                      moment.minute, moment.second))
+                                      moment.minute, moment.second + extra))
         usec = seconds * USEC + moment.microsecond
     else:
-        usec = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        usec = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) \
+            + extra * USEC
     if usec < 0:
         raise _out_of_range(text)
     return usec

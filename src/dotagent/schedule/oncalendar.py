@@ -1028,8 +1028,14 @@ def local_mktime(zone: ZoneInfo | None, fields: tuple[int, int, int, int, int, i
     as the first call in a process makes it (no offset remembered yet): how systemd's
     parse_timestamp() reads a local time. A time in a repeated hour is read as that probing
     lands (Berlin: the second pass; New York: the first); one in a skipped hour moves forward
-    by the gap. `zone` None is UTC."""
-    return _zone_clock(zone).mktime(fields, -1, 0)[0]
+    by the gap. `zone` None is UTC. Seconds outside 0..59 (a leap second's :60) are clamped
+    and added back afterwards, as glibc does."""
+    clock = _zone_clock(zone)
+    y, mo, d, h, mi, s = fields
+    if 0 <= s <= 59 or isinstance(clock, _LeapClock):
+        return clock.mktime(fields, -1, 0)[0]
+    clamped = min(max(s, 0), 59)
+    return clock.mktime((y, mo, d, h, mi, clamped), -1, 0)[0] + s - clamped
 
 
 @functools.lru_cache(maxsize=512)
