@@ -9,22 +9,29 @@ such as `JST-9`, `<+0330>-3:30` or `CET-1CEST,M3.5.0,M10.5.0/3`. A POSIX string 
 in-memory TZif file whose transitions (UTC years 1970 to 2299) are computed exactly as glibc's
 __tz_compute() does, so our wall clock agrees with libc's localtime(), abbreviations included.
 What glibc cannot parse at all is UTC, as there.
+
+A zone file with leap-second records (the `right/` zones) is read as glibc reads it: time_t then
+counts the leap seconds, so local time is the zone's offset minus the leap correction, and the
+inserted second shows as :60. Python's zoneinfo ignores those records; `LeapZone` applies them.
 """
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import contextlib
 import functools
 import io
 import os
 import struct
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-__all__ = ["local_zone", "posix_zone"]
+__all__ = ["LeapZone", "at_time_t", "local_zone", "named_zone", "posix_zone", "without_leaps"]
 
 # The UTC years whose transitions are written out; after them the last state persists.
 FIRST_YEAR, LAST_YEAR = 1970, 2299
@@ -44,20 +51,19 @@ def local_zone(environ: Mapping[str, str] | None = None) -> ZoneInfo:
         if name == "":
             return ZoneInfo("UTC")  # glibc: an empty TZ means "Universal"
         if name.startswith("/"):
-            with contextlib.suppress(OSError, ValueError), open(name, "rb") as fh:
-                return ZoneInfo.from_file(fh, key=_zone_key(Path(name)) or name)
+            with contextlib.suppress(OSError, ValueError):
+                return _zone_from_file(Path(name), _zone_key(Path(name)) or name)
         else:
             with contextlib.suppress(Exception):  # ZoneInfoNotFoundError, ValueError, ...
-                return ZoneInfo(name)
+                return named_zone(name)
         return posix_zone(name)
     localtime = Path("/etc/localtime")
     key = _zone_key(localtime)
     if key is not None:
         with contextlib.suppress(Exception):
-            return ZoneInfo(key)
+            return named_zone(key)
     try:
-        with localtime.open("rb") as fh:
-            return ZoneInfo.from_file(fh, key="localtime")
+        return _zone_from_file(localtime, "localtime")
     except (OSError, ValueError):
         return ZoneInfo("UTC")
 
@@ -72,6 +78,254 @@ def _zone_key(path: Path) -> str | None:
     if marker in target:
         return target.split(marker, 1)[1]
     return None
+
+
+# ======================================================================== leap-second zone files
+
+
+@functools.lru_cache(maxsize=256)
+def named_zone(name: str) -> ZoneInfo:
+    """The zone `name` (as for `ZoneInfo(name)`), read as glibc reads its file: a `LeapZone`
+    when the file has leap-second records (`right/UTC`), else the plain `ZoneInfo`.
+
+    Raises what `ZoneInfo(name)` raises for a name that is not a zone.
+    """
+    zone = ZoneInfo(name)
+    for root in zoneinfo.TZPATH:
+        path = Path(root, name)
+        if path.is_file():
+            try:
+                data = path.read_bytes()
+            except OSError:
+                break
+            leaps = _tzif_leaps(data)
+            if leaps:
+                return LeapZone.build(data, name, leaps)
+            break
+    return zone
+
+
+def _zone_from_file(path: Path, key: str) -> ZoneInfo:
+    data = path.read_bytes()
+    leaps = _tzif_leaps(data)
+    if leaps:
+        return LeapZone.build(data, key, leaps)
+    return ZoneInfo.from_file(io.BytesIO(data), key=key)
+
+
+def without_leaps(zone: ZoneInfo) -> ZoneInfo:
+    """The zone with its leap seconds ignored (offsets and abbreviations as the file has them)."""
+    return zone.raw if isinstance(zone, LeapZone) else zone
+
+
+def _tzif_leaps(data: bytes) -> tuple[tuple[int, int], ...]:
+    """The leap-second records (time_t of the change, total correction from then on) of a
+    TZif file; () for a file without them or one that cannot be read."""
+    head = struct.Struct(">4s1s15x6l")
+    try:
+        magic, version, isut, isstd, leapcnt, timecnt, typecnt, charcnt = \
+            head.unpack_from(data, 0)
+        if magic != b"TZif":
+            return ()
+        time_size = 4
+        offset = head.size
+        if version >= b"2":  # skip the 32-bit block, read the 64-bit one
+            offset += timecnt * 5 + typecnt * 6 + charcnt + leapcnt * 8 + isstd + isut
+            magic, _v, isut, isstd, leapcnt, timecnt, typecnt, charcnt = \
+                head.unpack_from(data, offset)
+            if magic != b"TZif":
+                return ()
+            offset += head.size
+            time_size = 8
+        if leapcnt <= 0:
+            return ()
+        offset += timecnt * (time_size + 1) + typecnt * 6 + charcnt
+        record = struct.Struct(">ql" if time_size == 8 else ">ll")
+        return tuple(record.unpack_from(data, offset + i * record.size) for i in range(leapcnt))
+    except struct.error:
+        return ()
+
+
+def _tzif_names(data: bytes) -> tuple[str, str] | None:
+    """glibc's tzname[0], tzname[1] for a TZif file: of each kind (standard, DST), the
+    abbreviation of the type the latest transition of that kind goes to."""
+    head = struct.Struct(">4s1s15x6l")
+    try:
+        _m, version, isut, isstd, leapcnt, timecnt, typecnt, charcnt = head.unpack_from(data, 0)
+        offset, time_size = head.size, 4
+        if version >= b"2":
+            offset += timecnt * 5 + typecnt * 6 + charcnt + leapcnt * 8 + isstd + isut
+            _m, _v, isut, isstd, leapcnt, timecnt, typecnt, charcnt = \
+                head.unpack_from(data, offset)
+            offset += head.size
+            time_size = 8
+        indexes = data[offset + timecnt * time_size: offset + timecnt * (time_size + 1)]
+        offset += timecnt * (time_size + 1)
+        types = [struct.unpack_from(">lBB", data, offset + 6 * i) for i in range(typecnt)]
+        chars = data[offset + 6 * typecnt: offset + 6 * typecnt + charcnt]
+    except struct.error:
+        return None
+
+    def abbr(index: int) -> str:
+        raw = chars[index:].split(b"\0", 1)[0]
+        return raw.decode("ascii", "replace")
+
+    names: list[str | None] = [None, None]
+    for i in reversed(range(len(indexes))):
+        if indexes[i] >= len(types):
+            return None
+        _off, isdst, idx = types[indexes[i]]
+        kind = 1 if isdst else 0
+        if names[kind] is None:
+            names[kind] = abbr(idx)
+            if names[1 - kind] is not None:
+                break
+    std = names[0]
+    if std is None:
+        if not types:
+            return None
+        std = abbr(types[0][2])
+    return (std, names[1] if names[1] is not None else std)
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+
+
+def at_time_t(seconds: int, zone: tzinfo, microseconds: int = 0) -> datetime:
+    """The aware datetime of time_t `seconds` in `zone`, computed without the C library.
+
+    `datetime.fromtimestamp(t, zone)` goes through gmtime(), which under a leap-second $TZ
+    (`right/…`) subtracts the leap seconds (27 since 2017): the same t would give different
+    datetimes depending on the process's $TZ. This never does, and costs about the same.
+    """
+    epoch = _EPOCHS.get(zone)
+    if epoch is None:
+        if len(_EPOCHS) > 1024:
+            _EPOCHS.clear()
+        epoch = _EPOCHS[zone] = datetime(1970, 1, 1, tzinfo=zone)
+    return zone.fromutc(epoch + timedelta(0, seconds, microseconds))
+
+
+_EPOCHS: dict[tzinfo, datetime] = {}
+
+
+class LeapZone(ZoneInfo):
+    """A zone whose file has leap-second records, read as glibc's localtime() and mktime() read
+    it: a time_t counts the leap seconds, so the wall clock is the zone's offset plus time_t
+    minus the leap correction in force. An inserted second is the wall time of the second
+    before it, again: as a Python datetime it has `fold=1`, and glibc prints it as :60
+    (`localtime()` below tells them apart).
+
+    Aware datetimes in such a zone convert to and from time_t as glibc does, so
+    `datetime(2026, 1, 1, tzinfo=named_zone("right/UTC")).timestamp()` is 1767225627.
+    """
+
+    raw: ZoneInfo  # the same file without its leap records (Python's own reading of it)
+    tznames: tuple[str, str]  # glibc's tzname[0], tzname[1]
+    _leap_at: tuple[int, ...]
+    _leap_corr: tuple[int, ...]
+    _leap_hit: tuple[int, ...]  # seconds glibc shows as :60 (and beyond) at exactly _leap_at
+
+    @classmethod
+    def build(cls, data: bytes, key: str, leaps: tuple[tuple[int, int], ...]) -> LeapZone:
+        zone = cls.from_file(io.BytesIO(data), key=key)
+        zone.raw = ZoneInfo.from_file(io.BytesIO(data), key=key)
+        raw_names = _tzif_names(data)
+        zone.tznames = raw_names if raw_names is not None else ("UTC", "UTC")
+        zone._leap_at = tuple(at for at, _ in leaps)
+        zone._leap_corr = tuple(corr for _, corr in leaps)
+        hits: list[int] = []
+        for i, (at, corr) in enumerate(leaps):
+            previous = leaps[i - 1][1] if i else 0
+            if corr > previous:  # an inserted second; glibc also counts a run of them
+                run = 1
+                if i and at == leaps[i - 1][0] + 1 and corr == previous + 1 and hits[-1]:
+                    run = hits[-1] + 1
+                hits.append(run)
+            else:
+                hits.append(0)
+        zone._leap_hit = tuple(hits)
+        return zone
+
+    def utc_zone(self) -> LeapZone:
+        """UTC with this zone's leap seconds: what glibc's gmtime() and timegm() compute while
+        this zone is $TZ."""
+        cached: LeapZone | None = getattr(self, "_utc", None)
+        if cached is None:
+            leaps = tuple(zip(self._leap_at, self._leap_corr, strict=True))
+            cached = LeapZone.build(_tzif([(0, False, "UTC")], []), "UTC", leaps)
+            self._utc = cached
+        return cached
+
+    def correction(self, t: int) -> tuple[int, int]:
+        """(leap correction at time_t `t`, how far into an inserted second `t` is: 0, or 1
+        for the :60 second)."""
+        i = bisect.bisect_right(self._leap_at, t) - 1
+        if i < 0:
+            return 0, 0
+        return self._leap_corr[i], self._leap_hit[i] if t == self._leap_at[i] else 0
+
+    def localtime(self, t: int) -> tuple[int, int, datetime]:
+        """glibc's localtime(t): (local seconds since the epoch as if UTC, the :60 count to add
+        to their seconds field, the raw-zone datetime carrying offset, DST flag and name)."""
+        raw = at_time_t(t, self.raw)
+        corr, hit = self.correction(t)
+        off = raw.utcoffset()
+        assert off is not None
+        return t + int(off.total_seconds()) - corr, hit, raw
+
+    def utc(self, t: int) -> tuple[int, int]:
+        """glibc's gmtime(t) under this zone (leap-corrected too): (seconds as if UTC, :60)."""
+        corr, hit = self.correction(t)
+        return t - corr, hit
+
+    def _time_t(self, dt: datetime) -> int:
+        """The time_t (whole seconds) of a wall-clock time; `fold` picks the second of two."""
+        wall = dt.replace(tzinfo=None)
+        ws = (wall - _EPOCH_NAIVE) // _SECOND
+        candidates = sorted({self.correction(ws - 2 * 86400)[0],
+                             self.correction(ws + 2 * 86400)[0]})
+        solutions: list[int] = []
+        for corr in candidates:
+            shifted = (wall + timedelta(seconds=corr)).replace(tzinfo=self.raw, fold=dt.fold)
+            off = self.raw.utcoffset(shifted)
+            assert off is not None
+            t = ws + corr - int(off.total_seconds())
+            if self.correction(t)[0] == corr:
+                solutions.append(t)
+        if not solutions:  # inside a removed second (none exist so far): the later reading
+            corr = candidates[-1]
+            off = self.raw.utcoffset(
+                (wall + timedelta(seconds=corr)).replace(tzinfo=self.raw, fold=dt.fold))
+            assert off is not None
+            return ws + corr - int(off.total_seconds())
+        return solutions[-1] if dt.fold and len(solutions) > 1 else solutions[0]
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        if dt is None:
+            return self.raw.utcoffset(None)
+        ws = (dt.replace(tzinfo=None, fold=0) - _EPOCH_NAIVE) // _SECOND
+        return timedelta(seconds=ws - self._time_t(dt))
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        if dt is None:
+            return self.raw.dst(None)
+        return at_time_t(self._time_t(dt), self.raw).dst()
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        if dt is None:
+            return self.raw.tzname(None)
+        return at_time_t(self._time_t(dt), self.raw).tzname()
+
+    def fromutc(self, dt: datetime) -> datetime:
+        if not isinstance(dt, datetime) or dt.tzinfo is not self:
+            raise ValueError("fromutc: dt.tzinfo is not self")
+        naive = dt.replace(tzinfo=None)
+        t = (naive - _EPOCH_NAIVE) // _SECOND
+        local, hit, raw = self.localtime(t)
+        wall = _EPOCH_NAIVE + timedelta(seconds=local) + (naive - _EPOCH_NAIVE - t * _SECOND)
+        return wall.replace(tzinfo=self, fold=1 if hit or raw.fold else 0)
 
 
 # ==================================================================== POSIX TZ strings, as glibc

@@ -54,10 +54,17 @@ EXPRESSIONS: list[str] = [
     "12:00 Europe", "Mon 12:00 Europe/Paris", "12:00 UTC UTC", "UTC", "12:00 Europe/Berlin UTC",
     "*-03-31 02:30 Europe/Berlin", "*-*-* 01:30 America/New_York", "*-11-* 01:30:00",
     "12:00 Asia/Kathmandu", "*-*-* 00:00 America/Santiago", "12:00 posixrules",
+    # leap-second zones: time_t counts leap seconds there (systemd: 00:00:27 for the first)
+    "daily right/UTC", "*:*:0/20 right/UTC", "daily right/Europe/Berlin",
+    "*-*-* 02:30 right/Europe/Berlin", "*:0/30 right/America/New_York", "hourly right/UTC",
+    "@1483228826", "@1483228825", "@1483228827 right/UTC",
     # local time edge cases around transitions (evaluated in every zone)
     "*-*-* 02:30", "*-*-* 02:00", "*-*-* 03:00", "*-*-* 01:59:59", "*-*-* 02:59:59",
     "*-*-* 01:30", "*-*-* 01:00..02:00", "*:15", "*:*:30", "*-*-* 00:00",
     "*-03,10-* 02:*:00", "*-*-* 02,03:00,30",
+    # seconds next to a leap second (23:59:60 UTC; 00:59:60 in Berlin)
+    "*:*:0/2", "*:*:59", "*:*:0/7", "*-*-* 23:59:59", "*-*-* 00:00:00 UTC",
+    "*-*-* 00:59:59", "*:*:59.5", "*:*:*/0.25", "*-12-31 23:59:30..59",
     # timestamps
     "@0", "@1700000000", "@1711846800 UTC", "@-1", "@ 5", "@", "@1e3", "@99999999999",
     "@1700000000 Europe/Berlin",
@@ -74,6 +81,14 @@ ZONES: list[str] = [
     "Australia/Lord_Howe",
     "Asia/Kolkata",
     "Australia/Sydney",
+]
+
+# Zones whose files have leap-second records (Debian's tzdata ships /usr/share/zoneinfo/right).
+RIGHT_ZONES: list[str] = [
+    "right/UTC",
+    "right/Europe/Berlin",
+    "right/America/New_York",
+    "right/Australia/Lord_Howe",
 ]
 
 
@@ -96,4 +111,12 @@ BASES: list[int] = [
     _at("UTC", 2023, 12, 31, 23, 59, 59),  # year end
     _at("UTC", 2025, 4, 30, 22, 0),  # month end
     _at("UTC", 2026, 3, 9, 6, 30) + 1,  # an ordinary Monday morning, off the whole second
+]
+
+# time_t values around leap seconds: in a right/ zone 1483228826 is 2016-12-31 23:59:60 UTC,
+# 1435708825 is 2015-06-30 23:59:60 UTC; and around the end of the leap-second table's validity
+# (1782604827, 2026-06-28), after which the right/ files stop (no DST any more).
+LEAP_BASES: list[int] = [
+    1483228820, 1483228825, 1483228826, 1483228827, 1435708824, 1435708825,
+    1483225000, 1782604800, 1782604827, 1800000000,
 ]

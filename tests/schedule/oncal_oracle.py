@@ -44,7 +44,9 @@ def _utc_usec(text: str) -> int:
     if not m:
         raise ValueError(f"cannot read systemd timestamp {text!r}")
     y, mo, d, h, mi, s = (int(g) for g in m.groups())
-    return int(datetime(y, mo, d, h, mi, s, tzinfo=UTC).timestamp()) * 1_000_000
+    # A leap second prints as :60 (under a right/ $TZ); it counts as the next minute's :00.
+    minute = datetime(y, mo, d, h, mi, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (int(minute.total_seconds()) + s) * 1_000_000
 
 
 def _env(tz: str) -> dict[str, str]:
@@ -137,6 +139,57 @@ for expr in req["exprs"]:
     lib.calendar_spec_free(spec)
 json.dump(out, sys.stdout)
 """
+
+
+# glibc itself, for the local-time functions systemd calls: localtime_r, gmtime_r and mktime.
+# One child process per request, so mktime's memory of its last offset starts from nothing
+# and then carries from call to call, as in systemd-analyze.
+_LIBC_CHILD = r"""
+import ctypes, json, sys
+libc = ctypes.CDLL("libc.so.6")
+class TM(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in
+                ("sec", "min", "hour", "mday", "mon", "year", "wday", "yday", "isdst")]
+    _fields_ += [("gmtoff", ctypes.c_long), ("zone", ctypes.c_char_p)]
+T = ctypes.c_int64
+libc.localtime_r.argtypes = [ctypes.POINTER(T), ctypes.POINTER(TM)]
+libc.gmtime_r.argtypes = [ctypes.POINTER(T), ctypes.POINTER(TM)]
+libc.mktime.argtypes = [ctypes.POINTER(TM)]
+libc.mktime.restype = T
+libc.tzset()
+req = json.load(sys.stdin)
+out = {"localtime": [], "gmtime": [], "mktime": []}
+def fields(tm):
+    return [tm.year + 1900, tm.mon + 1, tm.mday, tm.hour, tm.min, tm.sec]
+for t in req.get("localtime", []):
+    tm = TM()
+    libc.localtime_r(ctypes.byref(T(t)), ctypes.byref(tm))
+    out["localtime"].append(fields(tm) + [tm.isdst, tm.gmtoff, tm.zone.decode()])
+    libc.gmtime_r(ctypes.byref(T(t)), ctypes.byref(tm))
+    out["gmtime"].append(fields(tm))
+for y, mo, d, h, mi, s, isdst in req.get("mktime", []):
+    tm = TM(sec=s, min=mi, hour=h, mday=d, mon=mo - 1, year=y - 1900, isdst=isdst)
+    r = libc.mktime(ctypes.byref(tm))
+    out["mktime"].append([r] + fields(tm) + [tm.isdst])
+json.dump(out, sys.stdout)
+"""
+
+
+def run_libc(tz: str, localtime: list[int] | None = None,
+             mktime: list[list[int]] | None = None) -> dict[str, list[list[object]]]:
+    """glibc's answers under $TZ=tz, in one fresh process.
+
+    `localtime`: time_t values -> "localtime" [y, mo, d, h, mi, s, isdst, gmtoff, zone] and
+    "gmtime" [y, mo, d, h, mi, s] each. `mktime`: [y, mo, d, h, mi, s, isdst] requests, made
+    in order -> "mktime" [time_t, normalised y, mo, d, h, mi, s, isdst] each.
+    """
+    request = {"localtime": localtime or [], "mktime": mktime or []}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIBC_CHILD], input=json.dumps(request), env=_env(tz),
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    result: dict[str, list[list[object]]] = json.loads(proc.stdout)
+    return result
 
 
 def shared_library() -> str:

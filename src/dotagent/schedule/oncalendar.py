@@ -25,12 +25,14 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dotagent.errors import DotagentError
+from dotagent.localzone import LeapZone, at_time_t, named_zone
 
 __all__ = [
     "CalendarEvaluationError",
     "CalendarSpec",
     "CalendarSyntaxError",
     "is_valid_timezone",
+    "local_mktime",
     "parse",
     "parse_cached",
 ]
@@ -111,12 +113,16 @@ class CalendarSpec:
     # ----------------------------------------------------------------------------------- API
 
     def zone(self, local_zone: ZoneInfo) -> ZoneInfo | None:
-        """The zone the expression is evaluated in; None means UTC arithmetic."""
+        """The zone the expression is evaluated in; None means UTC arithmetic.
+
+        systemd evaluates an expression with a zone of its own with $TZ set to that zone. UTC
+        arithmetic (`… UTC`, `@SECONDS`) is glibc's timegm()/gmtime(), which count leap seconds
+        when $TZ is a leap-second zone (`right/…`): then it is that zone's `utc_zone()`.
+        """
+        tz = named_zone(self.timezone) if self.timezone is not None else local_zone
         if self.utc:
-            return None
-        if self.timezone is not None:
-            return ZoneInfo(self.timezone)
-        return local_zone
+            return tz.utc_zone() if isinstance(tz, LeapZone) else None
+        return tz
 
     def next_elapse(self, after: datetime, local_zone: ZoneInfo) -> datetime | None:
         """The first elapse strictly after `after` (aware), or None if there is none any more.
@@ -131,9 +137,7 @@ class CalendarSpec:
             return None
         zone = self.zone(local_zone)
         tz = zone if zone is not None else _utc_zone()
-        return datetime.fromtimestamp(nxt // USEC_PER_SEC, tz).replace(
-            microsecond=nxt % USEC_PER_SEC
-        )
+        return at_time_t(nxt // USEC_PER_SEC, tz, nxt % USEC_PER_SEC)
 
     def next_elapse_usec(self, after_usec: int, local_zone: ZoneInfo) -> int | None:
         """Like `next_elapse` on microseconds since the epoch (what systemd computes in)."""
@@ -203,6 +207,8 @@ def local_abbreviations(zone: ZoneInfo | None) -> tuple[str, str]:
     """
     if zone is None:
         return ("UTC", "UTC")
+    if isinstance(zone, LeapZone):
+        return zone.tznames
     std: str | None = None
     dst: str | None = None
     for month in (1, 7):
@@ -497,6 +503,9 @@ class _Parser:
             value = (-value) % (ULONG_MAX + 1)
         seconds = value - (ULONG_MAX + 1) if value > 2**63 - 1 else value
         self.i = k
+        hit = 0
+        if isinstance(self.local_zone, LeapZone):  # gmtime() under a leap-second $TZ
+            seconds, hit = self.local_zone.utc(seconds)
         try:
             moment = _EPOCH + timedelta(seconds=seconds)
         except OverflowError:
@@ -506,7 +515,7 @@ class _Parser:
         self.chains["day"] = [Component(moment.day)]
         self.chains["hour"] = [Component(moment.hour)]
         self.chains["minute"] = [Component(moment.minute)]
-        self.second = [Component(moment.second * USEC_PER_SEC)]
+        self.second = [Component((moment.second + hit) * USEC_PER_SEC)]
 
     # ------------------------------------------------------------------------- time
 
@@ -798,10 +807,13 @@ class _ZoneClock:
     simply `local - offset`. Days with a transition run glibc's probing algorithm.
     """
 
-    __slots__ = ("_days", "zone")
+    __slots__ = ("_days", "_epoch", "zone")
 
     def __init__(self, zone: ZoneInfo | None) -> None:
         self.zone = zone
+        # time_t -> datetime is `zone.fromutc(_epoch + t)`: datetime.fromtimestamp() would go
+        # through the C library's gmtime(), which a leap-second $TZ shifts (see at_time_t).
+        self._epoch = datetime(1970, 1, 1, tzinfo=zone)
         # local day number -> (utc offset seconds, isdst) if the day has one offset, else None
         self._days: dict[int, tuple[int, bool] | None] = {}
 
@@ -836,7 +848,7 @@ class _ZoneClock:
         if self.zone is None:
             d = _EPOCH + timedelta(seconds=t)
             return (d.year, d.month, d.day, d.hour, d.minute, d.second), False, 0
-        d = datetime.fromtimestamp(t, self.zone)
+        d = self.zone.fromutc(self._epoch + timedelta(0, t))
         off = d.utcoffset()
         assert off is not None
         return (
@@ -849,7 +861,7 @@ class _ZoneClock:
         """UTC seconds -> (local seconds as if UTC, isdst)."""
         if self.zone is None:
             return t, False
-        d = datetime.fromtimestamp(t, self.zone)
+        d = self.zone.fromutc(self._epoch + timedelta(0, t))
         off = d.utcoffset()
         assert off is not None
         return t + int(off.total_seconds()), bool(d.dst())
@@ -878,9 +890,10 @@ class _ZoneClock:
             if normal:
                 return t, tm, int(info[1]), off
             return t, _fields(local), int(info[1]), off
-        return self._mktime_slow(local, isdst, guess)
+        return self._mktime_slow(tm, local, isdst, guess)
 
-    def _mktime_slow(self, local: int, isdst: int, guess: int) -> tuple[int, _Tm, int, int]:
+    def _mktime_slow(self, tm: _Tm, local: int, isdst: int,
+                     guess: int) -> tuple[int, _Tm, int, int]:
         # A transcription of the behaviour of glibc's __mktime_internal (mktime.c): probe with
         # the remembered offset, follow the error, detect the oscillation that marks a DST gap,
         # and honour an explicit tm_isdst by borrowing the offset of a nearby instant.
@@ -932,8 +945,103 @@ def _fields(local: int) -> _Tm:
     return (dd.year, dd.month, dd.day, h, mi, s)
 
 
+class _LeapClock(_ZoneClock):
+    """The same for a zone with leap seconds (`right/…`), where glibc's time_t counts them.
+
+    localtime() shows an inserted second as :60, and mktime() clamps the seconds it is given to
+    0..59, solves for those, then adds the difference back (after a match on a :60 second it
+    steps past it). Days with a leap second have no single offset, so they take this slow path;
+    every other day keeps the per-day shortcut, its offset including the leap correction.
+    """
+
+    __slots__ = ()
+    zone: LeapZone
+
+    def localtime(self, t: int) -> tuple[_Tm, bool, int]:
+        local, hit, raw = self.zone.localtime(t)
+        y, mo, d, h, mi, s = _fields(local)
+        return (y, mo, d, h, mi, s + hit), bool(raw.dst()), local - t
+
+    def _convert_tm(self, t: int) -> tuple[int, bool, _Tm]:
+        """UTC seconds -> (local seconds counting a :60 second as one more, isdst, fields)."""
+        local, hit, raw = self.zone.localtime(t)
+        y, mo, d, h, mi, s = _fields(local)
+        return local + hit, bool(raw.dst()), (y, mo, d, h, mi, s + hit)
+
+    def mktime(self, tm: _Tm, isdst: int, guess: int) -> tuple[int, _Tm, int, int]:
+        if 0 <= tm[5] <= 59:
+            return super().mktime(tm, isdst, guess)
+        return self._mktime_slow(tm, 0, isdst, guess)
+
+    def _mktime_slow(self, tm: _Tm, local: int, isdst: int,
+                     guess: int) -> tuple[int, _Tm, int, int]:
+        # glibc's __mktime_internal with leap seconds possible: as in the base class, plus the
+        # clamping of tm_sec and the adjustment for it at the end.
+        y, mo, d, h, mi, s = tm
+        sec = min(max(s, 0), 59)
+        local = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
+        t0 = local - guess
+        t = t1 = t2 = t0
+        dst2 = False
+        probes = 6
+        lt, tdst, out = self._convert_tm(t)
+        found = False
+        while True:
+            dt = local - lt
+            if dt == 0:
+                break
+            if t == t1 and t != t2 and (dst2 <= tdst if isdst < 0 else bool(isdst) != tdst):
+                found = True
+                break
+            probes -= 1
+            if probes == 0:
+                return t, _fields(local), isdst, guess
+            t1, t2, t, dst2 = t2, t, t + dt, tdst
+            lt, tdst, out = self._convert_tm(t)
+        if not found and isdst >= 0 and bool(isdst) != tdst:
+            stride = 601200
+            delta_bound = 457243200 // 2 + stride
+            hit = False
+            for delta in range(stride, delta_bound, stride):
+                for direction in (-1, 1):
+                    ot = t + delta * direction
+                    lo, odst, _o = self._convert_tm(ot)
+                    if bool(isdst) == odst:
+                        t = ot + (local - lo)
+                        lt, tdst, out = self._convert_tm(t)
+                        hit = True
+                        break
+                if hit:
+                    break
+            if not hit:
+                t += 3600 * (int(isdst == 0) - int(not tdst))
+                lt, tdst, out = self._convert_tm(t)
+        remembered = local - t
+        if s != out[5]:
+            t += int(sec == 0 and out[5] == 60) - sec + s
+            lt, tdst, out = self._convert_tm(t)
+        return t, out, int(tdst), remembered
+
+
+def local_mktime(zone: ZoneInfo | None, fields: tuple[int, int, int, int, int, int]) -> int:
+    """glibc's mktime() of local (year, month, day, hour, minute, second) with tm_isdst = -1,
+    as the first call in a process makes it (no offset remembered yet): how systemd's
+    parse_timestamp() reads a local time. A time in a repeated hour is read as that probing
+    lands (Berlin: the second pass; New York: the first); one in a skipped hour moves forward
+    by the gap. `zone` None is UTC. Seconds outside 0..59 (a leap second's :60) are clamped
+    and added back afterwards, as glibc does."""
+    clock = _zone_clock(zone)
+    y, mo, d, h, mi, s = fields
+    if 0 <= s <= 59 or isinstance(clock, _LeapClock):
+        return clock.mktime(fields, -1, 0)[0]
+    clamped = min(max(s, 0), 59)
+    return clock.mktime((y, mo, d, h, mi, clamped), -1, 0)[0] + s - clamped
+
+
 @functools.lru_cache(maxsize=512)
 def _zone_clock(zone: ZoneInfo | None) -> _ZoneClock:
+    if isinstance(zone, LeapZone):
+        return _LeapClock(zone)
     return _ZoneClock(zone)
 
 

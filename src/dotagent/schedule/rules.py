@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dotagent.localzone import named_zone
 from dotagent.schedule.oncalendar import CalendarSpec, parse_cached
 from dotagent.schedule.windows import CalendarRule, IntervalRule, Rule
 
@@ -47,7 +48,8 @@ def rule_for(schedule: Any, local_zone: ZoneInfo) -> Rule:
     `ExpressionSchedule`); its own `timezone`, if any, replaces the local zone."""
     if schedule.type == "interval":
         return IntervalRule(schedule.interval_minutes)
-    zone = ZoneInfo(schedule.timezone) if schedule.timezone else local_zone
+    # named_zone: a `right/…` zone counts leap seconds, as systemd (glibc) reads it.
+    zone = named_zone(schedule.timezone) if schedule.timezone else local_zone
     if schedule.type == "cron":
         return cron_rule(schedule.weekdays, schedule.hours, schedule.minute, zone)
     return calendar_rule(parse_cached(schedule.expression), zone)
