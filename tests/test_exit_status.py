@@ -140,8 +140,8 @@ def test_a_log_that_fails_mid_run_keeps_the_agents_status(root: Path, cli_env: d
     p = subprocess.run([DOTAGENT, "run", "big"], env=cli_env, capture_output=True, text=True,
                        preexec_fn=limited, timeout=60, check=False)
     assert p.returncode == 4, p.stderr
-    assert (f"[dotagent] error: agent 'big', schedule 'main': cannot write to the log {log}: File too large (the "
-            "rest of this run's output is not logged)") in p.stderr
+    assert (f"[dotagent] error: agent 'big', schedule 'main': cannot write to the log {log}: "
+            "File too large (the rest of this run's output is not logged)") in p.stderr
     assert "line 1999" in p.stdout  # the echo went on
     assert [r["exit_code"] for r in agent_runs(dotagent_home)] == [4]
     beat = json.loads((dotagent_home / "state/agents/big/default.heartbeat.json").read_text())
@@ -156,7 +156,8 @@ def test_a_heartbeat_that_cannot_be_finished_keeps_the_agents_status(
     p = dotagent("run", "sabotage", env=cli_env)
     beat = dotagent_home / "state/agents/sabotage/default.heartbeat.json"
     assert p.returncode == 0, p.stderr
-    assert f"[dotagent] error: agent 'sabotage', schedule 'main': cannot write {beat}: Is a directory" in p.stderr
+    assert (f"[dotagent] error: agent 'sabotage', schedule 'main': cannot write {beat}: "
+            "Is a directory") in p.stderr
     assert [r["exit_code"] for r in agent_runs(dotagent_home)] == [0]
 
 

@@ -101,12 +101,11 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                found: Discovery | None = None) -> DoctorReport:
     env = os.environ if env is None else env
     found = found or discover(env, include_cwd=True)  # doctor sees what `run` sees (S15.8)
-    from datetime import UTC, datetime
-
+    from dotagent.clock import utc_now
     from dotagent.localzone import local_zone
     from dotagent.paths import Home
 
-    zone, now = local_zone(env), datetime.now(UTC)
+    zone, now = local_zone(env), utc_now()
     cache = _cache_findings(home, found)
     plugins = _plugin_findings(home, found, env)
     reports: list[ManifestReport] = []
@@ -230,8 +229,9 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
 def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zone: Any,
                    now: Any) -> None:
     """Each schedule's meaning and next fire, so a wrong expression is seen before it bites."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
+    from dotagent.clock import from_epoch
     from dotagent.manifest import ExpressionSchedule, IntervalSchedule
     from dotagent.schedule.oncalendar import parse_cached
     from dotagent.schedule.rules import cron_expression, rule_for
@@ -253,7 +253,7 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
                     shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
                     f"heartbeat {heartbeats.path(loaded.name, sched.slug)} is unreadable; "
                     "the schedule counts as never started", "warning"))
-            start = datetime.fromtimestamp(beat.started_at, UTC) if beat and beat.started_at \
+            start = from_epoch(beat.started_at) if beat and beat.started_at \
                 else None
             nxt = next_due(rule, ScheduleState(last_start=start), loaded.manifest.policy(sched),
                            now)
@@ -283,12 +283,11 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
 
 
 def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> Any:
-    from datetime import UTC, datetime
-
+    from dotagent.clock import utc_now
     from dotagent.paths import Home
     from dotagent.security.plugins import check_plugins
 
-    return check_plugins(Home(home), found, datetime.now(UTC), env=env, update=False)
+    return check_plugins(Home(home), found, utc_now(), env=env, update=False)
 
 
 def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -> None:
@@ -328,14 +327,13 @@ def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -
 
 def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
     """Drift and phantoms as the next executing command would see them; writes nothing."""
-    from datetime import UTC, datetime
-
+    from dotagent.clock import utc_now
     from dotagent.paths import Home
     from dotagent.security.manifests import check_manifests, load_cache
 
     if load_cache(Home(home))[0] is None and not Home(home).audit_log.exists():
         return {}  # first start: everything will be a baseline
-    report = check_manifests(Home(home), found, datetime.now(UTC), update=False)
+    report = check_manifests(Home(home), found, utc_now(), update=False)
     out: dict[str, list[str]] = {}
     for d in report.drifts:
         out.setdefault(d.agent, []).append(

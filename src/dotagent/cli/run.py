@@ -10,8 +10,8 @@ import click
 
 from dotagent.cli import _streams
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
-from dotagent.display import quote_name
 from dotagent.cli.app import AgentStatusCommand
+from dotagent.display import quote_name
 
 __all__ = ["command", "report_cache_findings"]
 
@@ -65,9 +65,9 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     64-78 (sysexits: 66 no such agent or schedule, 73 state not writable, ...).
     """
     import signal
-    from datetime import UTC, datetime
 
     from dotagent.audit import AuditLog
+    from dotagent.clock import utc_now
     from dotagent.discovery import discover
     from dotagent.errors import DotagentError
     from dotagent.paths import Home
@@ -86,7 +86,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
     with StopRequest() as stop:
         # Like every command that executes agents: check every manifest before running any.
-        now = datetime.now(UTC)
+        now = utc_now()
         report_cache_findings(check_manifests(home, found, now, audit=audit))
         for drift in check_plugins(home, found, now, audit=audit).drifts:
             _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "

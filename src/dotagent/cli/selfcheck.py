@@ -20,16 +20,15 @@ def command(do_record: bool, as_json: bool) -> int:
     The first use records it. A mismatch is recorded in the audit log as critical and exits 1;
     after a deliberate upgrade, accept the new installation with --record.
     """
-    from datetime import UTC, datetime
-
     from dotagent.audit import AuditLog, events
+    from dotagent.clock import utc_now
     from dotagent.paths import Home
     from dotagent.private import tighten_home
     from dotagent.security import selfhash
 
     home = Home.from_env()
     tighten_home(home)  # S15.11
-    now = datetime.now(UTC)
+    now = utc_now()
     previous = selfhash.recorded(home)
     lost: str | None = None
     if previous is None and not do_record:
