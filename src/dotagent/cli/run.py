@@ -69,13 +69,13 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
-    from dotagent.errors import DotagentError
     from dotagent.paths import Home
     from dotagent.private import tighten_home
-    from dotagent.runner.foreground import audit_events, run_schedule
+    from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
     from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
+    from dotagent.state.history import History
 
     home = Home.from_env()
     found = discover(include_cwd=True)  # `run` also searches ./agents and ./ (S15.8)
@@ -84,26 +84,20 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
     audit = AuditLog(home)
     # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
-    with StopRequest() as stop:
+    with StopRequest() as stop, History(home) as history:
         # Like every command that executes agents: check every manifest before running any.
         now = utc_now()
         report_cache_findings(check_manifests(home, found, now, audit=audit))
         for drift in check_plugins(home, found, now, audit=audit).drifts:
             _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "
                  "since first seen (recorded in the audit log)\n")
-        outcome = run_schedule(loaded, schedule, home=home, dry_run=dry_run, echo=_echo,
-                               stop=stop)
-        for record in audit_events(outcome):
-            try:
-                audit.append(record)
-            except (OSError, DotagentError) as exc:
-                # The run happened; its exit code must survive a failing audit log.
-                _say(f"[dotagent] error: could not record {record.event_type} in the audit "
-                     f"log: {exc}\n")
+        # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
+        request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
+                             hooks=False, echo=_echo, stop=stop)
+        report = execute(request, RunDeps(home=home, audit=audit, history=history, say=_say))
+    outcome = report.outcome
+    assert outcome is not None  # no preflight for `run`
     label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"
-    for problem in (outcome.log_error, outcome.heartbeat_error):
-        if problem is not None:
-            _say(f"[dotagent] error: {label}: {problem}\n")
     for stream, problem in outcome.echo_errors:
         _say(f"[dotagent] warning: {label}: could not show the agent's {stream} "
              f"({problem}); it is in the log\n")

@@ -75,7 +75,15 @@ def run_schedule(
     clock: Callable[[], float] = time.time,
     grace: float | None = None,
     stop: StopRequest | None = None,
+    stdin_devnull: bool = False,
+    on_spawn: Callable[[int, list[str], str], None] | None = None,
+    on_log_start: Callable[[Path, int], None] | None = None,
 ) -> RunOutcome:
+    """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
+
+    The one caller is `runner.lifecycle.execute`. `on_spawn(pid, argv, executable)` lets the
+    caller register the process (supervisor.json); `on_log_start(path, offset)` tells it where
+    this run's output begins in the per-agent log."""
     manifest = loaded.manifest
     name, slug = manifest.agent.name, schedule.slug
     parent_env = os.environ if parent_env is None else parent_env
@@ -93,6 +101,12 @@ def run_schedule(
         with open_run_log(home.agent_log_file(name)) as log:
             if not dry_run:
                 heartbeats.start(name, slug, schedule.args, started_at)
+            if on_log_start is not None:
+                try:
+                    offset = os.path.getsize(log.path)
+                except OSError:
+                    offset = 0
+                on_log_start(log.path, offset)
             log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
                       f"slug={slug} ===\n".encode())
             collector = OutputCollector(log, echo=echo, redact=_redact_line)
@@ -103,11 +117,17 @@ def run_schedule(
             try:
                 executable = resolve_command(manifest.run.command, loaded.working_dir(),
                                              os.environ.get("PATH"))
+                argv = ctx.argv
+
+                def spawned(pid: int) -> None:
+                    if on_spawn is not None:
+                        on_spawn(pid, argv, executable)
+
                 result = supervise(
-                    ctx.argv, executable=executable, cwd=loaded.working_dir(),
+                    argv, executable=executable, cwd=loaded.working_dir(),
                     env=build_env(ctx, parent_env), timeout=manifest.agent.timeout_seconds,
                     on_output=collector, grace=GRACE_SECONDS if grace is None else grace,
-                    stop=stop,
+                    stop=stop, stdin_devnull=stdin_devnull, on_spawn=spawned,
                 )
                 exit_code, timed_out, duration = result.exit_code, result.timed_out, \
                     result.duration

@@ -67,6 +67,10 @@ class StopRequest:
         return self._r
 
     def _handle(self, signum: int, frame: object) -> None:
+        self.request(signum)
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        """Ask for the stop from code (the daemon shutting down), as a signal would."""
         self.signum = self.signum or signum
         self.count += 1
         with contextlib.suppress(OSError):
@@ -85,8 +89,15 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
-        os.close(self._r)
-        os.close(self._w)
+        self._previous.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Release the pipe of a request that was never installed as a signal handler."""
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._r = self._w = -1
 
 
 @dataclass(frozen=True)
@@ -118,15 +129,19 @@ def supervise(
     grace: float = GRACE_SECONDS,
     on_spawn: Callable[[int], None] | None = None,
     stop: StopRequest | None = None,
+    stdin_devnull: bool = False,
 ) -> ProcessResult:
-    """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion."""
+    """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion.
+
+    stdin is inherited (the foreground `run` keeps the terminal) unless `stdin_devnull`
+    (the daemon, S15.14)."""
     try:
         proc = subprocess.Popen(
             list(argv),
             executable=executable,
             cwd=cwd,
             env=dict(env),
-            stdin=None,
+            stdin=subprocess.DEVNULL if stdin_devnull else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,
