@@ -155,11 +155,18 @@ def test_concurrent_runs_report_baseline_and_drift_once(root: Path, cli_env: dic
     simple_agent(root, "b", "true", [])
     simple_agent(root, "c", "true", [])
 
+    ran = 0
+
     def burst() -> None:
+        nonlocal ran
         procs = [subprocess.Popen([DOTAGENT, "run", "innocent"], env=cli_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for _ in range(8)]
-        assert all(p.wait(timeout=60) == 0 for p in procs)
+        codes = [p.wait(timeout=60) for p in procs]
+        # One run per agent at a time: the others are refused with EX_TEMPFAIL, after they
+        # have checked the manifests like every command that executes agents.
+        assert set(codes) <= {0, 75} and 0 in codes
+        ran += codes.count(0)
 
     burst()
     assert len(of_type(dotagent_home, "manifest_loaded")) == 3
@@ -169,7 +176,7 @@ def test_concurrent_runs_report_baseline_and_drift_once(root: Path, cli_env: dic
     toml.write_text(toml.read_text() + "\n# changed\n")
     burst()
     assert len(of_type(dotagent_home, "manifest_drift_detected")) == 1
-    assert len(of_type(dotagent_home, "agent_run")) == 16
+    assert len(of_type(dotagent_home, "agent_run")) == ran
 
 
 def test_deleting_the_whole_audit_history_is_recorded(root: Path, cli_env: dict[str, str],

@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "selfcheck": "dotagent.cli.selfcheck:command",
     "audit": "dotagent.cli.audit:group",
     "calendar": "dotagent.cli.calendar:command",
+    "run-now": "dotagent.cli.runnow:command",
+    "tick": "dotagent.cli.tick:command",
+    "reload": "dotagent.cli.reload:command",
+    "daemon": "dotagent.cli.daemon:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).

@@ -20,7 +20,7 @@ def command(do_record: bool, as_json: bool) -> int:
     The first use records it. A mismatch is recorded in the audit log as critical and exits 1;
     after a deliberate upgrade, accept the new installation with --record.
     """
-    from dotagent.audit import AuditLog, events
+    from dotagent.audit import AuditLog
     from dotagent.clock import utc_now
     from dotagent.paths import Home
     from dotagent.private import tighten_home
@@ -29,38 +29,7 @@ def command(do_record: bool, as_json: bool) -> int:
     home = Home.from_env()
     tighten_home(home)  # S15.11
     now = utc_now()
-    previous = selfhash.recorded(home)
-    lost: str | None = None
-    if previous is None and not do_record:
-        # No daemon.sha256, but a hash was recorded before: the file was deleted. Judge the
-        # installation against the last recorded hash rather than silently trusting it.
-        lost = selfhash.last_recorded_in_audit(home.audit_log)
-    if lost is not None:
-        result = selfhash.verify(home, expected=lost)
-        result.note = "daemon.sha256 was missing; compared with the last hash recorded in the " \
-                      "audit log"
-        if result.ok:
-            result = selfhash.record(home, now)
-            result.note = "daemon.sha256 was missing; the installation matches the last hash " \
-                          "recorded in the audit log, so the file was restored"
-            AuditLog(home).append(events.SelfcheckRecorded(
-                path=str(home.root / selfhash.HASH_FILE), sha256=result.actual,
-                previous_sha256=lost, files=result.files), now=now)
-        else:
-            AuditLog(home).append(events.SelfcheckFailed(
-                path=str(home.root / selfhash.HASH_FILE), expected_sha256=lost,
-                actual_sha256=result.actual, reason=result.summary()), now=now)
-    elif do_record or previous is None:
-        result = selfhash.record(home, now)
-        AuditLog(home).append(events.SelfcheckRecorded(
-            path=str(home.root / selfhash.HASH_FILE), sha256=result.actual,
-            previous_sha256=previous, files=result.files), now=now)
-    else:
-        result = selfhash.verify(home)
-        if not result.ok:
-            AuditLog(home).append(events.SelfcheckFailed(
-                path=str(home.root / selfhash.HASH_FILE), expected_sha256=result.expected or "",
-                actual_sha256=result.actual, reason=result.summary()), now=now)
+    result = selfhash.check(home, AuditLog(home), now, record=do_record)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     elif result.status == "recorded":

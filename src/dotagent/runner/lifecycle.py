@@ -19,7 +19,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -418,10 +417,3 @@ def interrupted_label(outcome: RunOutcome) -> str | None:
     if outcome.interrupted_by is None:
         return None
     return signal.Signals(outcome.interrupted_by).name
-
-
-def window_for(expected_at: datetime, recorded: WindowState | None) -> WindowState:
-    """The window state an attempt starts from: the recorded one when it is this window."""
-    if recorded is not None and recorded.expected_at == expected_at:
-        return recorded
-    return WindowState(expected_at=expected_at)

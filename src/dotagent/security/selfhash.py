@@ -170,6 +170,10 @@ class SelfcheckResult:
 
 
 def record(home: Home, now: datetime) -> SelfcheckResult:
+    return _record(home, now)
+
+
+def _record(home: Home, now: datetime) -> SelfcheckResult:
     aggregate, per_file = compute()
     write_atomic(home.root / HASH_FILE, (aggregate + "\n").encode(), mode=0o600)
     write_json_atomic(home.state_dir / LIST_FILE, {
@@ -203,4 +207,46 @@ def verify(home: Home, expected: str | None = None) -> SelfcheckResult:
         result.changed = sorted(n for n in per_file if n in old and old[n] != per_file[n])
         result.added = sorted(n for n in per_file if n not in old)
         result.removed = sorted(n for n in old if n not in per_file)
+    return result
+
+
+def check(home: Home, audit: Any, now: datetime, *, record: bool = False) -> SelfcheckResult:
+    """The V3 self-hash check every entry point shares (`selfcheck`, the daemon's start):
+    record on first use (or when asked), otherwise verify; a deleted daemon.sha256 is judged
+    against the last hash recorded in the audit log. Mismatches and recordings are audited.
+    """
+    from dotagent.audit import events
+
+    previous = recorded(home)
+    lost: str | None = None
+    if previous is None and not record:
+        # No daemon.sha256, but a hash was recorded before: the file was deleted. Judge the
+        # installation against the last recorded hash rather than silently trusting it.
+        lost = last_recorded_in_audit(home.audit_log)
+    if lost is not None:
+        result = verify(home, expected=lost)
+        result.note = "daemon.sha256 was missing; compared with the last hash recorded in the " \
+                      "audit log"
+        if result.ok:
+            result = _record(home, now)
+            result.note = "daemon.sha256 was missing; the installation matches the last hash " \
+                          "recorded in the audit log, so the file was restored"
+            audit.append(events.SelfcheckRecorded(
+                path=str(home.root / HASH_FILE), sha256=result.actual,
+                previous_sha256=lost, files=result.files), now=now)
+        else:
+            audit.append(events.SelfcheckFailed(
+                path=str(home.root / HASH_FILE), expected_sha256=lost,
+                actual_sha256=result.actual, reason=result.summary()), now=now)
+    elif record or previous is None:
+        result = _record(home, now)
+        audit.append(events.SelfcheckRecorded(
+            path=str(home.root / HASH_FILE), sha256=result.actual,
+            previous_sha256=previous, files=result.files), now=now)
+    else:
+        result = verify(home)
+        if not result.ok:
+            audit.append(events.SelfcheckFailed(
+                path=str(home.root / HASH_FILE), expected_sha256=result.expected or "",
+                actual_sha256=result.actual, reason=result.summary()), now=now)
     return result

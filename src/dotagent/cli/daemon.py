@@ -1,0 +1,72 @@
+"""`dotagent daemon`: run the scheduler in the foreground until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import click
+
+from dotagent.cli.app import AgentStatusCommand
+from dotagent.errors import DotagentError
+
+__all__ = ["command"]
+
+
+class InstallationChanged(DotagentError):
+    sysexit = 1
+
+
+# The daemon's refusals use the sysexits codes too (a service manager can tell an invalid
+# config, 78, from a crash); a second daemon and a self-hash mismatch exit 1.
+@click.command("daemon", cls=AgentStatusCommand)
+def command() -> int:
+    """Fire every schedule of the daemon's agents at its instant, until stopped.
+
+    Sees $DOTAGENT_ROOT and $DOTAGENT_HOME/agents (never the current directory). One daemon
+    per home. SIGHUP (or `dotagent reload`) re-reads config.toml and the manifests; manifest
+    changes are also seen within a second on their own. SIGTERM/SIGINT stop the running
+    agents (TERM, then KILL after the grace), record them, and exit 0. Refuses to start on
+    a self-hash mismatch (exit 1) or an invalid config.toml (exit 78).
+    """
+    import asyncio
+    import os
+
+    from dotagent import __version__
+    from dotagent.audit import AuditLog, events
+    from dotagent.clock import utc_now
+    from dotagent.config import load_config
+    from dotagent.daemon.loop import Daemon, default_log
+    from dotagent.daemon.pidfile import DaemonLock
+    from dotagent.localzone import local_zone
+    from dotagent.paths import Home
+    from dotagent.private import tighten_home
+    from dotagent.security import selfhash
+
+    home = Home.from_env()
+    result = load_config(home)
+    config = result.require()  # ConfigError: exit 78 (a unit's RestartPreventExitStatus)
+    for problem in result.warnings:
+        default_log(f"warning: {problem}")
+    lock = DaemonLock(home)
+    lock.acquire()  # SecondDaemon names the running one
+    try:
+        tighten_home(home)
+        audit = AuditLog(home)
+        now = utc_now()
+        check = selfhash.check(home, audit, now)
+        if not check.ok:
+            raise InstallationChanged(
+                f"the installed dotagent differs from the one recorded in "
+                f"{home.root / selfhash.HASH_FILE} ({check.summary()}); recorded in the audit "
+                "log as selfcheck_failed. After a deliberate upgrade, accept the new "
+                "installation with `dotagent selfcheck --record`, then start the daemon again")
+        daemon = Daemon(home, config, zone=local_zone(), log=default_log)
+        daemon.recover(now)
+        daemon.record(events.DaemonStarted(version=__version__, pid=os.getpid()))
+        default_log(f"daemon started (pid {os.getpid()}, home {home.root})")
+        try:
+            asyncio.run(daemon.serve())
+        finally:
+            daemon.record(events.DaemonStopped(reason=daemon._stopping or "exited"))
+            default_log("daemon stopped")
+    finally:
+        lock.release()
+    return 0

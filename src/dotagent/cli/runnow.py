@@ -1,0 +1,79 @@
+"""`dotagent run-now NAME [--schedule ID] [--json]`: one attempt with hooks, now."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dotagent.cli import _streams
+from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
+
+__all__ = ["command"]
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+@click.command("run-now")
+@click.argument("name", shell_complete=complete_agent)
+@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+              help="Schedule to run (may be omitted when the agent has only one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def command(name: str, schedule_id: str | None, as_json: bool) -> int:
+    """Run one schedule of a daemon agent now, with its preflights, sinks and notifiers.
+
+    Unlike `run`, output is collected and shown when the agent ends, and the exit status is
+    0 whenever the agent ran (its own status is in the output); the run does not touch the
+    schedule's window. Refused with exit 1 while the agent is already running.
+    """
+    from dotagent.audit import AuditLog
+    from dotagent.cli.run import report_cache_findings
+    from dotagent.clock import utc_now
+    from dotagent.discovery import discover
+    from dotagent.paths import Home
+    from dotagent.private import tighten_home
+    from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
+    from dotagent.runner.process import StopRequest
+    from dotagent.security.manifests import check_manifests
+    from dotagent.state.history import History
+
+    home = Home.from_env()
+    found = discover(include_cwd=False)  # the daemon's agents (S15.8)
+    loaded = find_agent(name, found)
+    schedule = pick_schedule(loaded, schedule_id)
+    tighten_home(home)
+    audit = AuditLog(home)
+    with StopRequest() as stop, History(home) as history:
+        report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
+        request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
+        report = execute(request, RunDeps(home=home, audit=audit, history=history,
+                                          say=_streams.say))
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+        return 0
+    label = f"{report.request.agent}/{schedule.id}"
+    o = report.outcome
+    if o is None:
+        assert report.preflight is not None
+        suggest = f" ({report.preflight.suggest})" if report.preflight.suggest else ""
+        sys.stdout.write(f"⊘ {label}  aborted by preflight {report.preflight.plugin}"
+                         f"{suggest}\n")
+        return 0
+    if o.ok:
+        head = f"✓ {label}  ok"
+    elif o.timed_out:
+        head = f"✗ {label}  timed out (exit {o.exit_code})"
+    else:
+        head = f"✗ {label}  failed (exit {o.exit_code})"
+    sys.stdout.write(f"{head}  {o.duration_seconds:.1f}s\n")
+    if o.stdout_tail:
+        sys.stdout.write("  stdout:\n" + _indent(o.stdout_tail))
+    if o.stderr_tail:
+        sys.stdout.write("  stderr:\n" + _indent(o.stderr_tail))
+    for stream, dropped in (("stdout", o.stdout_dropped), ("stderr", o.stderr_dropped)):
+        if dropped:
+            sys.stdout.write(f"  ({dropped} earlier {stream} line(s) are only in the log)\n")
+    return 0

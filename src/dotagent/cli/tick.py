@@ -1,0 +1,122 @@
+"""`dotagent tick [--dry-run] [--json]`: one scheduling step, in the foreground."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from dotagent.cli import _streams
+
+__all__ = ["command"]
+
+
+@click.command("tick")
+@click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--verbose", is_flag=True, hidden=True)  # upstream's no-op flag
+def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
+    """Run everything that is due now, once, as the daemon would, then exit.
+
+    Sees the daemon's agents ($DOTAGENT_ROOT and $DOTAGENT_HOME/agents). Due windows run one
+    after the other with hooks and notifiers; windows too old to run are recorded as missed,
+    exhausted ones as given up. With --dry-run nothing runs and nothing is written.
+    """
+    from dotagent.audit import AuditLog
+    from dotagent.cli.run import report_cache_findings
+    from dotagent.clock import utc_now
+    from dotagent.daemon.tick import apply_settlement, load_entries, plan, refresh
+    from dotagent.discovery import discover
+    from dotagent.localzone import local_zone
+    from dotagent.paths import Home
+    from dotagent.private import tighten_home
+    from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunRequest, execute
+    from dotagent.security.manifests import check_manifests
+    from dotagent.state.history import History
+    from dotagent.state.windows import WindowStore
+    from dotagent.timefmt import iso
+
+    home = Home.from_env()
+    found = discover(include_cwd=False)  # the daemon's agents (S15.8)
+    zone = local_zone()
+    now = utc_now()
+    audit = AuditLog(home)
+    if not dry_run:
+        tighten_home(home)
+        report_cache_findings(check_manifests(home, found, now, audit=audit))
+    windows = WindowStore(home, zone=zone)
+    entries = load_entries(found, home, zone, windows=windows)
+    decisions = plan(entries, now)
+    lines: list[str] = []
+    dispatched: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    after = []
+    with History(home) as history:
+        deps = RunDeps(home=home, audit=audit, history=history, windows=windows,
+                       say=_streams.say)
+        for entry, decision in decisions:
+            label = f"{entry.agent}/{entry.schedule.id}"
+            action = decision.action
+            if action in ("run", "retry"):
+                assert decision.window is not None
+                attempt = f"attempt {decision.attempt}/{entry.policy.max_attempts}"
+                if dry_run:
+                    lines.append(f"would dispatch {label}  {attempt}")
+                    dispatched.append({"agent": entry.agent, "schedule": entry.schedule.id,
+                                       "attempt": decision.attempt,
+                                       "window": iso(decision.window), "result": None})
+                    after.append(entry)
+                    continue
+                request = RunRequest(loaded=entry.loaded, schedule=entry.schedule,
+                                     source="tick", window=entry.window(decision.window),
+                                     policy=entry.policy, stdin_devnull=True)
+                try:
+                    report = execute(request, deps)
+                except AgentBusy as exc:
+                    lines.append(f"skipped {label}: {exc.message}")
+                    after.append(entry)
+                    continue
+                state = "ok" if report.ok else (
+                    "aborted by preflight" if not report.ran else f"failed (exit "
+                    f"{report.exit_code})")
+                lines.append(f"ran {label}  {attempt}  {state}")
+                dispatched.append({"agent": entry.agent, "schedule": entry.schedule.id,
+                                   "attempt": decision.attempt, "window": iso(decision.window),
+                                   "result": report.to_json()["result"]})
+                after.append(refresh(entry, home, windows))
+            elif action in ("missed", "give_up"):
+                assert decision.window is not None
+                what = "missed" if action == "missed" else "given up"
+                settled.append({"agent": entry.agent, "schedule": entry.schedule.id,
+                                "window": iso(decision.window), "action": action})
+                if dry_run:
+                    lines.append(f"would record {label} as {what} (window "
+                                 f"{iso(decision.window)})")
+                    after.append(entry)
+                    continue
+                apply_settlement(entry, decision, windows=windows, record=lambda e: audit.append(e),
+                                 now=now)
+                lines.append(f"recorded {label} as {what} (window {iso(decision.window)})")
+                after.append(refresh(entry, home, windows))
+            else:
+                after.append(entry)
+    later = utc_now()
+    upcoming = [t for t in (e.next_due(later) for e in after if not dry_run) if t is not None]
+    if dry_run:
+        upcoming = [t for t in (e.next_due(now) for e in after) if t is not None and t > now]
+    next_event = iso(min(upcoming)) if upcoming else None
+    agents = len({e.agent for e in entries})
+    if as_json:
+        sys.stdout.write(json.dumps({"dry_run": dry_run, "scanned": agents,
+                                     "dispatched": dispatched, "settled": settled,
+                                     "next_event": next_event}) + "\n")
+        return 0
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    prefix = "(dry-run) " if dry_run else ""
+    verb = "would dispatch" if dry_run else "dispatched"
+    sys.stdout.write(f"{prefix}scanned {agents} agent(s); {verb} {len(dispatched)}; next "
+                     f"event: {next_event or '—'}\n")
+    return 0

@@ -1,0 +1,1 @@
+"""The daemon: the asyncio loop (loop.py) and the scheduling step it shares with `tick`."""
