@@ -114,7 +114,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
         _add_schedules(report, loaded, Home(home), zone, now)
-        _add_plugins(report, loaded, plugins)
+        _add_plugins(report, loaded, plugins, env)
         reports.append(report)
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
@@ -290,7 +290,8 @@ def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> An
     return check_plugins(Home(home), found, utc_now(), env=env, update=False)
 
 
-def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -> None:
+def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any,
+                 env: Mapping[str, str]) -> None:
     from dotagent.discovery import plugin_search_dirs
     from dotagent.security.plugins import plugin_fields
 
@@ -300,7 +301,7 @@ def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any) -
         status = plugins.plugins[name]
         line = loaded.line_of(field_name)
         if status.path is None:
-            searched = ", ".join(str(d) for d in plugin_search_dirs({**os.environ, "PATH": ""}))
+            searched = ", ".join(str(d) for d in plugin_search_dirs({**env, "PATH": ""}))
             report.errors.append(Problem(
                 shown, line, field_name, f"plugin {quote_name(name)} not found: no "
                 f"dotagent-plugin-{name} in {searched} or on PATH"))

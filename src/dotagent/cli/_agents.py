@@ -62,9 +62,10 @@ def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
 def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Agent names for shell completion, honouring a `--home` already on the command line
     (the group's callback does not run while completing)."""
+    from dotagent.cli.app import invocation_env
     from dotagent.discovery import discover
 
-    env = dict(os.environ)
+    env = invocation_env()
     home = ctx.find_root().params.get("home")
     if home:
         env["DOTAGENT_HOME"] = os.path.abspath(home)

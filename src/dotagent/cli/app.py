@@ -40,6 +40,7 @@ class _Invocation:
 
     debug: bool = False
     agent_status: bool = False  # the running command passes an agent's exit status through
+    home: str | None = None  # --home, made absolute
 
 
 _invocation = _Invocation()
@@ -72,9 +73,20 @@ def _apply_home(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter("must not be empty (leave --home out to use $DOTAGENT_HOME)",
                                  ctx=ctx, param=param)
     path = os.path.abspath(os.path.expanduser(value))
-    # Commands (and the agents `run` starts) read the home from the environment.
-    os.environ["DOTAGENT_HOME"] = path
+    _invocation.home = path  # commands read it through invocation_env(); os.environ stays
     return path
+
+
+def invocation_env() -> dict[str, str]:
+    """The environment this invocation works in: the process's, with `--home` applied.
+
+    Commands pass it down (discovery, the home, the agents' environment) instead of
+    writing `os.environ`, so nothing below the CLI depends on a global that one option
+    rewrote."""
+    env = dict(os.environ)
+    if _invocation.home is not None:
+        env["DOTAGENT_HOME"] = _invocation.home
+    return env
 
 
 def _apply_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
@@ -168,7 +180,7 @@ def _os_error_message(exc: OSError) -> str:
     try:
         from dotagent.paths import resolve_home
 
-        home = str(resolve_home())
+        home = str(resolve_home(invocation_env()))
     except DotagentError:
         home = ""
     if home and exc.filename is not None and os.fsdecode(exc.filename).startswith(home):

@@ -42,8 +42,9 @@ def _route_warnings() -> None:
 
 def _audit_log() -> Any:
     from dotagent.audit import AuditLog
+    from dotagent.cli.app import invocation_env
 
-    return AuditLog(Home.from_env())
+    return AuditLog(Home.from_env(invocation_env()))
 
 
 @click.group("audit")

@@ -31,6 +31,7 @@ def command() -> int:
 
     from dotagent import __version__
     from dotagent.audit import AuditLog, events
+    from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.config import load_config
     from dotagent.daemon.loop import Daemon, default_log
@@ -40,7 +41,8 @@ def command() -> int:
     from dotagent.private import tighten_home
     from dotagent.security import selfhash
 
-    home = Home.from_env()
+    env = invocation_env()
+    home = Home.from_env(env)
     result = load_config(home)
     config = result.require()  # ConfigError: exit 78 (a unit's RestartPreventExitStatus)
     for problem in result.warnings:
@@ -58,7 +60,7 @@ def command() -> int:
                 f"{home.root / selfhash.HASH_FILE} ({check.summary()}); recorded in the audit "
                 "log as selfcheck_failed. After a deliberate upgrade, accept the new "
                 "installation with `dotagent selfcheck --record`, then start the daemon again")
-        daemon = Daemon(home, config, zone=local_zone(), log=default_log)
+        daemon = Daemon(home, config, env=env, zone=local_zone(env), log=default_log)
         daemon.recover(now)
         daemon.record(events.DaemonStarted(version=__version__, pid=os.getpid()))
         default_log(f"daemon started (pid {os.getpid()}, home {home.root})")

@@ -18,11 +18,13 @@ def command(as_json: bool) -> int:
     Exit status 0 when there are no errors (warnings allowed), 1 otherwise.
     """
     from dotagent.cli._style import paint
+    from dotagent.cli.app import invocation_env
     from dotagent.display import printable
     from dotagent.doctor import run_doctor
     from dotagent.paths import resolve_home
 
-    report = run_doctor(resolve_home())
+    env = invocation_env()
+    report = run_doctor(resolve_home(env), env)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
         return 0 if report.error_count == 0 else 1

@@ -14,11 +14,13 @@ def command() -> int:
     import os
     import signal
 
+    from dotagent.cli.app import invocation_env
     from dotagent.daemon.pidfile import running_daemon
     from dotagent.errors import DotagentError
     from dotagent.paths import Home
 
-    home = Home.from_env()
+    env = invocation_env()
+    home = Home.from_env(env)
     pid = running_daemon(home)
     if pid is None:
         raise DotagentError(f"no dotagent daemon is running for {home.root} (start one with "

@@ -67,6 +67,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     import signal
 
     from dotagent.audit import AuditLog
+    from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
     from dotagent.paths import Home
@@ -77,8 +78,9 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
 
-    home = Home.from_env()
-    found = discover(include_cwd=True)  # `run` also searches ./agents and ./ (S15.8)
+    env = invocation_env()
+    home = Home.from_env(env)
+    found = discover(env, include_cwd=True)  # `run` also searches ./agents and ./ (S15.8)
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
@@ -88,13 +90,14 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         # Like every command that executes agents: check every manifest before running any.
         now = utc_now()
         report_cache_findings(check_manifests(home, found, now, audit=audit))
-        for drift in check_plugins(home, found, now, audit=audit).drifts:
+        for drift in check_plugins(home, found, now, env=env, audit=audit).drifts:
             _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "
                  "since first seen (recorded in the audit log)\n")
         # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
         request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                              hooks=False, echo=_echo, stop=stop)
-        report = execute(request, RunDeps(home=home, audit=audit, history=history, say=_say))
+        report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
+                                          say=_say))
     outcome = report.outcome
     assert outcome is not None  # no preflight for `run`
     label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"

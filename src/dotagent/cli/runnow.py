@@ -30,6 +30,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     schedule's window. Refused with exit 1 while the agent is already running.
     """
     from dotagent.audit import AuditLog
+    from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -40,8 +41,9 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.security.manifests import check_manifests
     from dotagent.state.history import History
 
-    home = Home.from_env()
-    found = discover(include_cwd=False)  # the daemon's agents (S15.8)
+    env = invocation_env()
+    home = Home.from_env(env)
+    found = discover(env, include_cwd=False)  # the daemon's agents (S15.8)
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)
@@ -49,7 +51,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
-        report = execute(request, RunDeps(home=home, audit=audit, history=history,
+        report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
                                           say=_streams.say))
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")

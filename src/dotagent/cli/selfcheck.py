@@ -21,12 +21,14 @@ def command(do_record: bool, as_json: bool) -> int:
     after a deliberate upgrade, accept the new installation with --record.
     """
     from dotagent.audit import AuditLog
+    from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.paths import Home
     from dotagent.private import tighten_home
     from dotagent.security import selfhash
 
-    home = Home.from_env()
+    env = invocation_env()
+    home = Home.from_env(env)
     tighten_home(home)  # S15.11
     now = utc_now()
     result = selfhash.check(home, AuditLog(home), now, record=do_record)

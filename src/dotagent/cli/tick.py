@@ -25,6 +25,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     exhausted ones as given up. With --dry-run nothing runs and nothing is written.
     """
     from dotagent.audit import AuditLog
+    from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, refresh
@@ -38,9 +39,10 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.state.windows import WindowStore
     from dotagent.timefmt import iso
 
-    home = Home.from_env()
-    found = discover(include_cwd=False)  # the daemon's agents (S15.8)
-    zone = local_zone()
+    env = invocation_env()
+    home = Home.from_env(env)
+    found = discover(env, include_cwd=False)  # the daemon's agents (S15.8)
+    zone = local_zone(env)
     now = utc_now()
     audit = AuditLog(home)
     if not dry_run:
@@ -54,7 +56,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     settled: list[dict[str, Any]] = []
     after = []
     with History(home) as history:
-        deps = RunDeps(home=home, audit=audit, history=history, windows=windows,
+        deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        say=_streams.say)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
