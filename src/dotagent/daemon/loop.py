@@ -84,8 +84,9 @@ class Daemon:
         self._last_scan: datetime | None = None
         self._retention_done: str | None = None
         self._deferred: set[tuple[str, str]] = set()
-        self.executor = ThreadPoolExecutor(max_workers=config.daemon.max_concurrent_runs,
-                                           thread_name_prefix="run")
+        # Sized for the largest cap config.toml allows: the cap itself is checked at dispatch,
+        # so a reload that raises it takes effect at once. Threads start only when needed.
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="run")
 
     # ------------------------------------------------------------------ audit & logging
     def record(self, event: events.Event) -> None:
@@ -240,6 +241,8 @@ class Daemon:
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
         future = self.executor.submit(execute, request, deps)
+        if hasattr(self, "_snapshot_wanted"):
+            self._snapshot_wanted.set()
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
 
@@ -299,24 +302,42 @@ class Daemon:
 
     def _skip_overlaps(self, agent: str, started: datetime, now: datetime) -> None:
         """Windows of `agent` that came due while it ran are skipped, never queued: one
-        `run_skipped_overlap` per episode, with the count (V7)."""
+        `run_skipped_overlap` per episode, with the count (V7). A window the scheduler
+        would still run (its success did not come after it) is recorded as missed."""
+        from dotagent.schedule.windows import CalendarRule
+
         for i, entry in enumerate(self.entries):
             if entry.agent != agent:
                 continue
-            decision = entry.decide(now)
-            if decision.action != "run" or decision.window is None or \
-                    decision.window <= started:
+            fell: list[datetime] = []
+            if isinstance(entry.rule, CalendarRule):
+                t = entry.rule.next_after(started)
+                while t is not None and t <= now and len(fell) < 10_000:
+                    fell.append(t)
+                    t = entry.rule.next_after(t)
+            else:
+                every = entry.rule.every
+                t = started + every
+                while t <= now and len(fell) < 10_000:
+                    fell.append(t)
+                    t += every
+            if not fell:
                 continue
-            count = 1 + decision.skipped
-            try:
-                self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
-                                  WindowState(expected_at=decision.window, missed=True))
-            except DotagentError as exc:
-                self.log(f"error: {exc.message}")
+            decision = entry.decide(now)
+            if decision.action == "run" and decision.window is not None and \
+                    decision.window > started:
+                try:
+                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
+                                      WindowState(expected_at=decision.window, missed=True))
+                except DotagentError as exc:
+                    self.log(f"error: {exc.message}")
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
-                reason=f"{count} window(s) came due while the agent was still running "
-                       f"(latest {decision.window.isoformat()}); skipped, not queued"))
+                reason=f"{len(fell)} window(s) came due while the agent was still running "
+                       f"(from {fell[0].isoformat()} to {fell[-1].isoformat()}); skipped, "
+                       "not queued"))
+            self.log(f"skipped {len(fell)} window(s) of {agent}/{entry.schedule.id}: the "
+                     "agent was still running")
             self.entries[i] = refresh(entry, self.home, self.windows)
 
     # ------------------------------------------------------------------ start / stop
@@ -375,6 +396,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
         watcher = asyncio.ensure_future(self._watch())
+        refresher = asyncio.ensure_future(self._refresh_snapshot())
         try:
             while not self._stopping:
                 now = self.clock.now()
@@ -386,9 +408,10 @@ class Daemon:
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            for task in (watcher, refresher):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             self.timer.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -396,6 +419,18 @@ class Daemon:
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()
+
+    async def _refresh_snapshot(self) -> None:
+        """supervisor.json is rewritten every 2 s while something runs (ages and deadline
+        percentages move), and not at all while idle: the task parks until a run starts."""
+        self._snapshot_wanted = asyncio.Event()
+        while True:
+            await self._snapshot_wanted.wait()
+            while self.running:
+                await asyncio.sleep(SNAPSHOT_SECONDS)
+                if self.running:
+                    self._write_snapshot()
+            self._snapshot_wanted.clear()
 
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
