@@ -420,21 +420,14 @@ def _adjust(raw: Mapping[str, Any], clamps: list[Clamp]) -> tuple[dict[str, Any]
 
 
 def _log_level(value: str) -> tuple[str | None, str | None]:
-    """(the level to use, a warning) for a `[logging].level` as written. Case and the
-    spelling "warning" are accepted silently; upstream's Rust filter directives
-    ("info,hyper=warn") load with their bare level and a warning. None: leave the value to
-    the validator, which reports it."""
-    text = value.strip().lower()
-    text = "warn" if text == "warning" else text
-    if text in LOG_LEVELS:
-        return text, None
-    if "," not in text and "=" not in text:
-        return None, None
-    bare = [part.strip() for part in text.split(",") if part.strip() and "=" not in part]
-    bare = ["warn" if b == "warning" else b for b in bare]
-    level = bare[-1] if bare else "info"
-    if level not in LOG_LEVELS:
-        return None, None
+    """(the level to use, a warning) for a `[logging].level` as written (the parsing is the
+    daemon log's, shared with `$DOTAGENT_LOG`). None: leave the value to the validator,
+    which reports it."""
+    from dotagent.daemonlog import parse_level
+
+    level, simplified = parse_level(value)
+    if level is None or not simplified:
+        return level, None
     return level, (f"{_show(value)}: per-target filter directives are not supported here; "
                    f"using {level!r} for everything")
 
