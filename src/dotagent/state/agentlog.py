@@ -16,11 +16,12 @@ set back does not make a new segment look older than an old one).
 
 Rotation happens only between writes, and every write is whole lines, so no line is ever
 split across files. Several processes (the daemon, a CLI run) may append to one log at once:
-each write is one `write(2)` of whole lines to an `O_APPEND` descriptor, so lines interleave
-but are never torn or lost, and a rotation takes an exclusive `flock` on the file it renames
-and first checks that the name still refers to it, so two writers that fill the file at the
-same moment rotate it once. A writer whose file was rotated by another one notices at its
-next flush and continues in the new active file.
+each flush is one `write(2)` of whole lines to an `O_APPEND` descriptor, done under an
+exclusive `flock` on the active file together with the size check and, when needed, the
+rotation. Lines of two writers interleave but are never torn, lost or doubled; a writer first
+checks that the name still refers to the file it holds, so two writers that fill the file at
+the same moment rotate it once, and a writer whose file was rotated by another continues in
+the new active file. The lock is the log file itself: no lock file for a sweep to delete.
 
 Nothing here reads the clock. Files and directories are created private (0600/0700).
 """
@@ -176,22 +177,38 @@ class AgentLogWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is queued, rotating first when it would not fit (see the class)."""
+        """Write what is queued, rotating first when it would not fit (see the class).
+
+        The size check and the write happen under an exclusive flock on the active file, so
+        that concurrent writers cannot both decide that their lines still fit: every file
+        stays within `max_bytes` (unless one flush alone is larger)."""
         if not self._buffer or self._fd is None:
             return
-        self._follow()
-        if self._fd is None:
-            return
-        size = os.fstat(self._fd).st_size
-        if size > 0 and size + len(self._buffer) > self.max_bytes:
-            self._rotate()
-        if self._note is not None:
-            data, self._note = self._note + bytes(self._buffer), None
-        else:
-            data = bytes(self._buffer)
-        self._buffer.clear()
-        self._write_all(data)
-        self._wrote = True
+        while True:
+            fd = self._fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                mine = os.fstat(fd)
+                if not self._still_active(mine):
+                    # Rotated (or removed) by someone else: continue in the active file.
+                    self._switch(self._segment_of(mine))
+                    continue
+                if mine.st_size > 0 and mine.st_size + len(self._buffer) > self.max_bytes:
+                    self._rotate(mine)
+                    continue  # and write into the new file under its own lock
+                data = bytes(self._buffer) if self._note is None else \
+                    self._note + bytes(self._buffer)
+                self._note = None
+                self._buffer.clear()
+                self._write_all(data)
+                self._wrote = True
+                return
+            finally:
+                # Closing a replaced descriptor releases its lock; a kept one is unlocked.
+                if fd == self._fd:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                else:
+                    os.close(fd)
 
     def close(self) -> None:
         """Flush and close; the descriptor is closed even when the flush fails (then the
@@ -213,29 +230,21 @@ class AgentLogWriter:
             view = view[written:]
 
     # -- rotation -----------------------------------------------------------------------
-    def _follow(self) -> None:
-        """Continue in the active file when ours was rotated (or removed) by someone else."""
-        assert self._fd is not None
+    def _still_active(self, mine: os.stat_result) -> bool:
         try:
-            current = os.stat(self.path)
+            return _same_file(os.stat(self.path), mine)
         except FileNotFoundError:
-            current = None
-        mine = os.fstat(self._fd)
-        if current is not None and _same_file(current, mine):
-            return
-        os.close(self._switch(self._segment_of(mine)))
+            return False
 
-    def _switch(self, previous: str | None) -> int:
+    def _switch(self, previous: str | None) -> None:
         """Open the active file afresh (another process may just have created it) and, when
         this writer is in the middle of a run, start it with a note saying where the run's
-        earlier lines are. Returns the old descriptor, for the caller to close."""
-        assert self._fd is not None
-        old, self._fd = self._fd, open_private(self.path, os.O_WRONLY | os.O_APPEND)
+        earlier lines are. The old descriptor is left to the caller to close."""
+        self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         if self._wrote:
             where = previous or "the previous log file"
             self._note = (f"[dotagent] log rotated; this run's earlier output is in "
                           f"{where}\n").encode()
-        return old
 
     def _segment_of(self, st: os.stat_result) -> str | None:
         for seg in reversed(segments(self.path)):
@@ -244,47 +253,27 @@ class AgentLogWriter:
                     return seg.path.name
         return None
 
-    def _rotate(self) -> None:
-        """Rename the active file to a new segment, start a new one, prune old segments.
-
-        Under an exclusive flock on the file being renamed; when the name no longer refers
-        to it, another writer has rotated it and this one just follows."""
-        assert self._fd is not None
-        fd = self._fd
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    def _rotate(self, mine: os.stat_result) -> None:
+        """Rename the active file (whose lock the caller holds, `mine` its stat) to a new
+        segment, start a new active file, prune old segments."""
+        existing = segments(self.path)
+        stamp = mine.st_mtime_ns // 1000
+        if existing and stamp <= existing[-1].stamp_us:
+            stamp = existing[-1].stamp_us + 1  # names stay in time order
+        target = self.path.with_name(segment_name(self.path.name, stamp))
         try:
-            mine = os.fstat(fd)
-            try:
-                current = os.stat(self.path)
-            except FileNotFoundError:
-                current = None
-            if current is None or not _same_file(current, mine):
-                self._switch(self._segment_of(mine))
-                return
-            existing = segments(self.path)
-            stamp = mine.st_mtime_ns // 1000
-            if existing and stamp <= existing[-1].stamp_us:
-                stamp = existing[-1].stamp_us + 1  # names stay in time order
-            target = self.path.with_name(segment_name(self.path.name, stamp))
-            try:
-                os.rename(self.path, target)
-            except OSError as exc:
-                raise RotationError(exc.errno, f"cannot rename it to {target.name}: "
-                                    f"{exc.strerror}") from exc
-            try:
-                self._switch(target.name)
-            except OSError as exc:
-                # The renamed file stays ours: later lines go on into it, past the limit.
-                raise RotationError(exc.errno, f"renamed it to {target.name}, but cannot "
-                                    f"start a new one: {exc.strerror}") from exc
-            self.rotations += 1
-            self._prune()
-        finally:
-            # Closing the old descriptor releases the lock; when we kept it, unlock.
-            if fd == self._fd:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            else:
-                os.close(fd)
+            os.rename(self.path, target)
+        except OSError as exc:
+            raise RotationError(exc.errno, f"cannot rename it to {target.name}: "
+                                f"{exc.strerror}") from exc
+        try:
+            self._switch(target.name)
+        except OSError as exc:
+            # The renamed file stays ours; the caller stops writing after this error.
+            raise RotationError(exc.errno, f"renamed it to {target.name}, but cannot "
+                                f"start a new one: {exc.strerror}") from exc
+        self.rotations += 1
+        self._prune()
 
     def _prune(self) -> None:
         """Delete the oldest segments beyond `keep` (best effort: a segment that cannot be
