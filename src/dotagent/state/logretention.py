@@ -112,7 +112,8 @@ def _sweep_dir(directory: Path, now: float, retention_days: int, compress_after_
     except OSError as exc:
         report.errors.append((directory, _reason(exc)))
         return
-    for name in names:
+    # Temporary files first: a crashed sweep's `X.gz.tmp` must not block compressing X now.
+    for name in sorted(names, key=lambda n: not n.endswith(TMP_SUFFIX)):
         path = directory / name
         try:
             st = os.lstat(path)
