@@ -19,7 +19,6 @@ from dotagent import daemonlog, redaction
 from dotagent.daemonlog import DailyFileHandler, configure, fields, resolve_level
 from tmpfs import fill, small_tmpfs
 
-
 Setup = tuple[Path, io.StringIO, daemonlog.DaemonLogging]
 
 
