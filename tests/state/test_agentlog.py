@@ -275,3 +275,19 @@ def root(tmp_path: Path) -> Path:
     r = tmp_path / "agents"
     r.mkdir()
     return r
+
+
+def test_spans_say_where_a_runs_lines_are(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"an earlier run\n")
+    with open_run_log(log, max_bytes=300, keep=5) as run_log:
+        for i in range(6):
+            run_log.write(f"{i} {'s' * 70}\n".encode())
+            run_log.flush()
+    spans = run_log.spans
+    assert [s.name for s in spans[:-1]] == [seg.path.name for seg in segments(log)]
+    assert spans[-1].name == "a.log"
+    got = b"".join((tmp_path / s.name).read_bytes()[s.start:s.end] for s in spans)
+    assert got.decode().splitlines() == [
+        line for line in lines_of(log) if line != "an earlier run"]
+    assert spans[0].start == len(b"an earlier run\n")

@@ -15,7 +15,13 @@ from typing import Protocol
 
 from dotagent.fserrors import reason, reporting
 from dotagent.runner.process import Stream
-from dotagent.state.agentlog import DEFAULT_KEEP, DEFAULT_MAX_BYTES, AgentLogWriter, RotationError
+from dotagent.state.agentlog import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    AgentLogWriter,
+    RotationError,
+    Span,
+)
 
 __all__ = ["TAIL_LINES", "OutputCollector", "RunLog", "open_run_log"]
 
@@ -154,7 +160,15 @@ class RunLog:
     def __init__(self, path: Path, fh: _LogFile) -> None:
         self.path = path
         self._fh: _LogFile | None = fh
+        self._file = fh
         self.error: str | None = None
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """Where this run's lines went: (file name, start, end) per log file, oldest first
+        (`dotagent.state.agentlog.Span`); empty for a log that is not rotated by size."""
+        spans = getattr(self._file, "spans", ())
+        return tuple(spans)
 
     def write(self, data: bytes) -> None:
         self._do("write to", lambda fh: fh.write(data))

@@ -46,6 +46,7 @@ __all__ = [
     "AgentLogWriter",
     "RotationError",
     "Segment",
+    "Span",
     "is_active_name",
     "segment_name",
     "segments",
@@ -109,6 +110,18 @@ class Segment:
         return self.path.name.endswith(".gz")
 
 
+@dataclass(frozen=True)
+class Span:
+    """Bytes `start`..`end` of the file `name` (in the log's directory) hold lines this
+    writer wrote. A span in a file that this writer saw rotated carries the segment's name;
+    one recorded as the active `<name>.log` is, after a later rotation, in the oldest segment
+    stamped at or after the time of its last line (docs/logs.md)."""
+
+    name: str
+    start: int
+    end: int
+
+
 def _segments_in(names: Iterable[str], active: Path) -> list[Segment]:
     prefix = active.name + "."
     found: dict[int, Segment] = {}
@@ -166,8 +179,16 @@ class AgentLogWriter:
         self._buffer = bytearray()
         self._wrote = False  # whether this writer has written a line (a run is under way)
         self._note: bytes | None = None
+        self._spans: list[Span] = []
+        self._span_file: tuple[int, int] | None = None  # (dev, ino) of the last span's file
         private_mkdir(path.parent)
         self._fd: int | None = open_private(path, os.O_WRONLY | os.O_APPEND)
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """Where this writer's lines are, oldest first: one span per file it wrote into
+        (for a run: where its output sits, for the run history)."""
+        return tuple(self._spans)
 
     # -- writing ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -191,7 +212,9 @@ class AgentLogWriter:
                 mine = os.fstat(fd)
                 if not self._still_active(mine):
                     # Rotated (or removed) by someone else: continue in the active file.
-                    self._switch(self._segment_of(mine))
+                    previous = self._segment_of(mine)
+                    self._renamed(mine, previous)
+                    self._switch(previous)
                     continue
                 if mine.st_size > 0 and mine.st_size + len(self._buffer) > self.max_bytes:
                     self._rotate(mine)
@@ -200,7 +223,9 @@ class AgentLogWriter:
                     self._note + bytes(self._buffer)
                 self._note = None
                 self._buffer.clear()
+                # Under the lock nobody else appends: our bytes start at the size we saw.
                 self._write_all(data)
+                self._record_span(mine, len(data))
                 self._wrote = True
                 return
             finally:
@@ -221,6 +246,21 @@ class AgentLogWriter:
             fd, self._fd = self._fd, None
             self._buffer.clear()
             os.close(fd)
+
+    def _record_span(self, st: os.stat_result, length: int) -> None:
+        file = (st.st_dev, st.st_ino)
+        if self._spans and self._span_file == file:
+            last = self._spans[-1]
+            self._spans[-1] = Span(last.name, last.start, st.st_size + length)
+        else:
+            self._spans.append(Span(self.path.name, st.st_size, st.st_size + length))
+            self._span_file = file
+
+    def _renamed(self, st: os.stat_result, name: str | None) -> None:
+        """The file `st` is now the segment `name`: so is the span written into it."""
+        if name and self._spans and self._span_file == (st.st_dev, st.st_ino):
+            last = self._spans[-1]
+            self._spans[-1] = Span(name, last.start, last.end)
 
     def _write_all(self, data: bytes) -> None:
         assert self._fd is not None
@@ -266,6 +306,7 @@ class AgentLogWriter:
         except OSError as exc:
             raise RotationError(exc.errno, f"cannot rename it to {target.name}: "
                                 f"{exc.strerror}") from exc
+        self._renamed(mine, target.name)
         try:
             self._switch(target.name)
         except OSError as exc:
