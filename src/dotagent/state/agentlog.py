@@ -29,6 +29,7 @@ Nothing here reads the clock. Files and directories are created private (0600/07
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -149,6 +150,18 @@ def segments(active: Path) -> list[Segment]:
     return _segments_in(names, active)
 
 
+def _lock(fd: int) -> bool:
+    """An exclusive flock on `fd`; False (and no lock) on a file system that has none, where
+    a log still works, only without the guarantees for concurrent writers."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return False
+        raise
+    return True
+
+
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
@@ -207,7 +220,7 @@ class AgentLogWriter:
             return
         while True:
             fd = self._fd
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = _lock(fd)
             try:
                 mine = os.fstat(fd)
                 if not self._still_active(mine):
@@ -230,10 +243,10 @@ class AgentLogWriter:
                 return
             finally:
                 # Closing a replaced descriptor releases its lock; a kept one is unlocked.
-                if fd == self._fd:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                else:
+                if fd != self._fd:
                     os.close(fd)
+                elif held:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Flush and close; the descriptor is closed even when the flush fails (then the
@@ -321,14 +334,11 @@ class AgentLogWriter:
         deleted now goes at a later rotation)."""
         old = segments(self.path)
         for seg in old[: max(0, len(old) - self.keep)]:
-            with contextlib.suppress(FileNotFoundError):
-                try:
-                    seg.path.unlink()
-                except OSError:
-                    continue
-            if not seg.compressed:  # and the compressed copy the sweep may be making
+            plain = seg.path.with_name(seg.path.name.removesuffix(".gz"))
+            # Both names: the sweep may be between making `X.gz` and removing `X`.
+            for path in (plain, plain.with_name(plain.name + ".gz")):
                 with contextlib.suppress(OSError):
-                    seg.path.with_name(seg.path.name + ".gz").unlink()
+                    path.unlink()
 
     # -- context manager ----------------------------------------------------------------
     def __enter__(self) -> AgentLogWriter:
