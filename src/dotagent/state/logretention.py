@@ -153,52 +153,45 @@ def _compress(path: Path, st: os.stat_result) -> bool:
     """Gzip `path` to `path.gz` safely (see the module docstring). False when it was left
     alone: it changed or vanished meanwhile, or another sweep is compressing it. Raises
     OSError, after removing its temporary file, when compression fails (a full disk)."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        out = open_private(tmp, os.O_WRONLY | os.O_EXCL)
-    except FileExistsError:
-        return False  # another sweep is at it (a stale one is removed by the next pass)
-    try:
-        try:
-            src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            os.close(out)
-            tmp.unlink()
-            return False
-        with os.fdopen(src, "rb") as source, os.fdopen(out, "wb") as raw:
-            if not _unchanged(st, os.fstat(source.fileno())):
-                raise _Changed
-            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw,
-                               mtime=int(st.st_mtime)) as gz:
-                while chunk := source.read(CHUNK):
-                    gz.write(chunk)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        # Last check, just before the swap: still the same, unmodified file under that name
-        # (an agent-log rotation may have pruned it meanwhile).
-        try:
-            if not _unchanged(st, os.lstat(path)):
-                raise _Changed
-        except FileNotFoundError:
-            raise _Changed from None
-        os.rename(tmp, path.with_name(path.name + ".gz"))
-    except _Changed:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with os.fdopen(src, "rb") as source:
+        if not _unchanged(st, os.fstat(source.fileno())):
+            return False
+        tmp = path.with_name(path.name + TMP_SUFFIX)
+        try:
+            out = open_private(tmp, os.O_WRONLY | os.O_EXCL)
+        except FileExistsError:
+            return False  # another sweep is at it (a stale one is removed by the next pass)
+        try:
+            with os.fdopen(out, "wb") as raw:
+                with gzip.GzipFile(filename=path.name, mode="wb", fileobj=raw,
+                                   mtime=int(st.st_mtime)) as gz:
+                    while chunk := source.read(CHUNK):
+                        gz.write(chunk)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            # Last check, just before the swap: still the same, unmodified file under that
+            # name (an agent-log rotation may have pruned it meanwhile).
+            try:
+                still = _unchanged(st, os.lstat(path))
+            except FileNotFoundError:
+                still = False
+            if not still:
+                tmp.unlink()
+                return False
+            os.rename(tmp, path.with_name(path.name + ".gz"))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
     _fsync_dir(path.parent)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
-
-
-class _Changed(Exception):
-    """The file to compress changed or vanished while it was being compressed."""
 
 
 def _unchanged(before: os.stat_result, after: os.stat_result) -> bool:
