@@ -83,6 +83,8 @@ MAX_RESCAN_MINUTES = 24 * 60
 MAX_SHUTDOWN_GRACE_SECONDS = 60
 MAX_GRACE_MINUTES = 24 * 60
 MAX_DAYS = 100 * 366  # beyond a century a retention is a typo
+MAX_AGENT_LOG_MB = 1024
+MAX_AGENT_LOG_KEEP = 100
 
 # (section, key) -> (lowest, highest, what the limit is, shown in the warning)
 _CLAMPS: dict[tuple[str, str], tuple[int, int, str]] = {
@@ -95,6 +97,9 @@ _CLAMPS: dict[tuple[str, str], tuple[int, int, str]] = {
                                            f"1..{MAX_SHUTDOWN_GRACE_SECONDS} seconds"),
     ("daily_summary", "grace_minutes"): (1, MAX_GRACE_MINUTES,
                                          f"1..{MAX_GRACE_MINUTES} minutes"),
+    ("logging", "agent_log_max_mb"): (1, MAX_AGENT_LOG_MB, f"1..{MAX_AGENT_LOG_MB} MiB"),
+    ("logging", "agent_log_keep"): (0, MAX_AGENT_LOG_KEEP,
+                                    f"0..{MAX_AGENT_LOG_KEEP} old files"),
 }
 
 # Upstream's chat-assistant layer (SPEC S15, "we leave out"): accepted, warned, ignored.
@@ -179,6 +184,13 @@ class LoggingSection(_Model):
     retention_days: Days = 30
     per_agent_retention_days: Days = 14
     compress_after_days: Days = 1
+    agent_log_max_mb: Annotated[int, _clamped("logging", "agent_log_max_mb")] = 10
+    agent_log_keep: Annotated[int, _clamped("logging", "agent_log_keep")] = 5
+
+    @property
+    def agent_log_max_bytes(self) -> int:
+        """`agent_log_max_mb` in bytes (MiB, as `ls -h` counts)."""
+        return self.agent_log_max_mb * 1024 * 1024
 
 
 class TelemetrySection(_Model):
@@ -408,21 +420,14 @@ def _adjust(raw: Mapping[str, Any], clamps: list[Clamp]) -> tuple[dict[str, Any]
 
 
 def _log_level(value: str) -> tuple[str | None, str | None]:
-    """(the level to use, a warning) for a `[logging].level` as written. Case and the
-    spelling "warning" are accepted silently; upstream's Rust filter directives
-    ("info,hyper=warn") load with their bare level and a warning. None: leave the value to
-    the validator, which reports it."""
-    text = value.strip().lower()
-    text = "warn" if text == "warning" else text
-    if text in LOG_LEVELS:
-        return text, None
-    if "," not in text and "=" not in text:
-        return None, None
-    bare = [part.strip() for part in text.split(",") if part.strip() and "=" not in part]
-    bare = ["warn" if b == "warning" else b for b in bare]
-    level = bare[-1] if bare else "info"
-    if level not in LOG_LEVELS:
-        return None, None
+    """(the level to use, a warning) for a `[logging].level` as written (the parsing is the
+    daemon log's, shared with `$DOTAGENT_LOG`). None: leave the value to the validator,
+    which reports it."""
+    from dotagent.daemonlog import parse_level
+
+    level, simplified = parse_level(value)
+    if level is None or not simplified:
+        return level, None
     return level, (f"{_show(value)}: per-target filter directives are not supported here; "
                    f"using {level!r} for everything")
 

@@ -1,21 +1,27 @@
 """A run's output: split into lines, kept as bounded tails, appended to the per-agent log.
 
 The log keeps upstream's header line; output follows in arrival order, stderr lines marked
-with `[stderr] ` so the two streams stay apart in one file (S14.18).
+with `[stderr] ` so the two streams stay apart in one file (S14.18). The file rotates by size
+(`dotagent.state.agentlog`), between lines only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from dotagent.fserrors import reason, reporting
-from dotagent.private import open_private, private_mkdir
 from dotagent.runner.process import Stream
+from dotagent.state.agentlog import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    AgentLogWriter,
+    RotationError,
+    Span,
+)
 
 __all__ = ["TAIL_LINES", "OutputCollector", "RunLog", "open_run_log"]
 
@@ -103,6 +109,10 @@ class OutputCollector:
                 self.echo_errors[stream] = exc
         for line in self._tails[stream].feed(chunk):
             self._write(stream, line)
+        if self._log is not None:
+            # One write(2) per chunk of whole lines: a follower of the log sees them now, and
+            # another process appending to the same log interleaves lines, never halves.
+            self._log.flush()
 
     def close(self) -> None:
         for stream, tail in self._tails.items():
@@ -130,9 +140,16 @@ class OutputCollector:
         return self._tails[stream].dropped
 
 
-def open_log(path: Path) -> BinaryIO:
-    private_mkdir(path.parent)
-    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
+class _LogFile(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> object: ...
+    def close(self) -> object: ...
+
+
+def open_log(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+             keep: int = DEFAULT_KEEP) -> AgentLogWriter:
+    """The per-agent log for appending whole lines, rotated by size (state/agentlog.py)."""
+    return AgentLogWriter(path, max_bytes=max_bytes, keep=keep)
 
 
 class RunLog:
@@ -140,10 +157,18 @@ class RunLog:
     that fails is kept in `error` (naming the log and the operation) and later writes are
     dropped, so the run is still finished and recorded."""
 
-    def __init__(self, path: Path, fh: BinaryIO) -> None:
+    def __init__(self, path: Path, fh: _LogFile) -> None:
         self.path = path
-        self._fh: BinaryIO | None = fh
+        self._fh: _LogFile | None = fh
+        self._file = fh
         self.error: str | None = None
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """Where this run's lines went: (file name, start, end) per log file, oldest first
+        (`dotagent.state.agentlog.Span`); empty for a log that is not rotated by size."""
+        spans = getattr(self._file, "spans", ())
+        return tuple(spans)
 
     def write(self, data: bytes) -> None:
         self._do("write to", lambda fh: fh.write(data))
@@ -156,12 +181,14 @@ class RunLog:
         if self._fh is not None:
             self._fh = None
 
-    def _do(self, operation: str, action: Callable[[BinaryIO], object]) -> None:
+    def _do(self, operation: str, action: Callable[[_LogFile], object]) -> None:
         if self._fh is None:
             return
         try:
             action(self._fh)
         except OSError as exc:
+            if isinstance(exc, RotationError):
+                operation = "rotate"
             self.error = (f"cannot {operation} the log {self.path}: {reason(exc)} (the rest of "
                           "this run's output is not logged)")
             fh, self._fh = self._fh, None
@@ -175,7 +202,12 @@ class RunLog:
         self.close()
 
 
-def open_run_log(path: Path) -> RunLog:
-    """Open the per-agent log for appending; a failure is a StateError naming the log."""
+def open_run_log(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 keep: int = DEFAULT_KEEP) -> RunLog:
+    """Open the per-agent log for appending; a failure is a StateError naming the log.
+
+    The log rotates when the next line would take it past `max_bytes` (`[logging]
+    agent_log_max_mb`), keeping `keep` old segments (`agent_log_keep`): at the start of a
+    run or in the middle of one, always between lines."""
     with reporting("append to the log", path):
-        return RunLog(path, open_log(path))
+        return RunLog(path, open_log(path, max_bytes=max_bytes, keep=keep))
