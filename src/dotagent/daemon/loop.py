@@ -216,12 +216,20 @@ class Daemon:
             return
         self._retention_done = local.date().isoformat()
         st = self.config.state
+        from dotagent.state.logretention import sweep_logs
+
         try:
             swept = self.windows.sweep(now, st.window_retention_days)
             rows = self.history.sweep(now.timestamp(), st.history_retention_days)
             self.log(f"retention sweep: windows {swept}, history rows deleted {rows}")
         except DotagentError as exc:
             self.log(f"error: retention sweep: {exc.message}")
+        logs = sweep_logs(self.home, now, self.config.logging)
+        counts = logs.counts()
+        self.log("log retention sweep completed: " + ", ".join(f"{k} {v}" for k, v in
+                                                               counts.items()))
+        for problem in logs.errors:
+            self.log(f"error: log retention: {problem}")
 
     # ------------------------------------------------------------------ runs
     def dispatch(self, entry: Entry, window: datetime | None, attempt: int,
