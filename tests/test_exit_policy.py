@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import dotagent, write_agent
 
 from dotagent.manifest import parse_manifest
 from dotagent.paths import Home
@@ -29,8 +28,21 @@ from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.windows import WindowStore
 
+from helpers import dotagent, write_agent
+
 
 # -- the pure parts ----------------------------------------------------------------------------
+def test_an_ordinary_give_up_line_stays_upstream_shaped() -> None:
+    from dotagent.audit import events
+
+    plain = events.AgentGivenUp(agent="a", schedule="s", attempts=4, last_exit=1)
+    assert list(plain.fields()) == ["event_type", "agent", "schedule", "attempts", "last_exit",
+                                    "stderr_tail"]
+    why = events.AgentGivenUp(agent="a", schedule="s", attempts=1, last_exit=4,
+                              reason=events.no_retry_reason(4))
+    assert why.fields()["reason"] == "exit 4 is in no_retry_exit_codes: not retried"
+
+
 def test_the_one_success_test() -> None:
     exits = ExitPolicy(frozenset({3}), frozenset({4}))
     assert [exits.succeeded(c) for c in (0, 3, 4, 1, None)] == [True, True, False, False, False]

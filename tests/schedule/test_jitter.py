@@ -341,11 +341,11 @@ def test_doctor_shows_the_delay_and_tick_plans_with_it(tmp_path: Path, cli_env: 
 def test_the_daemon_dispatches_at_the_delayed_instant(tmp_path: Path,
                                                       dotagent_home: Path) -> None:
     """The daemon's step asks the same scheduler: no special case in the loop."""
-    from helpers import write_agent
-
     from dotagent.config import Config
     from dotagent.daemon.loop import Daemon
     from dotagent.state.windows import WindowStore
+
+    from helpers import write_agent
 
     write_agent(tmp_path / "agents", "report", """
         [agent]
