@@ -94,7 +94,9 @@ def test_every_event_type_is_defined_once() -> None:
 def test_upstream_field_order() -> None:
     order = {
         "tick_completed": ["agents_scanned", "runs_dispatched", "next_event_iso"],
-        "agent_given_up": ["agent", "schedule", "attempts", "last_exit", "stderr_tail"],
+        # + ours after upstream's: `reason`, only written when set
+        "agent_given_up": ["agent", "schedule", "attempts", "last_exit", "stderr_tail",
+                           "reason"],
         "plugin_invoked": ["agent", "plugin", "plugin_kind", "ok"],
         "manifest_drift_detected": ["agent", "path", "expected_sha256", "actual_sha256"],
         "audit_chain_broken": ["position", "expected_prev_hash", "actual_prev_hash", "kind",

@@ -55,6 +55,7 @@ __all__ = [
     "TickCompleted",
     "TickStarted",
     "WindowMissed",
+    "no_retry_reason",
 ]
 
 
@@ -183,6 +184,14 @@ class AgentGivenUp(Event):
     attempts: int
     last_exit: int = -1
     stderr_tail: str = ""
+    # Ours, only written when set: why the window was given up before its retries ran out
+    # (`no_retry_reason`); an ordinary give-up stays byte-identical to upstream's line.
+    reason: str = field(default="", metadata=_OMIT_DEFAULT)
+
+
+def no_retry_reason(exit_code: int | None) -> str:
+    """`agent_given_up.reason` for a status listed in `[run] no_retry_exit_codes`."""
+    return f"exit {exit_code} is in no_retry_exit_codes: not retried"
 
 
 @dataclass(frozen=True, kw_only=True)
