@@ -1004,6 +1004,8 @@ class AuditLog:
             ev = item[0]
             assert isinstance(ev, AuditChainBroken)
             where = "head record" if ev.kind == "head" else f"{ev.kind} at line {ev.line}"
+            if ev.segment:
+                where += f" of {ev.segment}"
             pending.notes.append(f"recorded {where}: {ev.detail}")
 
     def _unreported(self, problems: list[Problem],
@@ -1022,7 +1024,8 @@ class AuditLog:
             items.append((AuditChainBroken(position=p.position,
                                            expected_prev_hash=p.expected_prev_hash,
                                            actual_prev_hash=p.actual_prev_hash, kind=p.kind,
-                                           line=p.line, detail=p.detail), None))
+                                           line=p.line, detail=p.detail, segment=p.segment),
+                          None))
         return items
 
 
@@ -1067,6 +1070,8 @@ def _announcement(event: Event) -> str:
             what = f"the audit log's head record cannot be trusted: {event.detail}"
         else:
             where = f" at line {event.line}" if event.line is not None else ""
+            if event.segment:
+                where += f" of {event.segment}"
             what = f"the audit log is damaged: {event.kind}{where}: {event.detail}"
         return (f"[dotagent] critical: {what} (recorded as audit_chain_broken; `dotagent "
                 "audit verify` lists it, `dotagent audit acknowledge` once looked into)\n")
