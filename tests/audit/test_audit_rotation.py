@@ -292,6 +292,71 @@ def test_live_file_deleted_after_rotation_is_a_recorded_truncation() -> None:
     assert verify_json("--full")[0] == 0
 
 
+def test_lost_seam_is_written_for_the_segment_the_head_names_not_the_newest_name() -> None:
+    # When summer time ends, local stamps go back an hour: the newer segment sorts first.
+    log = small_log()
+    fill(log, 1)
+    while not list_segments(log.path):
+        log.append(run(1), now=NOW)
+    earlier = NOW - timedelta(hours=1)
+    while log.path.stat().st_size < log.max_bytes:
+        log.append(run(2), now=earlier)
+    with mock.patch("dotagent.audit.chain.write_atomic", side_effect=OSError(5, "boom")), \
+            pytest.raises(StateError):
+        log.append(run(3), now=earlier)
+    names = list_segments(log.path)
+    assert len(names) == 2 and not log.path.exists()
+    log.append(run(4), now=NOW)
+    seam = entries(log.path)[0]["event"]
+    assert seam["rotated_to"] == names[0]  # the 09:15 one, which the head vouches for
+    assert of_type(log.path, "audit_chain_broken") == []
+    report = log.verify(full=True)
+    assert report.ok and report.status.status == "intact_from_genesis", report.to_json()
+
+
+def test_audit_repair_writes_a_lost_seam_again() -> None:
+    log, name = rotated_once(extra=1)
+    log.path.unlink()
+    p = dotagent("audit", "repair")
+    assert p.returncode == 0, p.stderr
+    assert f"segment {name} exists: wrote its seam again" in p.stdout
+    assert entries(log.path)[0]["event"]["rotated_to"] == name
+
+
+def test_verify_racing_a_rotation_records_the_damage_where_it_now_is() -> None:
+    import dotagent.audit.chain as chain
+
+    log = small_log(max_bytes=4000)
+    fill(log, 6)
+    lines = lines_of(log.path)
+    lines[2] = lines[2].replace(b'"duration_seconds":2', b'"duration_seconds":7')
+    up.write(log.path, lines)
+    real_walk = chain.walk
+
+    def walk_then_rotate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real_walk(*args, **kwargs)
+        # Another writer appends past the threshold while this verify has not recorded yet.
+        other = AuditLog(home(), max_bytes=4000, announce=None)
+        while not list_segments(log.path):
+            other.append(run(0), now=NOW)
+        return out
+
+    with mock.patch.object(chain, "walk", walk_then_rotate):
+        report = log.verify()
+    [name] = list_segments(log.path)
+    [problem] = report.problems
+    assert problem.kind == "edit" and problem.record is not None
+    recorded = every_entry()
+    broken = [e for e in recorded if e["event"]["event_type"] == "audit_chain_broken"]
+    # Recorded once, by verify, after the rotation: in the new live file, naming the segment
+    # the damaged line is in now.
+    assert len(broken) == 1 and broken[0]["event"]["segment"] == name
+    assert broken[0] in entries(log.path)
+    again = log.verify(full=True)
+    assert [b.kind for b in again.unacknowledged] == ["edit"]
+    assert again.problems[0].segment == name and again.problems[0].record is not None
+
+
 def test_upstream_log_that_crashed_mid_rotation_is_continued() -> None:
     files = up.build(home().root, [4, 3])
     (home().root / "audit.log").unlink()  # upstream died between its rename and its seam

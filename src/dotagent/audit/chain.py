@@ -65,6 +65,7 @@ from dotagent.audit.rotation import (
     parse_seam,
     render_seam,
     segment_facts,
+    tail_hash,
 )
 from dotagent.audit.scan import Head, Problem, ScanResult, scan
 from dotagent.audit.walk import ChainStatus, Scope, walk
@@ -900,7 +901,8 @@ class AuditLog:
         record vouched for a live file that is gone (a `truncation`, owed to the log);
         None when the ordinary checks can take over (the head lagged across the rotation,
         or there is none)."""
-        newest = list_segments(self.path)[-1]
+        head = self._basis(files, None).head
+        newest = self._newest_segment(head)
         segment = self.path.with_name(newest)
         if fragment:
             # Bytes of a torn seam (or of whatever was being written) are kept, as always.
@@ -926,7 +928,6 @@ class AuditLog:
         pending.notes.append(note)
         pending.items.append((AuditRepaired(reason=note, path=str(segment), sha256=tail,
                                             line=1), None))
-        head = self._basis(files, None).head
         if head is None or head.count == 0 or (head.count == entries and head.sha256 == tail):
             return None
         seam_hash = hash_line(line)
@@ -938,6 +939,24 @@ class AuditLog:
             position=0, expected_prev_hash=head.sha256, actual_prev_hash=seam_hash,
             key=break_key("truncation", 0, head.sha256, seam_hash))], pending)
         return Head(1, seam_hash, len(line) + 1)
+
+    def _newest_segment(self, head: Head | None) -> str:
+        """The segment the lost seam was for: the one whose last line the head vouches for;
+        else the one no other segment's seam names (the tip of the chain); else the newest
+        by name. Names alone can mislead: their stamps are local time, which goes back an
+        hour when summer time ends."""
+        names = list_segments(self.path)
+        firsts: dict[str, Seam | None] = {}
+        for name in reversed(names):
+            path = self.path.with_name(name)
+            with _os_errors("read the audit segment", path), open(path, "rb") as fh:
+                fd = fh.fileno()
+                if head is not None and tail_hash(fd, os.fstat(fd).st_size) == head.sha256:
+                    return name
+                firsts[name] = _seam_of(first_entry(fd), self.path.name)
+        named = {seam.rotated_to for seam in firsts.values() if seam is not None}
+        tips = [n for n in names if n not in named]
+        return tips[-1] if len(tips) == 1 else names[-1]
 
     def _fast_check(self, fd: int, head: Head, complete_end: int,
                     seam: Seam | None) -> tuple[Head, bool] | None:
