@@ -194,6 +194,43 @@ def _writer(k: int) -> None:
         log.append(run(k * 1000 + i))
 
 
+def test_last_line_changed_before_a_rotation_stays_visible_in_the_segment() -> None:
+    log = small_log()
+    while not log.path.exists() or log.path.stat().st_size < log.max_bytes:
+        log.append(run(1), now=NOW)
+    lines = lines_of(log.path)
+    lines[-1] = lines[-1].replace(b'"exit_code":0', b'"exit_code":3')
+    up.write(log.path, lines)
+    log.append(run(2), now=NOW)  # finds the change (records it), then rotates
+    [name] = list_segments(log.path)
+    seg = lines_of(log.path.with_name(name))
+    assert json.loads(seg[-1])["event"]["event_type"] == "audit_chain_broken"  # before the seam
+    assert entries(log.path)[0]["event"]["tail_hash"] == up.sha(seg[-1])
+    report = log.verify(full=True)
+    assert report.status.status == "broken" and report.status.segment == name
+    assert [(p.segment, p.kind) for p in report.problems] == [(name, "edit")]
+    assert report.problems[0].record == f"{name}:{len(seg)}" and not report.ok
+    log.acknowledge(None, user="tester", uid=1000)
+    assert log.verify(full=True).ok
+
+
+def test_verify_and_acknowledge_write_into_the_file_they_read_never_after_a_seam() -> None:
+    log = small_log()
+    while not log.path.exists() or log.path.stat().st_size < log.max_bytes:
+        log.append(run(1), now=NOW)
+    lines = lines_of(log.path)
+    lines[1] = lines[1].replace(b'"exit_code":0', b'"exit_code":3')
+    up.write(log.path, lines)
+    report = log.verify()
+    assert [p.kind for p in report.problems] == ["edit"] and not list_segments(log.path)
+    assert report.problems[0].record == str(len(lines) + 1)  # in the file it was found in
+    log.acknowledge(None, user="tester", uid=1000)
+    assert not list_segments(log.path)
+    log.append(run(2), now=NOW)  # the next ordinary append rotates
+    assert len(list_segments(log.path)) == 1
+    assert log.verify(full=True).ok
+
+
 # ---------------------------------------------------------------- crash repair
 def test_crash_between_rename_and_seam_is_repaired_with_the_same_seam() -> None:
     log = small_log()

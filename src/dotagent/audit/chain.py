@@ -342,7 +342,7 @@ class AuditLog:
                 if pending.items or items:
                     # Not announced on stderr: verify's own output reports every one.
                     written = self._append_locked(lock_fd, items, None, pending=pending,
-                                                  announce=False)
+                                                  announce=False, rotate=False)
                     report.appended += len(written)
                 ledger.extend(self._ledger_after(res, ino)[0])
             report.head = self.head()
@@ -368,6 +368,7 @@ class AuditLog:
         acknowledged.
         """
         wanted = None if lines is None else [self._break_ref(x) for x in lines]
+        self._restore_before_verify()  # a lost seam first: the segments hold breaks too
         with self._locked() as lock_fd:
             ledger = self._full_ledger()
             recorded = ledger.resolved()
@@ -405,7 +406,8 @@ class AuditLog:
                                         kind=b.kind, user=user, uid=uid,
                                         segment=b.record_segment), None)
                 for b in targets]
-            self._append_locked(lock_fd, items, now)
+            # Written where the records it names were read; the next append rotates.
+            self._append_locked(lock_fd, items, now, rotate=False)
         return targets
 
     def repair(self) -> list[str]:
@@ -701,9 +703,14 @@ class AuditLog:
 
     def _append_locked(self, lock_fd: int, items: list[tuple[Event, Severity | None]],
                        now: datetime | None, pending: _Pending | None = None, *,
-                       announce: bool = True) -> list[str]:
+                       announce: bool = True, rotate: bool = True) -> list[str]:
         """Write what the writer owes, then `items`; rotate first when the live file has
-        reached max_bytes. Returns every line written (the seam included), in order."""
+        reached max_bytes. Returns every line written (the seam included), in order.
+
+        rotate=False: `items` are bookkeeping about what the caller just read (verify's
+        break records, acknowledgements), written into the file it read, never after a seam
+        (their line numbers would then name the wrong file); the next append rotates.
+        """
         fd = self._open_log()
         written: list[bytes] = []
         try:
@@ -714,7 +721,7 @@ class AuditLog:
             owed, own = list(pending.items), list(items)
             if not owed and not own:
                 return []
-            if self._rotation_due(head):
+            if rotate and self._rotation_due(head):
                 if owed:
                     # What the writer owes is about the file it found: recorded there, before
                     # that file is rotated away.
@@ -1066,7 +1073,7 @@ def _as_recorded(problems: list[Problem], ledger: Ledger) -> list[Problem]:
             p = dataclasses.replace(
                 p, kind=kind, detail=rec.detail or p.detail,  # type: ignore[arg-type]
                 line=rec.line if rec.line is not None or kind == "head" else p.line,
-                record_line=rec.record_line)
+                record_line=rec.record_line, record_segment=rec.record_segment)
         out.append(p)
     out.sort(key=lambda p: (p.line or 0, p.kind))
     return out

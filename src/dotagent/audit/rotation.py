@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -156,24 +155,28 @@ def render_seam(segment: str, *, entries: int, first_ts: str, tail: str, ts: str
     return render_line(event, ts=ts, prev_hash=tail)
 
 
-def _lines(fd: int, limit: int) -> Iterator[bytes]:
-    """Complete lines from the start of `fd`, reading at most `limit` bytes."""
-    data = os.pread(fd, limit, 0)
+def _first_complete(data: bytes) -> bytes | None:
     start = 0
     while True:
         end = data.find(b"\n", start)
         if end < 0:
-            return
-        yield data[start:end]
+            return None
+        line = data[start:end]
+        if line.strip():
+            return line
         start = end + 1
 
 
 def first_entry(fd: int) -> bytes | None:
-    """The first non-blank complete line of the open file, if it starts within 64 KiB."""
-    for line in _lines(fd, _FIRST_LINE_LIMIT):
-        if line.strip():
-            return line
-    return None
+    """The first non-blank complete line of the open file, if it ends within 64 KiB.
+
+    Reads 4 KiB first: every append looks at the live file's first line, which is short.
+    """
+    data = os.pread(fd, 4096, 0)
+    found = _first_complete(data)
+    if found is None and len(data) == 4096:
+        found = _first_complete(os.pread(fd, _FIRST_LINE_LIMIT, 0))
+    return found
 
 
 def first_ts(line: bytes | None) -> str:
