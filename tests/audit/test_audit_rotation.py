@@ -678,6 +678,34 @@ def test_lost_head_with_our_bookkeeping_only_in_a_segment_is_still_a_break() -> 
     assert list_segments(log.path)[0] in report.problems[0].detail
 
 
+def test_manifest_history_in_a_segment_still_rebuilds_a_lost_cache(
+        cli_env: dict[str, str]) -> None:
+    agents = home().root / "agents"
+    simple_agent(agents, "innocent", "/bin/true", [])
+    assert dotagent("run", "innocent", env=cli_env).returncode == 0  # manifest_loaded
+    log = small_log(max_bytes=3000)
+    while not list_segments(log.path):
+        log.append(run(0))
+    assert of_type(log.path, "manifest_loaded") == []  # only in the segment now
+    (home().state_dir / "known_manifests.json").unlink()
+    toml = agents / "innocent" / "agent.toml"
+    toml.write_text(toml.read_text() + "\n# edited\n")
+    p = dotagent("run", "innocent", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    # Known from the segment: the edit is drift, not a phantom.
+    assert [e["event"]["agent"] for e in of_type(log.path, "manifest_drift_detected")] == [
+        "innocent"]
+    assert of_type(log.path, "phantom_agent_detected") == []
+
+
+def test_current_head_before_a_lost_seam_is_rewritten_names_the_segment() -> None:
+    log, name = rotated_once(extra=1)
+    log.path.unlink()
+    seg = lines_of(log.path.with_name(name))
+    assert log.current_head() == (len(seg), up.sha(seg[-1]))
+    assert not log.path.exists()  # read-only
+
+
 # ---------------------------------------------------------------- show across segments
 def test_show_reads_every_segment_oldest_first_and_n_from_the_newest() -> None:
     files = up.build(home().root, [3, 2, 2])

@@ -251,9 +251,16 @@ class AuditLog:
     def current_head(self) -> tuple[int, str]:
         """(entry count, sha256 of the last entry) — what an out-of-band copy should hold.
 
-        Read-only: a head that lags the file is computed from the file, not rewritten.
+        Read-only: a head that lags the file is computed from the file, not rewritten. With
+        no live file but rotated segments (a crash before the seam was written), the newest
+        segment's count and last hash: what the seam written next will vouch for.
         """
         if self._stat_log("read") is None:
+            if list_segments(self.path):
+                newest = self.path.with_name(self._newest_segment(self.head()))
+                with _os_errors("read the audit segment", newest):
+                    entries, _, tail = segment_facts(newest)
+                return (entries, tail)
             return (0, GENESIS)
         with self._locked(), self._open_read() as fh, _os_errors("read the audit log",
                                                                   self.path):
@@ -421,6 +428,22 @@ class AuditLog:
                 # Not announced: the command prints every note itself.
                 self._append_locked(lock_fd, [], None, pending=pending, announce=False)
         return pending.notes
+
+    def readers(self, *, newest_first: bool = False) -> Iterator[tuple[str | None, BinaryIO]]:
+        """Each file of the log along the seams (see `files`), opened for reading in binary,
+        oldest first (or newest first): (segment name or None for audit.log, file). Each is
+        closed before the next is opened. StateError when one cannot be read."""
+        chain = self.files()
+        for name, path in (chain if newest_first else reversed(chain)):
+            if name is None:
+                reader = self.reader()
+                if reader is None:
+                    continue
+            else:
+                with _os_errors("read the audit segment", path):
+                    reader = open(path, "rb")  # noqa: SIM115
+            with reader as fh:
+                yield name, fh
 
     def files(self) -> list[tuple[str | None, Path]]:
         """The files of the log along the seams, newest first: (None, audit.log), then

@@ -293,30 +293,24 @@ def show(agent: str | None, severity: str | None, event_type: str | None,
     from dotagent.audit.rotation import first_entry, parse_seam
 
     log = _audit_log()
-    files = log.files()
-    if current:
-        files = files[:1]
     min_rank = _SEVERITIES.index(severity) if severity else 0
     # Newest file first: -n stops as soon as enough lines are found, --since at the first
     # segment rotated away before the cutoff (the seam that names it says when).
     chunks: list[tuple[str | None, Any]] = []
     need = limit
-    for name, path in files:
-        reader = log.reader() if name is None else open(path, "rb")  # noqa: SIM115
-        if reader is None:
-            break
-        with reader as fh:
-            rotated = parse_seam(first_entry(fh.fileno()) or b"", log.path.name)
-            matches = _matching(fh, agent, min_rank, event_type, since)
-            found: Any = deque(matches, maxlen=need) if need else list(matches)
+    for name, fh in log.readers(newest_first=True):
+        rotated = parse_seam(first_entry(fh.fileno()) or b"", log.path.name)
+        matches = _matching(fh, agent, min_rank, event_type, since)
+        found: Any = deque(matches, maxlen=need) if need else list(matches)
         chunks.append((name, found))
         if need is not None:
             need -= len(found)
             if need <= 0:
                 break
         when = _when(rotated.ts) if rotated is not None else None
-        if since is not None and when is not None and when < since:
-            break  # everything older was written before the rotation, before the cutoff
+        if current or (since is not None and when is not None and when < since):
+            # Everything older was written before that rotation, before the cutoff.
+            break
     render = None if as_json or not _use_colour() else _rich_renderer()
     for name, found in reversed(chunks):
         for line_no, raw, entry in found:
