@@ -244,7 +244,9 @@ class Daemon:
         deps = RunDeps(home=self.home, audit=self.audit, env=self.env, history=self.history,
                        windows=self.windows, say=lambda text: self.log(text.strip()),
                        on_spawn=self._spawned, on_exit=self._exited,
-                       grace=float(self.config.daemon.shutdown_grace_seconds))
+                       grace=float(self.config.daemon.shutdown_grace_seconds),
+                       log_limits=(self.config.logging.agent_log_max_bytes,
+                                   self.config.logging.agent_log_keep))
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()

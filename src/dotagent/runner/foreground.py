@@ -77,6 +77,7 @@ def run_schedule(
     stdin_devnull: bool = False,
     on_spawn: Callable[[int, list[str], str], None] | None = None,
     on_log_start: Callable[[Path, int], None] | None = None,
+    log_limits: tuple[int, int] | None = None,
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
 
@@ -97,7 +98,9 @@ def run_schedule(
     heartbeat_error: str | None = None
     try:
         # Refusals (log or heartbeat cannot be written) happen before anything is logged.
-        with open_run_log(home.agent_log_file(name)) as log:
+        limits = {} if log_limits is None else {"max_bytes": log_limits[0],
+                                                 "keep": log_limits[1]}
+        with open_run_log(home.agent_log_file(name), **limits) as log:
             if not dry_run:
                 heartbeats.start(name, slug, schedule.args, started_at)
             if on_log_start is not None:

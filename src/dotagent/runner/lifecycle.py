@@ -136,6 +136,8 @@ class RunDeps:
     on_spawn: Callable[[RunRequest, int, list[str], str], None] | None = None
     on_exit: Callable[[RunRequest, int], None] | None = None
     grace: float | None = None
+    # [logging] agent_log_max_mb / agent_log_keep (None: the defaults, 10 MiB × 5)
+    log_limits: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,8 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
         outcome = run_schedule(
             request.loaded, sched, home=deps.home, dry_run=request.dry_run, echo=request.echo,
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
-            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start)
+            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
+            log_limits=deps.log_limits)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
