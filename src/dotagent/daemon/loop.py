@@ -374,21 +374,24 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
-        watcher = asyncio.ensure_future(self._watch())
+        self._watching = asyncio.Event()
+        self._start_watcher()
         try:
+            # The first scan comes after the watches exist: a manifest written between the
+            # two would otherwise go unseen until the rescan backstop.
+            await self._watching.wait()
             while not self._stopping:
                 now = self.clock.now()
                 self.retention(now)
                 wake = self.step(now)
                 if self._stopping:
                     break
+                self._check_watches()
                 await self.timer.wait(wake)
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            await self._stop_watcher()
             self.timer.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -415,38 +418,77 @@ class Daemon:
             return
         self.config = result.config
 
+    # ------------------------------------------------------------------ watching
+    def _start_watcher(self) -> None:
+        self._watched: frozenset[str] | None = None
+        self._watcher: asyncio.Future[None] | None = asyncio.ensure_future(self._watch())
+
+    async def _stop_watcher(self) -> None:
+        watcher, self._watcher = getattr(self, "_watcher", None), None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await watcher
+
+    def _check_watches(self) -> None:
+        """After a scan: when directories came or went without an inotify event telling
+        (a SIGHUP or backstop rescan; an agent directory that is a symlink or a mount
+        point), watch the new set."""
+        watcher = getattr(self, "_watcher", None)
+        if watcher is None or watcher.done() or self._watched is None:
+            return
+        if frozenset(str(d) for d in self.watch_dirs()) != self._watched:
+            watcher.cancel()
+            self._watcher = asyncio.ensure_future(self._watch())
+
     async def _watch(self) -> None:
         """inotify on the roots and agent directories; a burst of events (an editor's save)
-        becomes one rescan DEBOUNCE_SECONDS after the last of them."""
+        becomes one rescan DEBOUNCE_SECONDS after the last of them.
+
+        Every time the watches are (re)installed, a rescan follows, so nothing written
+        while no watch was in place goes unseen. Without inotify (not Linux, or no inotify
+        instance to be had) the rescan backstop is the only watcher."""
         try:
             from asyncinotify import Inotify, Mask
-        except ImportError:  # not Linux: the rescan backstop is the only watcher
+        except ImportError:
+            self._watching.set()
             return
         mask = (Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO |
                 Mask.CLOSE_WRITE | Mask.ATTRIB | Mask.DELETE_SELF | Mask.MOVE_SELF)
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            with Inotify() as inotify:
-                kinds: dict[str, str] = {}
-                for d, kind in self.watch_dirs().items():
-                    with contextlib.suppress(OSError):
-                        inotify.add_watch(d, mask)
-                        kinds[str(d)] = kind
+        try:
+            while not self._stopping:
+                with Inotify() as inotify:
+                    kinds: dict[str, str] = {}
+                    for d, kind in self.watch_dirs().items():
+                        with contextlib.suppress(OSError):
+                            inotify.add_watch(d, mask)
+                            kinds[str(d)] = kind
+                    self._watched = frozenset(kinds)
+                    if self._watching.is_set():  # not the first time: look again now
+                        self._rescan_due = True
+                        loop.call_soon(self.timer.poke)
+                    self._watching.set()
 
-                def wanted(event: Any, kinds: dict[str, str] = kinds) -> bool:
-                    watched = str(event.watch.path) if event.watch is not None else ""
-                    name = event.name.name if event.name is not None else None
-                    return self.relevant(kinds.get(watched, "dirs"), name)
+                    def wanted(event: Any, kinds: dict[str, str] = kinds) -> bool:
+                        watched = str(event.watch.path) if event.watch is not None else ""
+                        name = event.name.name if event.name is not None else None
+                        return self.relevant(kinds.get(watched, "dirs"), name)
 
-                while not wanted(await inotify.get()):  # the first event of a burst
-                    pass
-                while True:
-                    try:
-                        await asyncio.wait_for(inotify.get(), DEBOUNCE_SECONDS)
-                    except TimeoutError:
-                        break
-            self._rescan_due = True
-            loop.call_soon(self.timer.poke)
+                    while not wanted(await inotify.get()):  # the first event of a burst
+                        pass
+                    while True:
+                        try:
+                            await asyncio.wait_for(inotify.get(), DEBOUNCE_SECONDS)
+                        except TimeoutError:
+                            break
+        except OSError as exc:  # no inotify instance (fs.inotify.max_user_instances)
+            self.log(f"warning: cannot watch the agent directories ({exc}); changes are "
+                     f"seen at the next rescan (every {self.config.daemon.rescan_minutes} "
+                     "minutes) or on SIGHUP")
+        finally:
+            self._watched = None
+            self._watching.set()
 
 
 def default_log(text: str) -> None:
