@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+import signal
+import time
 from pathlib import Path
 
-from daemon_kit import DaemonProcess, events_of, history_rows, wait_for, write_agent
+from daemon_kit import (
+    DaemonProcess,
+    events_of,
+    history_rows,
+    process_state,
+    wait_for,
+    write_agent,
+)
 
 FIRES = 4
 
@@ -47,3 +57,47 @@ def test_every_even_second_fires_once_per_window(home: Path, daemon: DaemonProce
     latest = max((json.loads(f.read_text()) for f in files), key=lambda w: w["expected_at"])
     assert latest["expected_at"] == int(windows[-1])
     assert (latest["attempts"], latest["last_attempt_exit_code"]) == (1, 0)
+
+
+def test_a_frozen_daemon_catches_up_once(home: Path, daemon: DaemonProcess) -> None:
+    """SIGSTOP for longer than a window (a frozen daemon, a debugger, a VM paused): on SIGCONT
+    the latest window passed runs once; the others are skipped, not run in a burst."""
+    write_agent(home / "agents", "tick", schedule="""
+        type = "expression"
+        expression = "*:*:0/1"
+        """, script="exit 0\n")
+    daemon.start()
+
+    def finished(n: int) -> bool:
+        return sum(r["outcome"] != "running" for r in history_rows(home, "tick")) >= n
+
+    wait_for(lambda: finished(1), 30, "a first run")
+    # Freeze between two runs (one just ended; the next window is up to 1 s away) ...
+    before = len(history_rows(home, "tick"))
+    wait_for(lambda: finished(before + 1), 10, "the next run")
+    daemon.signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    try:
+        wait_for(lambda: process_state(daemon.pid) == "T", 5, "the daemon to stop")
+        # ... for at least two windows, and thaw 0.3 s after a window, so that the latest
+        # window passed is unambiguous.
+        thaw = math.ceil(frozen_at + 2.2) + 0.3
+        time.sleep(max(0.0, thaw - time.time()))  # the scenario itself: stay frozen
+    finally:
+        daemon.signal(signal.SIGCONT)
+    thawed_at = time.time()
+    wait_for(lambda: any(r["window_at"] > thawed_at and r["outcome"] != "running"
+                         for r in history_rows(home, "tick")), 20,
+             "a run of a window after the thaw")
+    assert daemon.stop() == 0
+
+    rows = history_rows(home, "tick")
+    during = [r for r in rows if frozen_at < r["window_at"] <= thawed_at]
+    assert len(during) == 1, f"not one catch-up run: {during}"
+    (catch_up,) = during
+    latest = math.floor(thawed_at)
+    assert catch_up["window_at"] == latest, (catch_up["window_at"], latest)
+    assert catch_up["started_at"] >= thawed_at and catch_up["attempt"] == 1
+    windows = [r["window_at"] for r in rows]
+    assert len(set(windows)) == len(windows)
+    assert not events_of(home, "run_skipped_overlap")  # the agent was not running

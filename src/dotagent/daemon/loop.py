@@ -32,7 +32,7 @@ from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import WindowState
+from dotagent.schedule.windows import IntervalRule, WindowState
 from dotagent.security.manifests import check_manifests
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -54,6 +54,7 @@ class _Running:
     stop: StopRequest
     future: Future[RunReport] | None = None
     processes: dict[int, ProcessInfo] = field(default_factory=dict)
+    ended: datetime | None = None  # when `execute` returned (set by the worker thread)
 
 
 class Daemon:
@@ -234,12 +235,20 @@ class Daemon:
                              stdin_devnull=True, stop=stop)
         deps = RunDeps(home=self.home, audit=self.audit, env=self.env, history=self.history,
                        windows=self.windows, say=lambda text: self.log(text.strip()),
+                       clock=lambda: self.clock.now().timestamp(),
                        on_spawn=self._spawned, on_exit=self._exited,
                        grace=float(self.config.daemon.shutdown_grace_seconds))
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
-        future = self.executor.submit(execute, request, deps)
+
+        def work() -> RunReport:
+            try:
+                return execute(request, deps)
+            finally:
+                run.ended = self.clock.now()
+
+        future = self.executor.submit(work)
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
 
@@ -294,29 +303,43 @@ class Daemon:
             if entry.agent == agent:
                 self.entries[i] = refresh(entry, self.home, self.windows)
         if not self._stopping:
-            self._skip_overlaps(agent, run.started, now)
+            # Overlap is judged at the run's end, not now: windows that came due after it
+            # ended (the loop was busy, the daemon frozen) are ordinary due windows.
+            self._skip_overlaps(agent, run.started, run.ended or now)
         self.timer.poke()
 
-    def _skip_overlaps(self, agent: str, started: datetime, now: datetime) -> None:
+    def _skip_overlaps(self, agent: str, started: datetime, ended: datetime) -> None:
         """Windows of `agent` that came due while it ran are skipped, never queued: one
-        `run_skipped_overlap` per episode, with the count (V7)."""
+        `run_skipped_overlap` per episode, with the count (V7).
+
+        They are judged as if the run had not succeeded: a success that ended after a window
+        covers it (S2.5: the heartbeat's last success is newer than the window), so it must
+        not run now, but it still came due while the agent was busy, and that is audited.
+        Only a window the success does not cover (the run failed, or it belongs to another
+        schedule of the agent) is written as missed, so that it is not run afterwards."""
         for i, entry in enumerate(self.entries):
             if entry.agent != agent:
                 continue
-            decision = entry.decide(now)
-            if decision.action != "run" or decision.window is None or \
+            probe = replace(entry, state=replace(entry.state, last_success=None))
+            decision = probe.decide(ended)
+            if decision.action not in ("run", "missed") or decision.window is None or \
                     decision.window <= started:
                 continue
-            count = 1 + decision.skipped
-            try:
-                self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
-                                  WindowState(expected_at=decision.window, missed=True))
-            except DotagentError as exc:
-                self.log(f"error: {exc.message}")
+            latest = decision.window
+            count = _windows_in(entry, started, latest)
+            success = entry.state.last_success
+            if success is None or success < latest:
+                try:
+                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
+                                      WindowState(expected_at=latest, missed=True))
+                except DotagentError as exc:
+                    self.log(f"error: {exc.message}")
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
                 reason=f"{count} window(s) came due while the agent was still running "
-                       f"(latest {decision.window.isoformat()}); skipped, not queued"))
+                       f"(latest {latest.isoformat()}); skipped, not queued"))
+            self.log(f"skipped {count} window(s) of {agent}/{entry.schedule.id}: the agent "
+                     "was still running")
             self.entries[i] = refresh(entry, self.home, self.windows)
 
     # ------------------------------------------------------------------ start / stop
@@ -489,6 +512,25 @@ class Daemon:
         finally:
             self._watched = None
             self._watching.set()
+
+
+_COUNT_LIMIT = 100_000
+
+
+def _windows_in(entry: Entry, after: datetime, upto: datetime) -> int:
+    """How many windows of `entry` fall in (after, upto]; at least 1 (`upto` is one)."""
+    rule = entry.rule
+    if isinstance(rule, IntervalRule):
+        anchor = entry.state.interval_anchor
+        if anchor is None:
+            return 1
+        passed = max(0, (after - anchor) // rule.every)
+        return max(1, (upto - anchor) // rule.every - passed)
+    count, t = 0, rule.next_after(after)
+    while t is not None and t <= upto and count < _COUNT_LIMIT:
+        count += 1
+        t = rule.next_after(t)
+    return max(1, count)
 
 
 def default_log(text: str) -> None:
