@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from daemon_kit import VENV_BIN, DaemonFactory, DaemonProcess  # noqa: E402
+from daemon_kit import VENV_BIN, DaemonFactory, DaemonProcess
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 A `DaemonProcess` starts one (`.start()`), reads what it says (its stderr is its log for now)
 and stops it with SIGTERM. Whatever happens in the test, the fixture's teardown kills every
-process that is left: the daemon itself (its own session, started with `start_new_session`), everything in
-that session (agents and their children), and anything else carrying this test's
-DOTAGENT_HOME in its environment (an agent that called setsid).
+process that is left: the daemon itself (in a session of its own, `start_new_session`),
+everything in that session (agents and their children), and anything else carrying this
+test's DOTAGENT_HOME in its environment (an agent that called setsid).
 
 Waiting is always for a real event with a generous deadline (`wait_for`); nothing measures
 how long something took.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -47,7 +48,7 @@ def test_every_even_second_fires_once_per_window(home: Path, daemon: DaemonProce
         # The agent started within its own window (AGENT_START_EPOCH is whole seconds).
         assert w <= start < w + 2, (w, start)
     assert len(set(windows)) == len(windows), f"a window fired twice: {windows}"
-    gaps = [b - a for a, b in zip(windows, windows[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(windows)]
     assert all(g > 0 and g % 2 == 0 for g in gaps), gaps
     # (Nearly) every even second: at most one window lost to a stall of the test machine.
     assert sum(1 for g in gaps if g != 2) <= 1, gaps

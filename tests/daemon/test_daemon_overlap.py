@@ -3,10 +3,19 @@ and audited once per episode, never queued; `run-now` and `run` are refused mean
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
-from daemon_kit import DaemonProcess, dotagent, events_of, history_rows, wait_for, write_agent
+from daemon_kit import (
+    DaemonProcess,
+    audit_events,
+    dotagent,
+    events_of,
+    history_rows,
+    wait_for,
+    write_agent,
+)
 
 # The agent holds an flock on a file in its own directory while it runs; a second instance
 # that finds it held leaves a mark. It runs ~1.5 s; a window comes every second.
@@ -41,7 +50,7 @@ def test_overlapping_windows_are_skipped_once_per_episode(home: Path, daemon: Da
 
     assert not (d / "OVERLAP").exists(), "two instances of the agent ran at once"
     rows = history_rows(home, "slow")
-    for a, b in zip(rows, rows[1:], strict=False):
+    for a, b in itertools.pairwise(rows):
         assert a["finished_at"] is not None and b["started_at"] >= a["finished_at"]
     # Between two runs: exactly one run_skipped_overlap, for the windows that fell inside
     # the first (each run spans at least one window boundary).
@@ -61,8 +70,6 @@ def test_overlapping_windows_are_skipped_once_per_episode(home: Path, daemon: Da
 
 
 def _agent_events(home: Path, agent: str) -> list[dict[str, object]]:
-    from daemon_kit import audit_events
-
     return [e for e in audit_events(home) if e.get("agent") == agent]
 
 
