@@ -32,7 +32,7 @@ from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import IntervalRule, WindowState
+from dotagent.schedule.windows import Decision, IntervalRule, WindowState
 from dotagent.security.manifests import check_manifests
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -43,6 +43,7 @@ __all__ = ["Daemon"]
 DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
 SNAPSHOT_SECONDS = 2.0
+HOLD_OFF = timedelta(seconds=30)  # before a window whose run could not begin is tried again
 RETENTION_HOUR = 3
 
 
@@ -85,6 +86,8 @@ class Daemon:
         self._last_scan: datetime | None = None
         self._retention_done: str | None = None
         self._deferred: set[tuple[str, str]] = set()
+        self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
+        self._unsaved: dict[tuple[str, str], WindowState] = {}
         self.executor = ThreadPoolExecutor(max_workers=config.daemon.max_concurrent_runs,
                                            thread_name_prefix="run")
 
@@ -106,7 +109,8 @@ class Daemon:
         for path in report.invalid:
             self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
         self.found = found
-        self.entries = load_entries(found, self.home, self.zone, windows=self.windows)
+        self.entries = [self._overlay(e) for e in
+                        load_entries(found, self.home, self.zone, windows=self.windows)]
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
 
@@ -156,13 +160,24 @@ class Daemon:
             if entry.agent in self.running or self._stopping:
                 continue  # overlaps are judged when the run ends
             decision = entry.decide(now)
-            if decision.action in ("missed", "give_up"):
+            held = self._held_until(entry.key, decision.window, now)
+            if held is None and decision.action in ("missed", "give_up"):
                 try:
                     apply_settlement(entry, decision, windows=self.windows,
                                      record=self.record, now=now)
                 except DotagentError as exc:
+                    # Recorded in the audit log, but not in its window file: remembered here,
+                    # so that it is not settled (and audited) again at every step.
                     self.log(f"error: {exc.message}")
-                self.entries[i] = refresh(entry, self.home, self.windows)
+                    self._unsaved[entry.key] = _settled(entry, decision)
+            if held is not None:
+                wakes.append(held)
+                newer = _next_window(entry, decision.window or now)
+                if newer is not None:
+                    wakes.append(newer)  # a newer window is not held
+                continue
+            if decision.action in ("missed", "give_up"):
+                self.entries[i] = self._refresh(entry)
                 decision = self.entries[i].decide(now)
             if decision.action in ("run", "retry"):
                 if len(self.running) >= cfg.daemon.max_concurrent_runs:
@@ -184,6 +199,41 @@ class Daemon:
         self._deferred = deferred_now
         wakes.append(self._next_retention(now))
         return min(wakes) if wakes else None
+
+    def _refresh(self, entry: Entry) -> Entry:
+        return self._overlay(refresh(entry, self.home, self.windows))
+
+    def _overlay(self, entry: Entry) -> Entry:
+        """`entry` with the window state the daemon could not write to its file (a full or
+        read-only state directory), so that an attempt made or a window settled is not made
+        or settled again while the disk refuses it. Forgotten once the file has caught up;
+        lost on restart (then the file is all there is)."""
+        mem = self._unsaved.get(entry.key)
+        if mem is None:
+            return entry
+        disk = entry.state.window
+        if disk is not None and (disk.expected_at > mem.expected_at or disk == mem):
+            del self._unsaved[entry.key]
+            return entry
+        return replace(entry, state=replace(entry.state, window=mem))
+
+    def _hold(self, key: tuple[str, str], window: datetime | None, now: datetime) -> datetime:
+        """Leave `window` of `key` alone until HOLD_OFF from now: acting on it failed for a
+        reason outside the agent (a full or read-only state directory; the agent run by
+        somebody else), and trying again at once would spin. A newer window is not held."""
+        until = now + HOLD_OFF
+        self._held[key] = (window, until)
+        return until
+
+    def _held_until(self, key: tuple[str, str], window: datetime | None,
+                    now: datetime) -> datetime | None:
+        held = self._held.get(key)
+        if held is None:
+            return None
+        if held[0] == window and now < held[1]:
+            return held[1]
+        del self._held[key]
+        return None
 
     def _power(self) -> Any:
         from dotagent.power import UNKNOWN, probe, probe_needed
@@ -290,18 +340,23 @@ class Daemon:
         self.running.pop(agent, None)
         try:
             report = future.result()
+            if report.window is not None:  # dropped by _overlay once the file says as much
+                self._unsaved[run.entry.key] = report.window
             o = report.outcome
             state = "aborted by preflight" if o is None else (
                 "ok" if o.ok else f"exit {o.exit_code}{' (timed out)' if o.timed_out else ''}")
             self.log(f"finished {agent}/{run.entry.schedule.id}: {state}")
         except AgentBusy as exc:
             self.log(f"skipped {agent}/{run.entry.schedule.id}: {exc.message}")
+            self._hold(run.entry.key, run.window, self.clock.now())
         except Exception as exc:  # a run that could not begin (log/heartbeat unwritable)
-            self.log(f"error: {agent}/{run.entry.schedule.id} could not run: {exc}")
+            self.log(f"error: {agent}/{run.entry.schedule.id} could not run: {exc}; trying "
+                     f"this window again in {int(HOLD_OFF.total_seconds())} s")
+            self._hold(run.entry.key, run.window, self.clock.now())
         now = self.clock.now()
         for i, entry in enumerate(self.entries):
             if entry.agent == agent:
-                self.entries[i] = refresh(entry, self.home, self.windows)
+                self.entries[i] = self._refresh(entry)
         if not self._stopping:
             # Overlap is judged at the run's end, not now: windows that came due after it
             # ended (the loop was busy, the daemon frozen) are ordinary due windows.
@@ -329,18 +384,19 @@ class Daemon:
             count = _windows_in(entry, started, latest)
             success = entry.state.last_success
             if success is None or success < latest:
+                skipped = WindowState(expected_at=latest, missed=True)
                 try:
-                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
-                                      WindowState(expected_at=latest, missed=True))
+                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id, skipped)
                 except DotagentError as exc:
                     self.log(f"error: {exc.message}")
+                    self._unsaved[entry.key] = skipped
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
                 reason=f"{count} window(s) came due while the agent was still running "
                        f"(latest {latest.isoformat()}); skipped, not queued"))
             self.log(f"skipped {count} window(s) of {agent}/{entry.schedule.id}: the agent "
                      "was still running")
-            self.entries[i] = refresh(entry, self.home, self.windows)
+            self.entries[i] = self._refresh(entry)
 
     # ------------------------------------------------------------------ start / stop
     def recover(self, now: datetime) -> None:
@@ -376,9 +432,12 @@ class Daemon:
                 continue
             state = replace(current, attempts=row.attempt, last_attempt_at=started,
                             last_exit_code=-1)
-            with contextlib.suppress(DotagentError):
+            try:
                 self.windows.save(row.agent, row.slug, row.schedule, state,
                                   stderr="interrupted: the daemon stopped during this attempt")
+            except DotagentError as exc:
+                self.log(f"error: {exc.message}")
+                self._unsaved[(row.agent, row.schedule)] = state
 
     def stop(self, reason: str) -> None:
         if self._stopping is None:
@@ -515,6 +574,25 @@ class Daemon:
 
 
 _COUNT_LIMIT = 100_000
+
+
+def _settled(entry: Entry, decision: Decision) -> WindowState:
+    """The window state `apply_settlement` writes for a `missed` or `give_up` decision."""
+    assert decision.window is not None
+    if decision.action == "missed":
+        return WindowState(expected_at=decision.window, missed=True)
+    return replace(entry.window(decision.window), given_up=True)
+
+
+def _next_window(entry: Entry, after: datetime) -> datetime | None:
+    """The first window of `entry` strictly after `after`."""
+    rule = entry.rule
+    if isinstance(rule, IntervalRule):
+        anchor = entry.state.interval_anchor
+        if anchor is None or after < anchor:
+            return anchor
+        return anchor + ((after - anchor) // rule.every + 1) * rule.every
+    return rule.next_after(after)
 
 
 def _windows_in(entry: Entry, after: datetime, upto: datetime) -> int:
