@@ -4,10 +4,12 @@ and audited once per episode, never queued; `run-now` and `run` are refused mean
 from __future__ import annotations
 
 import itertools
+import subprocess
 from pathlib import Path
 
 import pytest
 from daemon_kit import (
+    DOTAGENT,
     DaemonProcess,
     audit_events,
     dotagent,
@@ -95,3 +97,31 @@ def test_run_now_and_run_are_refused_while_the_daemon_runs_it(
     assert [r["source"] for r in history_rows(home, "busy")] == ["daemon"]
     assert history_rows(home, "busy")[0]["outcome"] == "running"
     assert daemon.stop() == 0
+
+
+def test_daemon_waits_while_run_now_holds_the_agent(home: Path, daemon: DaemonProcess,
+                                                    daemon_env: dict[str, str]) -> None:
+    """The window is due but `run-now` is running the agent: the daemon's attempt is refused
+    by the agent lock, and it leaves the window alone for a while instead of retrying in a
+    tight loop."""
+    d = write_agent(home / "agents", "shared", schedule="""
+        type = "expression"
+        expression = "hourly"
+        """, script='touch "$AGENT_HOME/started"\nsleep 2\n')
+    manual = subprocess.Popen([DOTAGENT, "run-now", "shared"], env=daemon_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (d / "started").exists(), 20, "run-now to start the agent")
+        daemon.start()
+        daemon.wait_log("skipped shared/main: agent 'shared' is already running", 20)
+        out, err = manual.communicate(timeout=30)
+        assert manual.returncode == 0, out + err
+    finally:
+        if manual.poll() is None:
+            manual.kill()
+            manual.wait()
+    log = daemon.log()
+    assert log.count("dispatching shared/main") == 1, log
+    assert daemon.stop() == 0
+    assert [r["source"] for r in history_rows(home, "shared")] == ["run-now"]
