@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from daemon_kit import (
@@ -137,3 +138,30 @@ def test_sigterm_stops_the_whole_group_and_records_it(home: Path,
     assert not (home / "state" / "daemon.pid").exists()
     assert not snapshot.exists()
     assert [r["outcome"] for r in history_rows(home, "long")] == ["interrupted"]
+
+
+def test_supervisor_json_is_kept_current_while_a_run_lasts(home: Path,
+                                                           daemon: DaemonProcess) -> None:
+    """Rewritten every 2 s while something runs (its ages stay current), deleted when the
+    run ends, and not written again while the daemon is idle."""
+    d = write_agent(home / "agents", "three", schedule=AT_ONCE,
+                    script='echo $$ > "$AGENT_HOME/agent.pid"\nsleep 3\n')
+    daemon.start()
+    snapshot = home / "state" / "supervisor.json"
+
+    def aged() -> bool:
+        try:
+            (record,) = json.loads(snapshot.read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(record["age_seconds"] >= 2 and record["deadline_pct"] > 0)
+
+    wait_for(aged, 15, "supervisor.json to show the run's age")
+    assert json.loads(snapshot.read_text())[0]["pid"] == int((d / "agent.pid").read_text())
+    wait_for(lambda: history_rows(home, "three")
+             and history_rows(home, "three")[0]["outcome"] == "ok", 15, "the run to end")
+    wait_for(lambda: not snapshot.exists(), 5, "supervisor.json to be deleted")
+    ended = time.monotonic()
+    wait_for(lambda: time.monotonic() > ended + 2.5, 5, "a snapshot period to pass")
+    assert not snapshot.exists(), "supervisor.json was written while idle"
+    assert daemon.stop() == 0

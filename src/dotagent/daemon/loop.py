@@ -24,7 +24,7 @@ from typing import Any
 
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
-from dotagent.config import Config
+from dotagent.config import MAX_CONCURRENT_RUNS, Config
 from dotagent.daemon.tick import Entry, apply_settlement, load_entries, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
@@ -79,7 +79,11 @@ class Daemon:
         self.found: Discovery | None = None
         self.running: dict[str, _Running] = {}
         self._proc_ids = 0
-        self._lock = threading.Lock()  # guards `running[*].processes` (worker threads)
+        # `running` is changed by the loop and read by worker threads (supervisor.json):
+        # changes and reads hold `_lock`.
+        self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._busy: asyncio.Event | None = None  # set while something runs (serve only)
         self._stopping: str | None = None
         self._rescan_due = True
         self._reload_due = False
@@ -88,7 +92,9 @@ class Daemon:
         self._deferred: set[tuple[str, str]] = set()
         self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
         self._unsaved: dict[tuple[str, str], WindowState] = {}
-        self.executor = ThreadPoolExecutor(max_workers=config.daemon.max_concurrent_runs,
+        # Threads are made on demand; the cap is `config.daemon.max_concurrent_runs`, counted
+        # in `running`, so that a reload that raises it takes effect.
+        self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_RUNS,
                                            thread_name_prefix="run")
 
     # ------------------------------------------------------------------ audit & logging
@@ -279,7 +285,10 @@ class Daemon:
         assert window is not None
         stop = StopRequest()
         run = _Running(entry, window, now, stop)
-        self.running[entry.agent] = run
+        with self._lock:
+            self.running[entry.agent] = run
+        if self._busy is not None:
+            self._busy.set()
         request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
                              window=entry.window(window), policy=entry.policy,
                              stdin_devnull=True, stop=stop)
@@ -324,20 +333,39 @@ class Daemon:
         self._write_snapshot()
 
     def _write_snapshot(self) -> None:
-        with self._lock:
-            now = self.clock.now()
-            entries = [p.aged(now) for r in self.running.values() for p in r.processes.values()]
-        try:
-            if entries:
-                self.snapshot.write(entries)
-            else:
-                self.snapshot.delete()
-        except (OSError, DotagentError) as exc:
-            self.log(f"error: cannot write {self.snapshot}: {exc}")
+        """Write supervisor.json as the live registry says now (deleted when nothing runs).
+        Called from the worker threads (a spawn, an exit) and from the loop (every
+        SNAPSHOT_SECONDS): one writer at a time, so an older list never lands last."""
+        with self._snapshot_lock:
+            with self._lock:
+                now = self.clock.now()
+                entries = [p.aged(now) for r in self.running.values()
+                           for p in r.processes.values()]
+            try:
+                if entries:
+                    self.snapshot.write(entries)
+                else:
+                    self.snapshot.delete()
+            except (OSError, DotagentError) as exc:
+                self.log(f"error: {exc}")
+
+    async def _snapshots(self) -> None:
+        """While anything runs, rewrite supervisor.json every SNAPSHOT_SECONDS (its ages
+        and deadline percentages stay current); while idle, sleep without a timer."""
+        busy = self._busy
+        assert busy is not None
+        while True:
+            await busy.wait()
+            while self.running:
+                await asyncio.sleep(SNAPSHOT_SECONDS)
+                if self.running:
+                    self._write_snapshot()
+            busy.clear()
 
     def _finished(self, run: _Running, future: Future[RunReport]) -> None:
         agent = run.entry.agent
-        self.running.pop(agent, None)
+        with self._lock:
+            self.running.pop(agent, None)
         try:
             report = future.result()
             if report.window is not None:  # dropped by _overlay once the file says as much
@@ -458,6 +486,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
         self._watching = asyncio.Event()
         self._start_watcher()
+        self._busy = asyncio.Event()
+        snapshots = asyncio.ensure_future(self._snapshots())
         try:
             # The first scan comes after the watches exist: a manifest written between the
             # two would otherwise go unseen until the rescan backstop.
@@ -473,6 +503,9 @@ class Daemon:
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
+            snapshots.cancel()
+            with contextlib.suppress(BaseException):
+                await snapshots
             await self._stop_watcher()
             self.timer.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
