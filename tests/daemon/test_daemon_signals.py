@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from daemon_kit import (
     DaemonFactory,
     DaemonProcess,
@@ -114,9 +115,12 @@ def test_second_daemon_is_refused(home: Path, daemons: DaemonFactory) -> None:
     assert first.stop() == 0
 
 
-def test_sigterm_stops_the_whole_group_and_records_it(home: Path,
-                                                      daemon: DaemonProcess) -> None:
-    d = write_agent(home / "agents", "long", schedule=AT_ONCE, script=LONG_RUNNER)
+@pytest.mark.parametrize("trap", ["", "trap '' TERM\n"], ids=["term", "term-ignored"])
+def test_sigterm_stops_the_whole_group_and_records_it(home: Path, daemon: DaemonProcess,
+                                                      trap: str) -> None:
+    """TERM to every supervised group; a group that ignores it (here the agent and its
+    grandchild both do) gets KILL after `shutdown_grace_seconds` (1 s in these tests)."""
+    d = write_agent(home / "agents", "long", schedule=AT_ONCE, script=trap + LONG_RUNNER)
     daemon.start()
     wait_for(lambda: (d / "agent.pid").exists() and (d / "grandchild.pid").exists(), 20,
              "the agent and its grandchild to start")
@@ -132,7 +136,8 @@ def test_sigterm_stops_the_whole_group_and_records_it(home: Path,
     interrupted = events_of(home, "run_interrupted", agent="long")
     assert len(interrupted) == 1 and "SIGTERM" in interrupted[0]["reason"]
     runs = events_of(home, "agent_run", agent="long")
-    assert len(runs) == 1 and runs[0]["exit_code"] == 128 + signal.SIGTERM
+    killed_by = signal.SIGKILL if trap else signal.SIGTERM
+    assert len(runs) == 1 and runs[0]["exit_code"] == 128 + killed_by
     stopped = events_of(home, "daemon_stopped")
     assert len(stopped) == 1 and stopped[0]["reason"] == "SIGTERM"
     assert not (home / "state" / "daemon.pid").exists()

@@ -4,6 +4,7 @@ a half-written editor save is not mistaken for an invalid manifest."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from daemon_kit import DaemonProcess, events_of, wait_for, write_agent
@@ -78,3 +79,32 @@ def test_editor_saves_are_not_reported_invalid(home: Path, daemon: DaemonProcess
     assert daemon.alive()
     assert daemon.stop() == 0
     assert not events_of(home, "manifest_invalid")
+
+
+def test_files_written_beside_a_manifest_do_not_delay_its_change(
+        home: Path, daemon: DaemonProcess) -> None:
+    """Agents write files in their own directory all the time; those events are ignored and
+    must not keep postponing the rescan that a manifest change asks for."""
+    d = _start_with_one_agent(home, daemon)
+    stop = threading.Event()
+
+    def chatter() -> None:  # an agent appending to its own file, every 50 ms
+        while not stop.is_set():
+            with (d / "output.txt").open("a") as fh:
+                fh.write("x\n")
+            stop.wait(0.05)
+
+    noise = threading.Thread(target=chatter)
+    noise.start()
+    try:
+        manifest = d / "agent.toml"
+        tmp = d / ".agent.toml.edit"
+        tmp.write_text(manifest.read_text().replace("timeout_seconds = 30",
+                                                    "timeout_seconds = 33"))
+        os.replace(tmp, manifest)
+        wait_for(lambda: events_of(home, "manifest_drift_detected", agent="first"),
+                 SEEN_WITHIN, "manifest_drift_detected while the directory is busy")
+    finally:
+        stop.set()
+        noise.join()
+    assert daemon.stop() == 0

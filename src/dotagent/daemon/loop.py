@@ -592,11 +592,16 @@ class Daemon:
 
                     while not wanted(await inotify.get()):  # the first event of a burst
                         pass
-                    while True:
+                    # The burst ends DEBOUNCE_SECONDS after its last relevant event; the
+                    # others (an agent writing beside its manifest) must not prolong it.
+                    quiet_at = loop.time() + DEBOUNCE_SECONDS
+                    while (left := quiet_at - loop.time()) > 0:
                         try:
-                            await asyncio.wait_for(inotify.get(), DEBOUNCE_SECONDS)
+                            event = await asyncio.wait_for(inotify.get(), left)
                         except TimeoutError:
                             break
+                        if wanted(event):
+                            quiet_at = loop.time() + DEBOUNCE_SECONDS
         except OSError as exc:  # no inotify instance (fs.inotify.max_user_instances)
             self.log(f"warning: cannot watch the agent directories ({exc}); changes are "
                      f"seen at the next rescan (every {self.config.daemon.rescan_minutes} "
