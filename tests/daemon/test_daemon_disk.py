@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from daemon_kit import DaemonProcess, history_rows, wait_for, write_agent
+from daemon_kit import DaemonProcess, events_of, history_rows, wait_for, write_agent
 
 from tmpfs import fill, small_tmpfs
 
@@ -66,6 +66,18 @@ def test_full_state_directory(home: Path, daemon: DaemonProcess) -> None:
         log = daemon.log()
         tries = log.count("dispatching steady/main")
         assert tries < 20, f"the daemon spins on a full disk ({tries} dispatches):\n{log}"
+        # A manifest changes meanwhile: the drift is audited (audit.log is not on the full
+        # disk) but known_manifests.json cannot be rewritten; the daemon goes on.
+        manifest = home / "agents" / "steady" / "agent.toml"
+        edited = manifest.with_name(".agent.toml.new")
+        edited.write_text(manifest.read_text().replace("timeout_seconds = 30",
+                                                       "timeout_seconds = 31"))
+        edited.replace(manifest)
+        wait_for(lambda: events_of(home, "manifest_drift_detected", agent="steady"), 10,
+                 "the drift to be audited")
+        daemon.wait_log("known_manifests.json", 10)
+        wait_for(lambda: daemon.log().count("scanned ") >= 2, 10, "the rescan to finish")
+        assert daemon.alive(), daemon.log()
         _assert_state_intact(home / "state")
 
         filler.unlink()  # space returns

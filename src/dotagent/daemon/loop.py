@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -106,14 +107,25 @@ class Daemon:
 
     # ------------------------------------------------------------------ scanning
     def rescan(self, now: datetime) -> None:
+        """Discover the manifests, compare them with the cache (drift, phantoms: audited),
+        and rebuild the entries. A cache or audit log that cannot be written (a full or
+        read-only state directory) is reported and the scan goes on: the comparison is
+        made again, and recorded then, at the next scan."""
         found = discover(self.env, include_cwd=False)
-        report = check_manifests(self.home, found, now, audit=self.audit)
-        for name in report.phantoms:
-            self.log(f"warning: phantom agent {name!r} recorded")
-        for d in report.drifts:
-            self.log(f"warning: manifest of {d.agent!r} changed since last seen (recorded)")
-        for path in report.invalid:
-            self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
+        try:
+            report = check_manifests(self.home, found, now, audit=self.audit)
+        except (OSError, DotagentError) as exc:
+            message = exc.message if isinstance(exc, DotagentError) else str(exc)
+            self.log(f"error: cannot check the manifests against "
+                     f"{self.home.state_dir / 'known_manifests.json'}: {message}")
+        else:
+            for name in report.phantoms:
+                self.log(f"warning: phantom agent {name!r} recorded")
+            for d in report.drifts:
+                self.log(f"warning: manifest of {d.agent!r} changed since last seen "
+                         "(recorded)")
+            for path in report.invalid:
+                self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
         self.found = found
         self.entries = [self._overlay(e) for e in
                         load_entries(found, self.home, self.zone, windows=self.windows)]
@@ -363,6 +375,12 @@ class Daemon:
             busy.clear()
 
     def _finished(self, run: _Running, future: Future[RunReport]) -> None:
+        try:
+            self._account(run, future)
+        finally:
+            self.timer.poke()  # whatever happened, the loop looks again
+
+    def _account(self, run: _Running, future: Future[RunReport]) -> None:
         agent = run.entry.agent
         with self._lock:
             self.running.pop(agent, None)
@@ -389,7 +407,6 @@ class Daemon:
             # Overlap is judged at the run's end, not now: windows that came due after it
             # ended (the loop was busy, the daemon frozen) are ordinary due windows.
             self._skip_overlaps(agent, run.started, run.ended or now)
-        self.timer.poke()
 
     def _skip_overlaps(self, agent: str, started: datetime, ended: datetime) -> None:
         """Windows of `agent` that came due while it ran are skipped, never queued: one
@@ -494,8 +511,14 @@ class Daemon:
             await self._watching.wait()
             while not self._stopping:
                 now = self.clock.now()
-                self.retention(now)
-                wake = self.step(now)
+                try:
+                    self.retention(now)
+                    wake: datetime | None = self.step(now)
+                except Exception as exc:  # a bug must not take every schedule down with it
+                    self.log(f"error: internal error in the scheduling step, trying again in "
+                             f"{int(HOLD_OFF.total_seconds())} s: "
+                             f"{''.join(traceback.format_exception(exc)).rstrip()}")
+                    wake = now + HOLD_OFF
                 if self._stopping:
                     break
                 self._check_watches()
