@@ -65,7 +65,7 @@ def test_a_frozen_daemon_catches_up_once(home: Path, daemon: DaemonProcess) -> N
     the latest window passed runs once; the others are skipped, not run in a burst."""
     write_agent(home / "agents", "tick", schedule="""
         type = "expression"
-        expression = "*:*:0/1"
+        expression = "*:*:0/2"
         """, script="exit 0\n")
     daemon.start()
 
@@ -73,16 +73,16 @@ def test_a_frozen_daemon_catches_up_once(home: Path, daemon: DaemonProcess) -> N
         return sum(r["outcome"] != "running" for r in history_rows(home, "tick")) >= n
 
     wait_for(lambda: finished(1), 30, "a first run")
-    # Freeze between two runs (one just ended; the next window is up to 1 s away) ...
+    # Freeze between two runs (one just ended; the next window is up to 2 s away) ...
     before = len(history_rows(home, "tick"))
     wait_for(lambda: finished(before + 1), 10, "the next run")
     daemon.signal(signal.SIGSTOP)
     frozen_at = time.time()
     try:
         wait_for(lambda: process_state(daemon.pid) == "T", 5, "the daemon to stop")
-        # ... for at least two windows, and thaw 0.3 s after a window, so that the latest
-        # window passed is unambiguous.
-        thaw = math.ceil(frozen_at + 2.2) + 0.3
+        # ... for at least two windows, and thaw 0.3 s after a window: the latest window
+        # passed is unambiguous, and the next is 1.7 s away.
+        thaw = math.ceil((frozen_at + 4.2) / 2) * 2 + 0.3
         time.sleep(max(0.0, thaw - time.time()))  # the scenario itself: stay frozen
     finally:
         daemon.signal(signal.SIGCONT)
@@ -96,7 +96,7 @@ def test_a_frozen_daemon_catches_up_once(home: Path, daemon: DaemonProcess) -> N
     during = [r for r in rows if frozen_at < r["window_at"] <= thawed_at]
     assert len(during) == 1, f"not one catch-up run: {during}"
     (catch_up,) = during
-    latest = math.floor(thawed_at)
+    latest = math.floor(thawed_at / 2) * 2
     assert catch_up["window_at"] == latest, (catch_up["window_at"], latest)
     assert catch_up["started_at"] >= thawed_at and catch_up["attempt"] == 1
     windows = [r["window_at"] for r in rows]
