@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The test modules say `from daemon_kit import ...`. Registered by hand rather than by
+# putting this directory on sys.path, where its `conftest` would shadow tests/conftest.py.
+if "daemon_kit" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "daemon_kit", Path(__file__).resolve().with_name("daemon_kit.py"))
+    assert _spec is not None and _spec.loader is not None
+    sys.modules["daemon_kit"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["daemon_kit"])
 
 from daemon_kit import VENV_BIN, DaemonFactory, DaemonProcess
 

@@ -60,6 +60,14 @@ def test_sighup_picks_up_a_new_agent(home: Path, daemon: DaemonProcess,
     wait_for(lambda: (target / "ran").exists(), 20, "the new agent to run after SIGHUP")
     assert events_of(home, "config_reloaded", reason="SIGHUP")
     assert events_of(home, "phantom_agent_detected", agent="late")
+    # From now on its directory is watched too: an edit is seen within a second.
+    manifest = target / "agent.toml"
+    edited = target / ".agent.toml.new"
+    edited.write_text(manifest.read_text().replace("timeout_seconds = 30",
+                                                   "timeout_seconds = 31"))
+    edited.replace(manifest)
+    wait_for(lambda: events_of(home, "manifest_drift_detected", agent="late"), 1.5,
+             "the edit of the newly found agent to be seen")
     assert daemon.stop() == 0
 
 

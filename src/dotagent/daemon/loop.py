@@ -89,6 +89,7 @@ class Daemon:
         self._rescan_due = True
         self._reload_due = False
         self._last_scan: datetime | None = None
+        self._watch_checked: datetime | None = None  # the scan the watches were compared to
         self._retention_done: str | None = None
         self._deferred: set[tuple[str, str]] = set()
         self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
@@ -573,8 +574,10 @@ class Daemon:
         (a SIGHUP or backstop rescan; an agent directory that is a symlink or a mount
         point), watch the new set."""
         watcher = getattr(self, "_watcher", None)
-        if watcher is None or watcher.done() or self._watched is None:
+        if watcher is None or watcher.done() or self._watched is None or \
+                self._last_scan == self._watch_checked:
             return
+        self._watch_checked = self._last_scan
         if frozenset(str(d) for d in self.watch_dirs()) != self._watched:
             watcher.cancel()
             self._watcher = asyncio.ensure_future(self._watch())
