@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -102,3 +103,31 @@ def test_a_frozen_daemon_catches_up_once(home: Path, daemon: DaemonProcess) -> N
     windows = [r["window_at"] for r in rows]
     assert len(set(windows)) == len(windows)
     assert not events_of(home, "run_skipped_overlap")  # the agent was not running
+
+
+def test_runs_leak_no_file_descriptors(home: Path, daemon: DaemonProcess) -> None:
+    write_agent(home / "agents", "tick", schedule="""
+        type = "expression"
+        expression = "*:*:0/0.5"
+        """, script="exit 0\n")
+    daemon.start()
+
+    def finished(n: int) -> bool:
+        return sum(r["outcome"] == "ok" for r in history_rows(home, "tick")) >= n
+
+    def open_fds() -> int:
+        """The fewest descriptors seen over a second (between runs, whatever a run in
+        flight holds is closed again)."""
+        counts = []
+        for _ in range(25):
+            counts.append(len(os.listdir(f"/proc/{daemon.pid}/fd")))
+            time.sleep(0.04)
+        return min(counts)
+
+    wait_for(lambda: finished(2), 30, "two runs")
+    before = open_fds()
+    done = sum(r["outcome"] == "ok" for r in history_rows(home, "tick"))
+    wait_for(lambda: finished(done + 6), 30, "six more runs")
+    after = open_fds()
+    assert daemon.stop() == 0
+    assert after <= before + 1, f"{after - before} descriptors more after six runs"

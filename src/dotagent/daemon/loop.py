@@ -288,7 +288,10 @@ class Daemon:
         try:
             swept = self.windows.sweep(now, st.window_retention_days)
             rows = self.history.sweep(now.timestamp(), st.history_retention_days)
-            self.log(f"retention sweep: windows {swept}, history rows deleted {rows}")
+            self.log(f"retention sweep: {len(swept.deleted)} window file(s) and {rows} "
+                     f"history row(s) deleted")
+            for path, why in swept.errors:
+                self.log(f"error: retention sweep: cannot delete {path}: {why}")
         except DotagentError as exc:
             self.log(f"error: retention sweep: {exc.message}")
 
@@ -385,6 +388,7 @@ class Daemon:
         agent = run.entry.agent
         with self._lock:
             self.running.pop(agent, None)
+        run.stop.close()  # its pipe; here, in the loop, where `stop()` could still use it
         try:
             report = future.result()
             if report.window is not None:  # dropped by _overlay once the file says as much
