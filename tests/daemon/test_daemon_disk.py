@@ -94,8 +94,11 @@ def _read_only(directory: Path) -> Iterator[None]:
     subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True,
                    capture_output=True)
     try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True,
-                       capture_output=True)
+        # The remount fails (EBUSY) while the daemon has a file open for writing through the
+        # new mount, which it may have done in between: try again until it is not writing.
+        wait_for(lambda: subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)],
+                                        capture_output=True).returncode == 0, 20,
+                 f"a read-only remount of {directory}", interval=0.005)
         yield
     finally:
         subprocess.run(["umount", "-l", str(directory)], check=False, capture_output=True)

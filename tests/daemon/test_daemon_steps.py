@@ -21,6 +21,8 @@ from dotagent.daemon.loop import POWER_RECHECK, Daemon
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.paths import Home
 from dotagent.power import probe_linux
+from dotagent.runner.lifecycle import agent_lock
+from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.windows import WindowStore
 
 T0 = datetime(2030, 1, 7, 10, 1, tzinfo=UTC)  # a Monday; 10:00 is a window of `*:0/10`
@@ -270,3 +272,53 @@ def test_on_battery_defers_and_fires_once_when_power_returns(
     record = WindowStore(Home(home)).latest("ten", "default")
     assert record is not None and record.state.attempts == 1
     assert [r["attempt"] for r in history_rows(home, "ten")] == [1]
+
+
+# --------------------------------------------------------------------------------------
+# Runs by other commands
+# --------------------------------------------------------------------------------------
+def test_a_window_run_by_someone_else_meanwhile_is_not_run_again(
+        home: Path, harness: Callable[..., Harness]) -> None:
+    """The daemon's attempt finds the agent lock held (`run-now` is running it); when the
+    daemon looks again, that run has succeeded, which covers the window."""
+    _every_ten_minutes(home)
+    h = harness()
+    with agent_lock(Home(home), "ten"):  # somebody else runs the agent
+        h.step(at(10, 1))
+    assert h.windows() == [at(10, 0)]
+    assert any("skipped ten/main: agent 'ten' is already running" in x for x in h.lines)
+    h.step(at(10, 1, 5))  # the window is left alone for a while: no retry at once
+    assert len(h.dispatched) == 1
+    # Their run ended at 10:01:20 with exit 0 (its heartbeat says so).
+    beats = HeartbeatStore(Home(home))
+    ran = int(at(10, 1, 10).timestamp())
+    beats.start("ten", "default", [], ran)
+    beats.finish("ten", "default", [], ran, ran + 10, 0, 10)
+    h.step(at(10, 2))
+    h.step(at(10, 5))
+    assert len(h.dispatched) == 1, "the window was run again although it had succeeded"
+    h.step(at(10, 10))
+    assert h.windows() == [at(10, 0), at(10, 10)]
+
+
+def test_interval_anchor_follows_a_run_by_another_command(
+        home: Path, harness: Callable[..., Harness]) -> None:
+    """S14.21: an interval counts from the schedule's last start, whoever started it."""
+    # No rescan backstop within the test (it would re-read every heartbeat anyway).
+    (home / "config.toml").write_text("[daemon]\nrescan_minutes = 240\n")
+    write_agent(home / "agents", "hourly", schedule="""
+        type = "interval"
+        interval_minutes = 60
+        """, script="exit 0\n")
+    h = harness()
+    h.step(at(10, 1))  # never started: due at once
+    assert len(h.dispatched) == 1
+    # `dotagent run hourly` at 10:31 (a person, by hand).
+    beats = HeartbeatStore(Home(home))
+    ran = int(at(10, 31).timestamp())
+    beats.start("hourly", "default", [], ran)
+    beats.finish("hourly", "default", [], ran, ran + 1, 0, 1)
+    h.step(at(11, 1, 30))  # an hour after the daemon's run, but 30 minutes after the last
+    assert len(h.dispatched) == 1
+    h.step(at(11, 31))
+    assert len(h.dispatched) == 2

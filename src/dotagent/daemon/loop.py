@@ -35,6 +35,7 @@ from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest,
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import Decision, IntervalRule, WindowState
 from dotagent.security.manifests import check_manifests
+from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
 from dotagent.state.windows import WindowStore
@@ -196,8 +197,14 @@ class Daemon:
                     wakes.append(newer)  # a newer window is not held
                 continue
             if decision.action in ("missed", "give_up"):
-                self.entries[i] = self._refresh(entry)
-                decision = self.entries[i].decide(now)
+                entry = self.entries[i] = self._refresh(entry)
+                decision = entry.decide(now)
+            if decision.action in ("run", "retry"):
+                # Another command (`run`, `run-now`, `tick`) may have run the schedule since
+                # the daemon last looked: its heartbeat says so (a success that covers the
+                # window, an interval anchor that moved).
+                entry = self.entries[i] = self._with_heartbeat(entry)
+                decision = entry.decide(now)
             if decision.action in ("run", "retry"):
                 if len(self.running) >= cfg.daemon.max_concurrent_runs:
                     continue  # a slot frees when a run ends, which wakes the loop
@@ -218,6 +225,17 @@ class Daemon:
         self._deferred = deferred_now
         wakes.append(self._next_retention(now))
         return min(wakes) if wakes else None
+
+    def _with_heartbeat(self, entry: Entry) -> Entry:
+        """`entry` with its last start and last success as its heartbeat says now."""
+        beat = HeartbeatStore(self.home).read(entry.agent, entry.schedule.slug)
+        last_start = from_epoch(beat.started_at) if beat and beat.started_at else None
+        last_success = (from_epoch(beat.last_success_at)
+                        if beat and beat.last_success_at is not None else None)
+        if (last_start, last_success) == (entry.state.last_start, entry.state.last_success):
+            return entry
+        return replace(entry, state=replace(entry.state, last_start=last_start,
+                                            last_success=last_success))
 
     def _refresh(self, entry: Entry) -> Entry:
         return self._overlay(refresh(entry, self.home, self.windows))
