@@ -293,7 +293,7 @@ def test_a_window_run_by_someone_else_meanwhile_is_not_run_again(
     beats = HeartbeatStore(Home(home))
     ran = int(at(10, 1, 10).timestamp())
     beats.start("ten", "default", [], ran)
-    beats.finish("ten", "default", [], ran, ran + 10, 0, 10)
+    beats.finish("ten", "default", [], ran, ran + 10, 0, 10, succeeded=True)
     h.step(at(10, 2))
     h.step(at(10, 5))
     assert len(h.dispatched) == 1, "the window was run again although it had succeeded"
@@ -317,7 +317,7 @@ def test_interval_anchor_follows_a_run_by_another_command(
     beats = HeartbeatStore(Home(home))
     ran = int(at(10, 31).timestamp())
     beats.start("hourly", "default", [], ran)
-    beats.finish("hourly", "default", [], ran, ran + 1, 0, 1)
+    beats.finish("hourly", "default", [], ran, ran + 1, 0, 1, succeeded=True)
     h.step(at(11, 1, 30))  # an hour after the daemon's run, but 30 minutes after the last
     assert len(h.dispatched) == 1
     h.step(at(11, 31))
