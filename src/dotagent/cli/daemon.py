@@ -34,8 +34,9 @@ def command() -> int:
     from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.config import load_config
-    from dotagent.daemon.loop import Daemon, default_log
+    from dotagent.daemon.loop import Daemon, default_log, logger_log
     from dotagent.daemon.pidfile import DaemonLock
+    from dotagent.daemonlog import configure, resolve_level
     from dotagent.localzone import local_zone
     from dotagent.paths import Home
     from dotagent.private import tighten_home
@@ -49,6 +50,11 @@ def command() -> int:
         default_log(f"warning: {problem}")
     lock = DaemonLock(home)
     lock.acquire()  # SecondDaemon names the running one
+    level, level_note = resolve_level(env, config.logging.level)
+    daemon_logging = configure(home.root, level=level, file_format=config.logging.format)
+    log = logger_log()
+    if level_note:
+        log(f"warning: {level_note}")
     try:
         tighten_home(home)
         audit = AuditLog(home)
@@ -60,15 +66,16 @@ def command() -> int:
                 f"{home.root / selfhash.HASH_FILE} ({check.summary()}); recorded in the audit "
                 "log as selfcheck_failed. After a deliberate upgrade, accept the new "
                 "installation with `dotagent selfcheck --record`, then start the daemon again")
-        daemon = Daemon(home, config, env=env, zone=local_zone(env), log=default_log)
+        daemon = Daemon(home, config, env=env, zone=local_zone(env), log=log)
         daemon.recover(now)
         daemon.record(events.DaemonStarted(version=__version__, pid=os.getpid()))
-        default_log(f"daemon started (pid {os.getpid()}, home {home.root})")
+        log(f"daemon started (pid {os.getpid()}, home {home.root})")
         try:
             asyncio.run(daemon.serve())
         finally:
             daemon.record(events.DaemonStopped(reason=daemon._stopping or "exited"))
-            default_log("daemon stopped")
+            log("daemon stopped")
     finally:
+        daemon_logging.close()
         lock.release()
     return 0

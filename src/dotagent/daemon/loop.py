@@ -708,10 +708,30 @@ def _windows_in(entry: Entry, after: datetime, upto: datetime) -> int:
 
 
 def default_log(text: str) -> None:
+    """The daemon's messages before its log is configured (and in tests)."""
     from dotagent.cli import _streams
 
     _streams.say(f"[dotagent daemon] {text}\n")
 
 
-__all__ += ["default_log"]
+def logger_log(name: str = "dotagent.daemon") -> Callable[[str], None]:
+    """The daemon's `log(text)` on top of its JSON log (`daemonlog.configure`): a leading
+    `error:` / `warning:` chooses the level."""
+    import logging
+
+    logger = logging.getLogger(name)
+
+    def log(text: str) -> None:
+        if text.startswith("error:"):
+            logger.error(text[6:].strip())
+        elif text.startswith("warning:"):
+            logger.warning(text[8:].strip())
+        else:
+            logger.info(text)
+
+    return log
+
+
+
+__all__ += ["default_log", "logger_log"]
 _ = sys  # the daemon's stderr is its log until the JSON daemon log lands
