@@ -43,6 +43,10 @@ __all__ = ["Daemon"]
 DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
 SNAPSHOT_SECONDS = 2.0
+# How long before its instant a run is handed to a worker, which prepares it and spawns the
+# agent at the instant (dispatch precision: the preparation costs milliseconds, more on a
+# busy machine, and would otherwise make every run that late).
+PREPARE_AHEAD = timedelta(milliseconds=50)
 RETENTION_HOUR = 3
 
 
@@ -161,21 +165,34 @@ class Daemon:
                                      record=self.record, now=now)
                 except DotagentError as exc:
                     self.log(f"error: {exc.message}")
-                self.entries[i] = refresh(entry, self.home, self.windows)
-                decision = self.entries[i].decide(now)
-            if decision.action in ("run", "retry"):
-                if len(self.running) >= cfg.daemon.max_concurrent_runs:
-                    continue  # a slot frees when a run ends, which wakes the loop
-                if source is None:
-                    source = self._power()
-                if self._defer(entry, source):
-                    deferred_now.add(entry.key)
+                # The settled state from here on: planning the next wake from the stale
+                # entry would see the window as still due and wake again at once.
+                entry = self.entries[i] = refresh(entry, self.home, self.windows)
+                decision = entry.decide(now)
+            start_at: datetime | None = None
+            if decision.action not in ("run", "retry"):
+                due = entry.next_due(now)
+                if due is None:
                     continue
-                self.dispatch(entry, decision.window, decision.attempt, now)
+                if due - now > PREPARE_AHEAD:
+                    wakes.append(due - PREPARE_AHEAD)
+                    continue
+                # Due within PREPARE_AHEAD: dispatch now and spawn at `due`, so that the
+                # run's bookkeeping (lock, heartbeat, history, log) happens before the
+                # instant instead of delaying the agent past it.
+                decision = entry.decide(due)
+                if decision.action not in ("run", "retry"):
+                    wakes.append(due)
+                    continue
+                start_at = due
+            if len(self.running) >= cfg.daemon.max_concurrent_runs:
+                continue  # a slot frees when a run ends, which wakes the loop
+            if source is None:
+                source = self._power()
+            if self._defer(entry, source):
+                deferred_now.add(entry.key)
                 continue
-            due = entry.next_due(now)
-            if due is not None:
-                wakes.append(due)
+            self.dispatch(entry, decision.window, decision.attempt, now, start_at=start_at)
         if deferred_now:
             wakes.append(now + POWER_RECHECK)
             for key in deferred_now - self._deferred:
@@ -224,14 +241,17 @@ class Daemon:
 
     # ------------------------------------------------------------------ runs
     def dispatch(self, entry: Entry, window: datetime | None, attempt: int,
-                 now: datetime) -> None:
+                 now: datetime, *, start_at: datetime | None = None) -> None:
+        """Hand the attempt to a worker; with `start_at`, the worker prepares the run at once
+        and spawns the agent at that instant."""
         assert window is not None
         stop = StopRequest()
-        run = _Running(entry, window, now, stop)
+        run = _Running(entry, window, max(now, start_at or now), stop)
         self.running[entry.agent] = run
         request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
                              window=entry.window(window), policy=entry.policy,
-                             stdin_devnull=True, stop=stop)
+                             stdin_devnull=True, stop=stop,
+                             not_before=None if start_at is None else start_at.timestamp())
         deps = RunDeps(home=self.home, audit=self.audit, env=self.env, history=self.history,
                        windows=self.windows, say=lambda text: self.log(text.strip()),
                        on_spawn=self._spawned, on_exit=self._exited,

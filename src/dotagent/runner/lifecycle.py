@@ -114,6 +114,10 @@ class RunRequest:
     echo: Callable[[Stream, bytes], None] | None = None
     stop: StopRequest | None = None
     wait_for_lock: bool = False
+    # The daemon hands a run over just before its instant (epoch seconds): everything is
+    # prepared at once and the agent spawned at that instant; the run's recorded start is
+    # never earlier than it.
+    not_before: float | None = None
 
     @property
     def agent(self) -> str:
@@ -276,7 +280,8 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
         outcome = run_schedule(
             request.loaded, sched, home=deps.home, dry_run=request.dry_run, echo=request.echo,
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
-            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start)
+            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
+            not_before=request.not_before)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
@@ -372,7 +377,7 @@ def _history_begin(request: RunRequest, deps: RunDeps, problems: list[str],
     try:
         return deps.history.begin(
             agent=request.agent, schedule=request.schedule.id, slug=request.schedule.slug,
-            source=request.source, started_at=deps.clock(),
+            source=request.source, started_at=max(deps.clock(), request.not_before or 0.0),
             attempt=(window.attempts + 1) if window is not None else 1,
             window=window.expected_at.timestamp() if window is not None else None,
             manifest_sha256=request.loaded.sha256, log_path=log_path, log_start=offset)

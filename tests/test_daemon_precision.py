@@ -1,0 +1,215 @@
+"""Dispatch precision and the loop's planned wakes (issue 8's numbers; bench/bench_daemon.py
+measures them, these tests pin the mechanisms down).
+
+- A run due within PREPARE_AHEAD is handed to a worker at once and its agent spawned at the
+  instant: the bookkeeping before a spawn (lock, heartbeat, history, log) no longer makes
+  every run that late. The agent never starts before its instant, and the recorded start is
+  the instant.
+- Settling a window (missed, given up) does not make the loop wake again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dotagent.audit import AuditLog
+from dotagent.clock import from_epoch
+from dotagent.config import load_config
+from dotagent.daemon import loop as daemon_loop
+from dotagent.daemon.loop import PREPARE_AHEAD, Daemon
+from dotagent.discovery import discover
+from dotagent.errors import UnsafeNameError
+from dotagent.paths import Home
+from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
+from dotagent.runner.process import StopRequest
+from dotagent.schedule.windows import WindowState
+from dotagent.state.heartbeat import HeartbeatStore
+from dotagent.state.history import History
+from dotagent.state.windows import WindowStore
+
+from helpers import write_agent
+
+CLOCK_AGENT = """
+[agent]
+name = "{name}"
+timeout_seconds = 10
+[run]
+command = "/bin/date"
+args = ["+%s.%N"]
+[[schedules]]
+id = "s"
+type = "expression"
+expression = "{expression}"
+"""
+
+
+def _agent(home: Path, name: str, expression: str) -> None:
+    write_agent(home / "agents", name, CLOCK_AGENT.format(name=name, expression=expression))
+
+
+def _daemon(home: Path) -> Daemon:
+    h = Home(home)
+    return Daemon(h, load_config(h).require(), env=dict(os.environ), zone=UTC,
+                  log=lambda text: None)
+
+
+def _printed_start(home: Path, agent: str) -> float:
+    """The time the agent printed as its first act (its output in the per-agent log)."""
+    log = (home / "logs" / "agents" / agent / f"{agent}.log").read_text()
+    return float(next(line for line in log.splitlines() if line[:1].isdigit()))
+
+
+def _history(home: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(home / "state" / "history.sqlite3") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id")]
+
+
+class _Timer:
+    def poke(self) -> None:
+        pass
+
+
+def _next_quarter(after: float) -> float:
+    return (int(after * 4) + 1) / 4
+
+
+def test_a_run_due_within_the_lead_is_prepared_now_and_spawned_at_its_instant(
+        dotagent_home: Path) -> None:
+    _agent(dotagent_home, "soon", "*:*:0/0.25")
+    daemon = _daemon(dotagent_home)
+    daemon.timer = _Timer()  # type: ignore[assignment]
+    # The instant: a quarter second far enough ahead that the spawn must wait for it.
+    instant = _next_quarter(time.time() + 0.3)
+    now = from_epoch(instant) - PREPARE_AHEAD / 2
+    daemon.rescan(now)
+    # Settle the windows before `now`: only the one at `instant` is ahead.
+    daemon.windows.save("soon", "default", "s",
+                        WindowState(expected_at=from_epoch(instant - 0.25), missed=True))
+    daemon.rescan(now)
+
+    async def go() -> datetime | None:
+        wake = daemon.step(now)
+        assert "soon" in daemon.running, "a run due within PREPARE_AHEAD is dispatched now"
+        future = daemon.running["soon"].future
+        assert future is not None
+        await asyncio.wrap_future(future)
+        return wake
+
+    asyncio.run(go())
+    daemon.executor.shutdown(wait=True)
+    started = _printed_start(dotagent_home, "soon")
+    assert started >= instant, "the agent never starts before its instant"
+    assert started - instant < 1.0
+    (row,) = _history(dotagent_home)
+    assert row["window_at"] == instant
+    assert row["started_at"] >= instant, "the recorded start is the instant, not the handover"
+    beat = HeartbeatStore(Home(dotagent_home)).read("soon", "default")
+    assert beat is not None and beat.started_at == int(instant)
+
+
+def test_a_run_due_later_is_not_dispatched_and_the_loop_wakes_ahead_of_it(
+        dotagent_home: Path) -> None:
+    _agent(dotagent_home, "later", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    t0 = datetime(2026, 6, 15, 12, 0, 1, tzinfo=UTC)
+    daemon.rescan(t0)
+    daemon.windows.save("later", "default", "s",
+                        WindowState(expected_at=datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC),
+                                    missed=True))
+    daemon.rescan(t0)
+    wake = daemon.step(t0)
+    assert daemon.running == {}
+    assert wake == datetime(2026, 6, 15, 12, 0, 10, tzinfo=UTC) - PREPARE_AHEAD
+
+
+def test_settling_a_missed_window_plans_no_immediate_wake(dotagent_home: Path) -> None:
+    # A daily schedule seen for the first time: yesterday's window is stale, so the first
+    # step records it as missed. The next wake is the next window (minus the lead) or the
+    # rescan backstop, never `now` again (the loop used to plan from the entry it had
+    # before settling, and woke once more for nothing).
+    _agent(dotagent_home, "daily", "*-*-* 14:00:00 UTC")
+    daemon = _daemon(dotagent_home)
+    now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+    wake = daemon.step(now)
+    audit = (dotagent_home / "audit.log").read_text().splitlines()
+    assert sum('"event_type":"window_missed"' in line for line in audit) == 1
+    assert wake is not None and wake > now
+    assert wake == now + timedelta(minutes=daemon.config.daemon.rescan_minutes)
+
+
+def test_not_before_holds_the_spawn_until_the_instant(dotagent_home: Path) -> None:
+    _agent(dotagent_home, "held", "*:*:0/0.25")
+    h = Home(dotagent_home)
+    loaded = discover(dict(os.environ), include_cwd=False).agents["held"]
+    sched = loaded.manifest.schedules[0]
+    at = time.time() + 0.4
+    deps = RunDeps(home=h, audit=AuditLog(h), history=History(h), windows=WindowStore(h))
+    report = execute(RunRequest(loaded=loaded, schedule=sched, source="daemon",
+                                window=WindowState(expected_at=from_epoch(at)),
+                                policy=loaded.manifest.policy(sched), stdin_devnull=True,
+                                not_before=at), deps)
+    assert report.ok
+    assert _printed_start(dotagent_home, "held") >= at
+    assert report.outcome is not None and report.outcome.started_at == int(at)
+
+
+def test_not_before_far_ahead_waits_at_most_max_early(dotagent_home: Path) -> None:
+    # A clock set back after the handover must not hold the run (and its agent lock) for
+    # as long as the jump: the wait is bounded.
+    from dotagent.runner.foreground import MAX_EARLY
+
+    _agent(dotagent_home, "jumped", "*:*:0/0.25")
+    h = Home(dotagent_home)
+    loaded = discover(dict(os.environ), include_cwd=False).agents["jumped"]
+    sched = loaded.manifest.schedules[0]
+    t0 = time.monotonic()
+    report = execute(RunRequest(loaded=loaded, schedule=sched, source="daemon",
+                                not_before=time.time() + 3600), RunDeps(home=h,
+                                                                        audit=AuditLog(h)))
+    assert report.ok
+    assert time.monotonic() - t0 < MAX_EARLY + 5
+
+
+def test_a_stop_during_the_wait_ends_it_and_the_run_is_recorded_interrupted(
+        dotagent_home: Path) -> None:
+    _agent(dotagent_home, "stopped", "*:*:0/0.25")
+    h = Home(dotagent_home)
+    loaded = discover(dict(os.environ), include_cwd=False).agents["stopped"]
+    sched = loaded.manifest.schedules[0]
+    stop = StopRequest()
+    stop.request(signal.SIGTERM)
+    t0 = time.monotonic()
+    report = execute(RunRequest(loaded=loaded, schedule=sched, source="daemon", stop=stop,
+                                not_before=time.time() + 30), RunDeps(home=h,
+                                                                      audit=AuditLog(h)))
+    assert time.monotonic() - t0 < 10
+    assert report.outcome is not None and report.outcome.interrupted_by == signal.SIGTERM
+    stop.close()
+
+
+def test_home_join_still_refuses_a_symlink_out_after_the_root_is_remembered(
+        dotagent_home: Path, tmp_path: Path) -> None:
+    h = Home(dotagent_home)
+    (dotagent_home / "state").mkdir(exist_ok=True)
+    h.join("state", "agents", "x.json")  # the resolved root is remembered from here on
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (dotagent_home / "state" / "agents").symlink_to(outside)
+    with pytest.raises(UnsafeNameError):
+        h.join("state", "agents", "x.json")
+
+
+def test_prepare_ahead_is_short() -> None:
+    # The lead holds the agent lock that much earlier; it must stay far below any window.
+    assert timedelta(0) < PREPARE_AHEAD <= timedelta(milliseconds=200)
+    assert daemon_loop.PREPARE_AHEAD is PREPARE_AHEAD
