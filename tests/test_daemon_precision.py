@@ -213,3 +213,48 @@ def test_prepare_ahead_is_short() -> None:
     # The lead holds the agent lock that much earlier; it must stay far below any window.
     assert timedelta(0) < PREPARE_AHEAD <= timedelta(milliseconds=200)
     assert daemon_loop.PREPARE_AHEAD is PREPARE_AHEAD
+
+
+def test_a_finished_run_leaves_no_descriptor_behind(dotagent_home: Path) -> None:
+    # Each dispatch opened a StopRequest pipe that nothing closed: two descriptors per run,
+    # so a daemon firing every few seconds ran out of them within hours.
+    write_agent(dotagent_home / "agents", "quick", """
+        [agent]
+        name = "quick"
+        [run]
+        command = "/bin/true"
+        [[schedules]]
+        id = "s"
+        type = "interval"
+        interval_minutes = 60
+        """)
+    daemon = _daemon(dotagent_home)
+    daemon.timer = _Timer()  # type: ignore[assignment]
+    now = datetime.now(UTC)
+    daemon.rescan(now)
+    entry = daemon.entries[0]
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def one_run(i: int) -> None:
+        daemon.dispatch(entry, now + timedelta(minutes=i), 1, now)
+        future = daemon.running["quick"].future
+        assert future is not None
+        await asyncio.wrap_future(future)
+        for _ in range(100):  # _finished is scheduled from the worker thread
+            if "quick" not in daemon.running:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the run was never finished")
+
+    async def go() -> tuple[int, int]:
+        await one_run(0)  # the first run opens what stays open (history, thread pool)
+        before = open_fds()
+        for i in range(1, 11):
+            await one_run(i)
+        return before, open_fds()
+
+    before, after = asyncio.run(go())
+    daemon.executor.shutdown(wait=True)
+    assert after <= before, f"{after - before} descriptors left open by 10 runs"

@@ -299,6 +299,7 @@ class Daemon:
     def _finished(self, run: _Running, future: Future[RunReport]) -> None:
         agent = run.entry.agent
         self.running.pop(agent, None)
+        run.stop.close()  # its pipe: two descriptors per run, leaked until now
         try:
             report = future.result()
             o = report.outcome
