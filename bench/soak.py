@@ -128,7 +128,8 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
         elif kind == "run_skipped_overlap":
             skipped[ev["agent"]] += _count(ev["reason"], r"^(\d+) window")
         elif kind == "window_missed":
-            missed[ev["agent"]] += 1 + _count(ev["reason"], r"; (\d+) earlier window")
+            passed = _count(ev["reason"], r"^(\d+) window\(s\) passed")
+            missed[ev["agent"]] += passed or 1 + _count(ev["reason"], r"; (\d+) earlier window")
     headers = 0
     for name in schedules:
         log = home.root / "logs" / "agents" / name / f"{name}.log"

@@ -258,3 +258,98 @@ def test_a_finished_run_leaves_no_descriptor_behind(dotagent_home: Path) -> None
     before, after = asyncio.run(go())
     daemon.executor.shutdown(wait=True)
     assert after <= before, f"{after - before} descriptors left open by 10 runs"
+
+
+def _settle(daemon: Daemon, agent: str, at: datetime) -> None:
+    """Record the window at `at` as handled, so that what follows it is judged from there."""
+    daemon.windows.save(agent, "default", "s", WindowState(expected_at=at, missed=True))
+
+
+def _run_step(daemon: Daemon, now: datetime) -> list[str]:
+    """One step inside an event loop; returns the agents it dispatched (after they ran)."""
+    daemon.timer = _Timer()  # type: ignore[assignment]
+
+    async def go() -> list[str]:
+        daemon.step(now)
+        started = list(daemon.running)
+        for run in list(daemon.running.values()):
+            assert run.future is not None
+            await asyncio.wrap_future(run.future)
+        return started
+
+    try:
+        return asyncio.run(go())
+    finally:
+        daemon.executor.shutdown(wait=True)
+
+
+def _audit(home: Path, event_type: str) -> list[dict[str, Any]]:
+    import json
+
+    lines = (home / "audit.log").read_text().splitlines()
+    return [e["event"] for e in map(json.loads, lines) if e["event"]["event_type"] == event_type]
+
+
+def test_a_catch_up_run_records_the_windows_it_passes_over(dotagent_home: Path) -> None:
+    # The daemon was frozen (or at its cap) for three windows: the latest runs, the two
+    # before it are recorded, never silently dropped (SPEC S14.1: "recorded as skipped").
+    _agent(dotagent_home, "behind", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    t0 -= timedelta(seconds=t0.second % 10)
+    daemon.rescan(t0)
+    _settle(daemon, "behind", t0)
+    daemon.rescan(t0)
+    assert _run_step(daemon, t0 + timedelta(seconds=35)) == ["behind"]
+    (missed,) = _audit(dotagent_home, "window_missed")
+    assert missed["reason"].startswith("2 window(s) passed")
+    assert missed["expected_at_iso"].startswith((t0 + timedelta(seconds=10)).strftime(
+        "%Y-%m-%dT%H:%M:%S"))
+    (row,) = _history(dotagent_home)
+    assert row["window_at"] == (t0 + timedelta(seconds=30)).timestamp()
+
+
+def test_under_the_cap_the_longest_waiting_window_goes_first(dotagent_home: Path) -> None:
+    (dotagent_home / "config.toml").write_text("[daemon]\nmax_concurrent_runs = 1\n")
+    _agent(dotagent_home, "aaa-recent", "*:*:0/10")
+    _agent(dotagent_home, "zzz-waiting", "*:*:5/10")
+    daemon = _daemon(dotagent_home)
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    now -= timedelta(seconds=now.second % 10)
+    now += timedelta(seconds=1)  # aaa's window is 1 s old, zzz's 6 s
+    daemon.rescan(now)
+    _settle(daemon, "aaa-recent", now - timedelta(seconds=11))
+    _settle(daemon, "zzz-waiting", now - timedelta(seconds=16))
+    daemon.rescan(now)
+    assert [e.agent for e in daemon.entries] == ["aaa-recent", "zzz-waiting"]
+    assert _run_step(daemon, now) == ["zzz-waiting"]
+
+
+def test_a_wake_does_not_judge_again_what_is_known_to_be_idle(
+        dotagent_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dotagent.daemon import tick
+
+    for i in range(5):
+        _agent(dotagent_home, f"idle-{i}", "*-*-* 14:00:00 UTC")
+    daemon = _daemon(dotagent_home)
+    now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+    daemon.step(now)  # judges all five (and records yesterday's windows as missed)
+    judged: list[str] = []
+    real_decide = tick.Entry.decide
+
+    def counting(self: tick.Entry, at: datetime) -> Any:
+        judged.append(self.agent)
+        return real_decide(self, at)
+
+    monkeypatch.setattr(tick.Entry, "decide", counting)
+    wake = daemon.step(now + timedelta(minutes=1))
+    assert judged == [], "nothing changed and nothing is due: no schedule is judged again"
+    assert wake == now + timedelta(minutes=daemon.config.daemon.rescan_minutes)
+    # A schedule whose state changed (a run ended, a window was settled) is judged again.
+    daemon.entries[2] = tick.refresh(daemon.entries[2], daemon.home, daemon.windows)
+    daemon.step(now + timedelta(minutes=2))
+    assert judged == ["idle-2"]
+    # So is every one when the clock went back past the moment they were judged.
+    judged.clear()
+    daemon.step(now - timedelta(minutes=10))
+    assert sorted(judged) == [f"idle-{i}" for i in range(5)]

@@ -25,14 +25,14 @@ from typing import Any
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
 from dotagent.config import Config
-from dotagent.daemon.tick import Entry, apply_settlement, load_entries, refresh
+from dotagent.daemon.tick import Entry, apply_settlement, load_entries, record_skipped, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import WindowState
+from dotagent.schedule.windows import Decision, ScheduleState, WindowState
 from dotagent.security.manifests import check_manifests
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -88,6 +88,8 @@ class Daemon:
         self._last_scan: datetime | None = None
         self._retention_done: str | None = None
         self._deferred: set[tuple[str, str]] = set()
+        # schedule → (the state it was judged on, when, the instant it next needs a look)
+        self._idle_until: dict[tuple[str, str], tuple[ScheduleState, datetime, datetime]] = {}
         self.executor = ThreadPoolExecutor(max_workers=config.daemon.max_concurrent_runs,
                                            thread_name_prefix="run")
 
@@ -110,6 +112,7 @@ class Daemon:
             self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
         self.found = found
         self.entries = load_entries(found, self.home, self.zone, windows=self.windows)
+        self._idle_until.clear()
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
 
@@ -155,9 +158,18 @@ class Daemon:
         wakes.append(self._last_scan + backstop)
         source = None
         deferred_now: set[tuple[str, str]] = set()
+        due_now: list[tuple[datetime, int, Entry, Decision, datetime | None]] = []
         for i, entry in enumerate(self.entries):
             if entry.agent in self.running or self._stopping:
                 continue  # overlaps are judged when the run ends
+            # Known to be idle until a later instant, with the state it was judged on: no
+            # need to judge it again (a wake used to decide every schedule: with 200 agents
+            # firing every few seconds, that was half of the daemon's CPU).
+            known = self._idle_until.get(entry.key)
+            if known is not None and known[0] is entry.state and \
+                    known[1] <= now < known[2] - PREPARE_AHEAD:
+                wakes.append(known[2] - PREPARE_AHEAD)
+                continue
             decision = entry.decide(now)
             if decision.action in ("missed", "give_up"):
                 try:
@@ -175,6 +187,7 @@ class Daemon:
                 if due is None:
                     continue
                 if due - now > PREPARE_AHEAD:
+                    self._idle_until[entry.key] = (entry.state, now, due)
                     wakes.append(due - PREPARE_AHEAD)
                     continue
                 # Due within PREPARE_AHEAD: dispatch now and spawn at `due`, so that the
@@ -185,13 +198,22 @@ class Daemon:
                     wakes.append(due)
                     continue
                 start_at = due
+            assert decision.window is not None
+            due_now.append((start_at or decision.window, i, entry, decision, start_at))
+        # The longest-waiting first: under the cap, schedules late in the list must not
+        # wait behind the early ones every time.
+        due_now.sort(key=lambda item: (item[0], item[1]))
+        for _, _, entry, decision, start_at in due_now:
+            if entry.agent in self.running:
+                continue  # another schedule of this agent went first
             if len(self.running) >= cfg.daemon.max_concurrent_runs:
-                continue  # a slot frees when a run ends, which wakes the loop
+                break  # a slot frees when a run ends, which wakes the loop
             if source is None:
                 source = self._power()
             if self._defer(entry, source):
                 deferred_now.add(entry.key)
                 continue
+            record_skipped(entry, decision, record=self.record)
             self.dispatch(entry, decision.window, decision.attempt, now, start_at=start_at)
         if deferred_now:
             wakes.append(now + POWER_RECHECK)

@@ -28,7 +28,7 @@ from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.windows import WindowRecord, WindowStore
 from dotagent.timefmt import iso
 
-__all__ = ["Entry", "apply_settlement", "load_entries", "plan", "refresh"]
+__all__ = ["Entry", "apply_settlement", "load_entries", "plan", "record_skipped", "refresh"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,19 @@ def apply_settlement(entry: Entry, decision: Decision, *, windows: WindowStore,
         windows.save(entry.agent, sched.slug, sched.id, state, given_up_at=now)
         return state
     return None
+
+
+def record_skipped(entry: Entry, decision: Decision, *,
+                   record: Callable[[events.Event], object]) -> bool:
+    """Before a catch-up run: the windows it passes over (the daemon was down, frozen or
+    at its cap while they came due) are recorded as one `window_missed` with their count,
+    never run in a burst and never dropped without a trace (SPEC S14.1). Returns whether
+    anything was recorded."""
+    if decision.action != "run" or not decision.skipped or decision.window is None:
+        return False
+    first = decision.first_skipped or decision.window
+    record(events.WindowMissed(
+        agent=entry.agent, schedule=entry.schedule.id, expected_at_iso=iso(first),
+        reason=f"{decision.skipped} window(s) passed before they could run, the first at "
+               f"{iso(first)}; only the latest ({iso(decision.window)}) runs"))
+    return True
