@@ -353,3 +353,40 @@ def test_a_wake_does_not_judge_again_what_is_known_to_be_idle(
     judged.clear()
     daemon.step(now - timedelta(minutes=10))
     assert sorted(judged) == [f"idle-{i}" for i in range(5)]
+
+
+def test_a_finished_run_does_not_scan_the_windows_directory(
+        dotagent_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # state/windows holds every agent's window files (one or two a minute for a schedule
+    # firing every few seconds, kept for 30 days): listing it after every run made each
+    # run cost more the longer the daemon had been running.
+    _agent(dotagent_home, "scan", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    daemon.timer = _Timer()  # type: ignore[assignment]
+    now = datetime.now(UTC)
+    daemon.rescan(now)
+    scans: list[int] = []
+    real_scan = WindowStore._scan
+
+    def counting(self: WindowStore, tmp: bool = False) -> Any:
+        scans.append(1)
+        return real_scan(self, tmp)
+
+    monkeypatch.setattr(WindowStore, "_scan", counting)
+
+    async def go() -> None:
+        for i in range(3):
+            window = now.replace(microsecond=0) + timedelta(seconds=10 * i)
+            daemon.dispatch(daemon.entries[0], window, 1, now)
+            future = daemon.running["scan"].future
+            assert future is not None
+            await asyncio.wrap_future(future)
+            while "scan" in daemon.running:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(go())
+    daemon.executor.shutdown(wait=True)
+    assert scans == []
+    state = daemon.entries[0].state
+    assert state.window is not None and state.window.attempts == 1
+    assert state.window.expected_at == now.replace(microsecond=0) + timedelta(seconds=20)

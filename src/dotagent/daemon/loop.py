@@ -172,14 +172,16 @@ class Daemon:
                 continue
             decision = entry.decide(now)
             if decision.action in ("missed", "give_up"):
+                settled = None
                 try:
-                    apply_settlement(entry, decision, windows=self.windows,
-                                     record=self.record, now=now)
+                    settled = apply_settlement(entry, decision, windows=self.windows,
+                                               record=self.record, now=now)
                 except DotagentError as exc:
                     self.log(f"error: {exc.message}")
                 # The settled state from here on: planning the next wake from the stale
                 # entry would see the window as still due and wake again at once.
-                entry = self.entries[i] = refresh(entry, self.home, self.windows)
+                entry = self.entries[i] = refresh(entry, self.home, self.windows,
+                                                  window=settled)
                 decision = entry.decide(now)
             start_at: datetime | None = None
             if decision.action not in ("run", "retry"):
@@ -322,8 +324,10 @@ class Daemon:
         agent = run.entry.agent
         self.running.pop(agent, None)
         run.stop.close()  # its pipe: two descriptors per run, leaked until now
+        known: WindowState | None = None  # the run's window as the run left it
         try:
             report = future.result()
+            known = report.window
             o = report.outcome
             state = "aborted by preflight" if o is None else (
                 "ok" if o.ok else f"exit {o.exit_code}{' (timed out)' if o.timed_out else ''}")
@@ -335,7 +339,9 @@ class Daemon:
         now = self.clock.now()
         for i, entry in enumerate(self.entries):
             if entry.agent == agent:
-                self.entries[i] = refresh(entry, self.home, self.windows)
+                mine = entry.key == run.entry.key
+                self.entries[i] = refresh(entry, self.home, self.windows,
+                                          window=known if mine else None)
         if not self._stopping:
             self._skip_overlaps(agent, run.started, now)
         self.timer.poke()
@@ -351,16 +357,16 @@ class Daemon:
                     decision.window <= started:
                 continue
             count = 1 + decision.skipped
+            skipped = WindowState(expected_at=decision.window, missed=True)
             try:
-                self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
-                                  WindowState(expected_at=decision.window, missed=True))
+                self.windows.save(agent, entry.schedule.slug, entry.schedule.id, skipped)
             except DotagentError as exc:
                 self.log(f"error: {exc.message}")
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
                 reason=f"{count} window(s) came due while the agent was still running "
                        f"(latest {decision.window.isoformat()}); skipped, not queued"))
-            self.entries[i] = refresh(entry, self.home, self.windows)
+            self.entries[i] = refresh(entry, self.home, self.windows, window=skipped)
 
     # ------------------------------------------------------------------ start / stop
     def recover(self, now: datetime) -> None:
