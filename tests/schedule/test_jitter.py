@@ -342,7 +342,7 @@ def test_the_daemon_dispatches_at_the_delayed_instant(tmp_path: Path,
                                                       dotagent_home: Path) -> None:
     """The daemon's step asks the same scheduler: no special case in the loop."""
     from dotagent.config import Config
-    from dotagent.daemon.loop import Daemon
+    from dotagent.daemon.loop import PREPARE_AHEAD, Daemon
     from dotagent.state.windows import WindowStore
 
     from helpers import write_agent
@@ -366,15 +366,18 @@ def test_the_daemon_dispatches_at_the_delayed_instant(tmp_path: Path,
     daemon = Daemon(home, Config(), env={"DOTAGENT_ROOT": str(tmp_path / "agents"),
                                          "DOTAGENT_HOME": str(dotagent_home)},
                     zone=UTC, log=lambda text: None)
-    dispatched: list[tuple[str, datetime | None, int]] = []
-    daemon.dispatch = lambda entry, window, attempt, now: dispatched.append(  # type: ignore
-        (entry.schedule.id, window, attempt))
+    dispatched: list[tuple[str, datetime | None, int, datetime | None]] = []
+    daemon.dispatch = lambda entry, window, attempt, now, start_at=None, **kw: \
+        dispatched.append((entry.schedule.id, window, attempt, start_at))  # type: ignore
+    # The loop hands a run to a worker PREPARE_AHEAD before its instant, and the worker
+    # spawns the agent at that instant (`start_at`): the delayed one.
+    instant = base + timedelta(minutes=1) + delay
     try:
-        before = base + timedelta(minutes=1) + delay - timedelta(milliseconds=1)
-        assert daemon.step(before) == base + timedelta(minutes=1) + delay
+        before = instant - PREPARE_AHEAD - timedelta(milliseconds=1)
+        assert daemon.step(before) == instant - PREPARE_AHEAD
         assert dispatched == []
-        daemon.step(base + timedelta(minutes=1) + delay)
-        assert dispatched == [("minutely", base + timedelta(minutes=1), 1)]
+        daemon.step(instant - PREPARE_AHEAD)
+        assert dispatched == [("minutely", base + timedelta(minutes=1), 1, instant)]
     finally:
         daemon.executor.shutdown()
         daemon.history.close()

@@ -29,7 +29,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
-    from dotagent.daemon.tick import apply_settlement, load_entries, plan, refresh
+    from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
     from dotagent.discovery import discover
     from dotagent.localzone import local_zone
     from dotagent.paths import Home
@@ -73,6 +73,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                                        "window": iso(decision.window), "result": None})
                     after.append(entry)
                     continue
+                record_skipped(entry, decision, record=lambda e: audit.append(e))
                 request = RunRequest(loaded=entry.loaded, schedule=entry.schedule,
                                      source="tick", window=entry.window(decision.window),
                                      policy=entry.policy, stdin_devnull=True)

@@ -26,14 +26,14 @@ from typing import Any
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
 from dotagent.config import MAX_CONCURRENT_RUNS, Config
-from dotagent.daemon.tick import Entry, apply_settlement, load_entries, refresh
+from dotagent.daemon.tick import Entry, apply_settlement, load_entries, record_skipped, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import Decision, IntervalRule, WindowState
+from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
 from dotagent.security.manifests import check_manifests
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
@@ -46,6 +46,10 @@ DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
 SNAPSHOT_SECONDS = 2.0
 HOLD_OFF = timedelta(seconds=30)  # before a window whose run could not begin is tried again
+# How long before its instant a run is handed to a worker, which prepares it and spawns the
+# agent at the instant (dispatch precision: the preparation costs milliseconds, more on a
+# busy machine, and would otherwise make every run that late).
+PREPARE_AHEAD = timedelta(milliseconds=50)
 RETENTION_HOUR = 3
 
 
@@ -58,6 +62,7 @@ class _Running:
     future: Future[RunReport] | None = None
     processes: dict[int, ProcessInfo] = field(default_factory=dict)
     ended: datetime | None = None  # when `execute` returned (set by the worker thread)
+    catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
 
 
 class Daemon:
@@ -95,6 +100,8 @@ class Daemon:
         self._deferred: set[tuple[str, str]] = set()
         self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
         self._unsaved: dict[tuple[str, str], WindowState] = {}
+        # schedule → (the state it was judged on, when, the instant it next needs a look)
+        self._idle_until: dict[tuple[str, str], tuple[ScheduleState, datetime, datetime]] = {}
         # Threads are made on demand; the cap is `config.daemon.max_concurrent_runs`, counted
         # in `running`, so that a reload that raises it takes effect.
         self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_RUNS,
@@ -131,6 +138,7 @@ class Daemon:
         self.found = found
         self.entries = [self._overlay(e) for e in
                         load_entries(found, self.home, self.zone, windows=self.windows)]
+        self._idle_until.clear()
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
 
@@ -176,48 +184,90 @@ class Daemon:
         wakes.append(self._last_scan + backstop)
         source = None
         deferred_now: set[tuple[str, str]] = set()
+        due_now: list[tuple[datetime, int, Entry, Decision, datetime | None]] = []
         for i, entry in enumerate(self.entries):
             if entry.agent in self.running or self._stopping:
                 continue  # overlaps are judged when the run ends
+            # Known to be idle until a later instant, with the state it was judged on: no
+            # need to judge it again (a wake used to decide every schedule: with 200 agents
+            # firing every few seconds, that was half of the daemon's CPU).
+            known = self._idle_until.get(entry.key)
+            if known is not None and known[0] is entry.state and \
+                    known[1] <= now < known[2] - PREPARE_AHEAD:
+                wakes.append(known[2] - PREPARE_AHEAD)
+                continue
             decision = entry.decide(now)
             held = self._held_until(entry.key, decision.window, now)
+            settled: WindowState | None = None  # the window as settled just now
             if held is None and decision.action in ("missed", "give_up"):
                 try:
-                    apply_settlement(entry, decision, windows=self.windows,
-                                     record=self.record, now=now)
+                    settled = apply_settlement(entry, decision, windows=self.windows,
+                                               record=self.record, now=now)
                 except DotagentError as exc:
                     # Recorded in the audit log, but not in its window file: remembered here,
                     # so that it is not settled (and audited) again at every step.
                     self.log(f"error: {exc.message}")
-                    self._unsaved[entry.key] = _settled(entry, decision)
+                    self._unsaved[entry.key] = settled = _settled(entry, decision)
+                else:
+                    self._unsaved.pop(entry.key, None)
             if held is not None:
-                wakes.append(held)
-                newer = _next_window(entry, decision.window or now)
-                if newer is not None:
-                    wakes.append(newer)  # a newer window is not held
+                wakes.extend(self._held_wakes(entry, held, decision.window or now))
                 continue
             if decision.action in ("missed", "give_up"):
-                entry = self.entries[i] = self._refresh(entry)
+                # The settled state from here on: planning the next wake from the stale
+                # entry would see the window as still due and wake again at once.
+                entry = self.entries[i] = self._refresh(entry, window=settled)
                 decision = entry.decide(now)
-            if decision.action in ("run", "retry"):
-                # Another command (`run`, `run-now`, `tick`) may have run the schedule since
-                # the daemon last looked: its heartbeat says so (a success that covers the
-                # window, an interval anchor that moved).
-                entry = self.entries[i] = self._with_heartbeat(entry)
-                decision = entry.decide(now)
-            if decision.action in ("run", "retry"):
-                if len(self.running) >= cfg.daemon.max_concurrent_runs:
-                    continue  # a slot frees when a run ends, which wakes the loop
-                if source is None:
-                    source = self._power()
-                if self._defer(entry, source):
-                    deferred_now.add(entry.key)
+            start_at: datetime | None = None
+            if decision.action not in ("run", "retry"):
+                due = entry.next_due(now)
+                if due is None:
                     continue
-                self.dispatch(entry, decision.window, decision.attempt, now)
+                if due - now > PREPARE_AHEAD:
+                    self._idle_until[entry.key] = (entry.state, now, due)
+                    wakes.append(due - PREPARE_AHEAD)
+                    continue
+                # Due within PREPARE_AHEAD: dispatch now and spawn at `due`, so that the
+                # run's bookkeeping (lock, heartbeat, history, log) happens before the
+                # instant instead of delaying the agent past it.
+                decision = entry.decide(due)
+                if decision.action not in ("run", "retry"):
+                    wakes.append(due)
+                    continue
+                held = self._held_until(entry.key, decision.window, now)
+                if held is not None:  # it could not begin a moment ago
+                    wakes.extend(self._held_wakes(entry, held, decision.window or due))
+                    continue
+                start_at = due
+            # Another command (`run`, `run-now`, `tick`) may have run the schedule since the
+            # daemon last looked: its heartbeat says so (a success that covers the window,
+            # an interval anchor that moved).
+            fresh = self._with_heartbeat(entry)
+            if fresh is not entry:
+                entry = self.entries[i] = fresh
+                decision = entry.decide(start_at or now)
+                if decision.action not in ("run", "retry"):
+                    due = entry.next_due(now)
+                    if due is not None:
+                        wakes.append(due)
+                    continue
+            assert decision.window is not None
+            due_now.append((start_at or decision.window, i, entry, decision, start_at))
+        # The longest-waiting first: under the cap, schedules late in the list must not
+        # wait behind the early ones every time.
+        due_now.sort(key=lambda item: (item[0], item[1]))
+        for _, _, entry, decision, start_at in due_now:
+            if entry.agent in self.running:
+                continue  # another schedule of this agent went first
+            if len(self.running) >= cfg.daemon.max_concurrent_runs:
+                break  # a slot frees when a run ends, which wakes the loop
+            if source is None:
+                source = self._power()
+            if self._defer(entry, source):
+                deferred_now.add(entry.key)
                 continue
-            due = entry.next_due(now)
-            if due is not None:
-                wakes.append(due)
+            self.dispatch(entry, decision.window, decision.attempt, now, start_at=start_at,
+                          catch_up=decision)
         if deferred_now:
             wakes.append(now + POWER_RECHECK)
             for key in deferred_now - self._deferred:
@@ -237,7 +287,12 @@ class Daemon:
         return replace(entry, state=replace(entry.state, last_start=last_start,
                                             last_success=last_success))
 
-    def _refresh(self, entry: Entry) -> Entry:
+    def _refresh(self, entry: Entry, *, window: WindowState | None = None) -> Entry:
+        """`entry` with its state re-read. `window`: the latest window as the daemon has just
+        written it, or keeps it in `_unsaved` — then the windows directory (every agent's
+        files) is not listed again to find it."""
+        if window is not None:
+            return refresh(entry, self.home, self.windows, window=window)
         return self._overlay(refresh(entry, self.home, self.windows))
 
     def _overlay(self, entry: Entry) -> Entry:
@@ -267,10 +322,18 @@ class Daemon:
         held = self._held.get(key)
         if held is None:
             return None
-        if held[0] == window and now < held[1]:
-            return held[1]
-        del self._held[key]
-        return None
+        if now >= held[1] or (window is not None and held[0] is not None and
+                              window > held[0]):
+            del self._held[key]  # expired, or a newer window came due
+            return None
+        return held[1] if held[0] == window else None
+
+    @staticmethod
+    def _held_wakes(entry: Entry, held: datetime, window: datetime) -> list[datetime]:
+        """When to look again at a held `window`: when the hold ends, and at the next window
+        (a newer window is not held)."""
+        newer = _next_window(entry, window)
+        return [held] if newer is None else [held, newer]
 
     def _power(self) -> Any:
         from dotagent.power import UNKNOWN, probe, probe_needed
@@ -323,17 +386,22 @@ class Daemon:
 
     # ------------------------------------------------------------------ runs
     def dispatch(self, entry: Entry, window: datetime | None, attempt: int,
-                 now: datetime) -> None:
+                 now: datetime, *, start_at: datetime | None = None,
+                 catch_up: Decision | None = None) -> None:
+        """Hand the attempt to a worker; with `start_at`, the worker prepares the run at once
+        and spawns the agent at that instant. `catch_up`: the decision behind the attempt,
+        whose passed-over windows are recorded once the attempt counts (see _account)."""
         assert window is not None
         stop = StopRequest()
-        run = _Running(entry, window, now, stop)
+        run = _Running(entry, window, max(now, start_at or now), stop, catch_up=catch_up)
         with self._lock:
             self.running[entry.agent] = run
         if self._busy is not None:
             self._busy.set()
         request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
                              window=entry.window(window), policy=entry.policy,
-                             stdin_devnull=True, stop=stop)
+                             stdin_devnull=True, stop=stop,
+                             not_before=None if start_at is None else start_at.timestamp())
         deps = RunDeps(home=self.home, audit=self.audit, env=self.env, history=self.history,
                        windows=self.windows, say=lambda text: self.log(text.strip()),
                        clock=lambda: self.clock.now().timestamp(),
@@ -417,10 +485,20 @@ class Daemon:
         with self._lock:
             self.running.pop(agent, None)
         run.stop.close()  # its pipe; here, in the loop, where `stop()` could still use it
+        known: WindowState | None = None  # the run's window as the run left it
         try:
             report = future.result()
-            if report.window is not None:  # dropped by _overlay once the file says as much
-                self._unsaved[run.entry.key] = report.window
+            known = report.window
+            if known is not None and run.catch_up is not None:
+                # The windows this run passed over, recorded now that the attempt counts (its
+                # window moved past them): a run that could not begin is tried again, and
+                # recording them at each try would count them again and again.
+                record_skipped(run.entry, run.catch_up, record=self.record)
+            if known is not None:
+                if report.window_saved:
+                    self._unsaved.pop(run.entry.key, None)
+                else:  # kept here while the disk refuses it (see _overlay)
+                    self._unsaved[run.entry.key] = known
             o = report.outcome
             state = "aborted by preflight" if o is None else (
                 "ok" if o.ok else f"exit {o.exit_code}{' (timed out)' if o.timed_out else ''}")
@@ -435,7 +513,8 @@ class Daemon:
         now = self.clock.now()
         for i, entry in enumerate(self.entries):
             if entry.agent == agent:
-                self.entries[i] = self._refresh(entry)
+                mine = entry.key == run.entry.key
+                self.entries[i] = self._refresh(entry, window=known if mine else None)
         if not self._stopping:
             # Overlap is judged at the run's end, not now: windows that came due after it
             # ended (the loop was busy, the daemon frozen) are ordinary due windows.
@@ -461,6 +540,7 @@ class Daemon:
             latest = decision.window
             count = _windows_in(entry, started, latest)
             success = entry.state.last_success
+            skipped: WindowState | None = None
             if success is None or success < latest:
                 skipped = WindowState(expected_at=latest, missed=True)
                 try:
@@ -468,13 +548,15 @@ class Daemon:
                 except DotagentError as exc:
                     self.log(f"error: {exc.message}")
                     self._unsaved[entry.key] = skipped
+                else:
+                    self._unsaved.pop(entry.key, None)
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
                 reason=f"{count} window(s) came due while the agent was still running "
                        f"(latest {latest.isoformat()}); skipped, not queued"))
             self.log(f"skipped {count} window(s) of {agent}/{entry.schedule.id}: the agent "
                      "was still running")
-            self.entries[i] = self._refresh(entry)
+            self.entries[i] = self._refresh(entry, window=skipped)
 
     # ------------------------------------------------------------------ start / stop
     def recover(self, now: datetime) -> None:

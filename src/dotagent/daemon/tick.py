@@ -28,7 +28,7 @@ from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.windows import WindowRecord, WindowStore
 from dotagent.timefmt import iso
 
-__all__ = ["Entry", "apply_settlement", "load_entries", "plan", "refresh"]
+__all__ = ["Entry", "apply_settlement", "load_entries", "plan", "record_skipped", "refresh"]
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,16 @@ class Entry:
 
 
 def _state(heartbeats: HeartbeatStore, record: WindowRecord | None, agent: str,
-           slug: str) -> ScheduleState:
+           slug: str, *, window: WindowState | None = None) -> ScheduleState:
     from dotagent.clock import from_epoch
 
     beat = heartbeats.read(agent, slug)
     last_start = from_epoch(beat.started_at) if beat and beat.started_at else None
     last_success = (from_epoch(beat.last_success_at)
                     if beat and beat.last_success_at is not None else None)
-    return ScheduleState(last_start=last_start, last_success=last_success,
-                         window=record.state if record is not None else None)
+    if window is None and record is not None:
+        window = record.state
+    return ScheduleState(last_start=last_start, last_success=last_success, window=window)
 
 
 def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
@@ -99,11 +100,18 @@ def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
     return out
 
 
-def refresh(entry: Entry, home: Home, windows: WindowStore) -> Entry:
-    """The same entry with its state re-read (after a run changed it)."""
+def refresh(entry: Entry, home: Home, windows: WindowStore, *,
+            window: WindowState | None = None) -> Entry:
+    """The same entry with its state re-read (after a run changed it). `window`: the latest
+    window as the caller has just written it — then the windows directory, which holds
+    every agent's files (one or two a minute for a schedule firing every few seconds, kept
+    for window_retention_days), is not scanned again to find it."""
+    heartbeats = HeartbeatStore(home)
+    if window is not None:
+        return replace(entry, state=_state(heartbeats, None, entry.agent, entry.schedule.slug,
+                                           window=window))
     record = windows.latest(entry.agent, entry.schedule.slug)
-    return replace(entry, state=_state(HeartbeatStore(home), record, entry.agent,
-                                       entry.schedule.slug))
+    return replace(entry, state=_state(heartbeats, record, entry.agent, entry.schedule.slug))
 
 
 def plan(entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, Decision]]:
@@ -143,3 +151,19 @@ def apply_settlement(entry: Entry, decision: Decision, *, windows: WindowStore,
         windows.save(entry.agent, sched.slug, sched.id, state, given_up_at=now)
         return state
     return None
+
+
+def record_skipped(entry: Entry, decision: Decision, *,
+                   record: Callable[[events.Event], object]) -> bool:
+    """Before a catch-up run: the windows it passes over (the daemon was down, frozen or
+    at its cap while they came due) are recorded as one `window_missed` with their count,
+    never run in a burst and never dropped without a trace (SPEC S14.1). Returns whether
+    anything was recorded."""
+    if decision.action != "run" or not decision.skipped or decision.window is None:
+        return False
+    first = decision.first_skipped or decision.window
+    record(events.WindowMissed(
+        agent=entry.agent, schedule=entry.schedule.id, expected_at_iso=iso(first),
+        reason=f"{decision.skipped} window(s) passed before they could run, the first at "
+               f"{iso(first)}; only the latest ({iso(decision.window)}) runs"))
+    return True

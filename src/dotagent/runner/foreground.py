@@ -6,6 +6,7 @@ Used by `dotagent run`; the daemon builds its dispatch on the same pieces.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import tempfile
@@ -78,17 +79,21 @@ def run_schedule(
     on_spawn: Callable[[int, list[str], str], None] | None = None,
     on_log_start: Callable[[Path, int], None] | None = None,
     log_limits: tuple[int, int] | None = None,
+    not_before: float | None = None,
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
 
     The one caller is `runner.lifecycle.execute`. `on_spawn(pid, argv, executable)` lets the
     caller register the process (supervisor.json); `on_log_start(path, offset)` tells it where
-    this run's output begins in the per-agent log."""
+    this run's output begins in the per-agent log. With `not_before` (epoch seconds, on
+    `clock`), everything is prepared first and the agent spawned at that instant (waiting
+    at most MAX_EARLY seconds: a clock set back meanwhile does not hold the run); the
+    recorded start is never earlier than it."""
     manifest = loaded.manifest
     name, slug = manifest.agent.name, schedule.slug
     parent_env = os.environ if parent_env is None else parent_env
     heartbeats = HeartbeatStore(home)
-    started_at = int(clock())
+    started_at = int(max(clock(), not_before or 0.0))
     tmpdir = Path(tempfile.mkdtemp(prefix=f"dotagent-{name}-"))
     ctx = RunContext(
         loaded=loaded, schedule=schedule, slug=slug, dry_run=dry_run,
@@ -125,9 +130,12 @@ def run_schedule(
                     if on_spawn is not None:
                         on_spawn(pid, argv, executable)
 
+                env = build_env(ctx, parent_env)
+                if not_before is not None:
+                    _wait_until(not_before, clock, stop)
                 result = supervise(
                     argv, executable=executable, cwd=loaded.working_dir(),
-                    env=build_env(ctx, parent_env), timeout=manifest.agent.timeout_seconds,
+                    env=env, timeout=manifest.agent.timeout_seconds,
                     on_output=collector, grace=GRACE_SECONDS if grace is None else grace,
                     stop=stop, stdin_devnull=stdin_devnull, on_spawn=spawned,
                 )
@@ -169,6 +177,21 @@ def run_schedule(
         echo_errors=tuple((stream, f"{type(exc).__name__}: {exc}")
                           for stream, exc in collector.echo_errors.items()),
     )
+
+
+MAX_EARLY = 1.0
+
+
+def _wait_until(at: float, clock: Callable[[], float], stop: StopRequest | None) -> None:
+    """Sleep until `at` on `clock` (at most MAX_EARLY s); a stop request ends it early (the
+    supervisor then stops the agent the usual way)."""
+    delay = min(at - clock(), MAX_EARLY)
+    if delay <= 0:
+        return
+    if stop is not None:
+        select.select([stop.fileno()], [], [], delay)
+    else:
+        time.sleep(delay)
 
 
 def audit_events(outcome: RunOutcome) -> list[tuple[events.Event, events.Severity | None]]:

@@ -114,6 +114,10 @@ class RunRequest:
     echo: Callable[[Stream, bytes], None] | None = None
     stop: StopRequest | None = None
     wait_for_lock: bool = False
+    # The daemon hands a run over just before its instant (epoch seconds): everything is
+    # prepared at once and the agent spawned at that instant; the run's recorded start is
+    # never earlier than it.
+    not_before: float | None = None
 
     @property
     def agent(self) -> str:
@@ -147,6 +151,7 @@ class RunReport:
     preflight: PreflightFailure | None = None
     history_id: int | None = None
     window: WindowState | None = None  # after this attempt
+    window_saved: bool = False  # `window` is in its file (False: the disk refused it)
     recovered: bool = False
     given_up: bool = False
     wall_seconds: float = 0.0
@@ -279,7 +284,7 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
             request.loaded, sched, home=deps.home, dry_run=request.dry_run, echo=request.echo,
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
             stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
-            log_limits=deps.log_limits)
+            log_limits=deps.log_limits, not_before=request.not_before)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
@@ -301,8 +306,10 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
     if request.hooks and not request.dry_run:
         _fan_out(request, deps, RunEvent(kind, agent, sched.id, message, report), problems)
 
-    window, recovered, given_up = _update_window(request, deps, outcome, record, problems)
-    report = replace(report, window=window, recovered=recovered, given_up=given_up)
+    window, saved, recovered, given_up = _update_window(request, deps, outcome, record,
+                                                        problems)
+    report = replace(report, window=window, window_saved=saved, recovered=recovered,
+                     given_up=given_up)
     if request.hooks and not request.dry_run:
         if recovered:
             _fan_out(request, deps, RunEvent(
@@ -338,11 +345,13 @@ def _fan_out(request: RunRequest, deps: RunDeps, event: RunEvent, problems: list
 
 def _update_window(request: RunRequest, deps: RunDeps, outcome: RunOutcome,
                    record: Callable[[events.Event], None], problems: list[str]
-                   ) -> tuple[WindowState | None, bool, bool]:
-    """attempts + 1, the attempt's start and exit; recovered / given up (S2.5 step 6)."""
+                   ) -> tuple[WindowState | None, bool, bool, bool]:
+    """attempts + 1, the attempt's start and exit; recovered / given up (S2.5 step 6).
+    Returns the window after the attempt, whether its file was written, recovered, given
+    up."""
     before = request.window
     if before is None or request.dry_run or deps.windows is None:
-        return None, False, False
+        return None, False, False, False
     policy = request.policy
     attempts = before.attempts + 1
     succeeded = outcome.ok
@@ -370,7 +379,8 @@ def _update_window(request: RunRequest, deps: RunDeps, outcome: RunOutcome,
                           given_up_at=from_epoch(outcome.finished_at) if given_up else None)
     except DotagentError as exc:
         problems.append(exc.message)
-    return after, recovered, given_up
+        return after, False, recovered, given_up
+    return after, True, recovered, given_up
 
 
 def _history_begin(request: RunRequest, deps: RunDeps, problems: list[str],
@@ -381,7 +391,7 @@ def _history_begin(request: RunRequest, deps: RunDeps, problems: list[str],
     try:
         return deps.history.begin(
             agent=request.agent, schedule=request.schedule.id, slug=request.schedule.slug,
-            source=request.source, started_at=deps.clock(),
+            source=request.source, started_at=max(deps.clock(), request.not_before or 0.0),
             attempt=(window.attempts + 1) if window is not None else 1,
             window=window.expected_at.timestamp() if window is not None else None,
             manifest_sha256=request.loaded.sha256, log_path=log_path, log_start=offset)
