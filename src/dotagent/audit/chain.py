@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import io
 import json
@@ -47,7 +48,7 @@ from dotagent.audit.events import (
 from dotagent.audit.ledger import Ledger, RecordedBreak, break_key, read_ledger
 from dotagent.audit.record import GENESIS, format_ts, hash_line, render_line
 from dotagent.audit.scan import Head, Problem, ScanResult, scan
-from dotagent.errors import StateError, UsageError
+from dotagent.errors import LinkRefusedError, StateError, SymlinkRefused, UsageError
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
 
@@ -140,7 +141,8 @@ def _os_errors(action: str, path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise StateError(f"cannot {action} {path}: {exc.strerror or exc}") from exc
+        error = LinkRefusedError if isinstance(exc, SymlinkRefused) else StateError
+        raise error(f"cannot {action} {path}: {exc.strerror or exc}") from exc
 
 
 def _file_kind(mode: int) -> str:
@@ -372,6 +374,9 @@ class AuditLog:
             raise StateError(f"cannot {action} the audit log {self.path}: "
                              f"{exc.strerror or exc}") from exc
         _refuse_non_regular(self.path, st, f"{action} the audit log")
+        if os.path.islink(self.path):  # a link to a regular file elsewhere: not ours either
+            raise LinkRefusedError(f"cannot {action} the audit log {self.path}: "
+                                   f"{SymlinkRefused(self.path).strerror}")
         return st
 
     def _open_log(self) -> int:
@@ -388,7 +393,7 @@ class AuditLog:
     def _open_read(self) -> BinaryIO:
         # Non-blocking: should the path turn into a FIFO after the check, open() still returns.
         with _os_errors("read the audit log", self.path):
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             _refuse_non_regular(self.path, os.fstat(fd), "read the audit log")
         except BaseException:
@@ -399,10 +404,14 @@ class AuditLog:
     def _read_head_record(self) -> tuple[Head | None, bytes | None]:
         """(head, None), (None, the bytes) when garbled, (None, None) when missing."""
         try:
-            fd = os.open(self.head_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(self.head_path,
+                         os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None, None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRefusedError(f"cannot read the head record {self.head_path}: "
+                                       f"{SymlinkRefused(self.head_path).strerror}") from None
             raise StateError(f"cannot read the head record {self.head_path}: "
                              f"{exc.strerror or exc}") from exc
         try:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from dotagent.atomicfile import dump_json, write_atomic
 from dotagent.errors import StateError
 from dotagent.paths import Home
+from dotagent.private import private_mkdir
 
 __all__ = [
     "GONE",
@@ -217,7 +218,7 @@ class SupervisorSnapshot:
         if data == self._last and self.path.exists():
             return False
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_mkdir(self.path.parent)
             write_atomic(self.path, data, mode=0o600)
         except OSError as exc:
             raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc

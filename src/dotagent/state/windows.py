@@ -36,6 +36,7 @@ from dotagent.atomicfile import dump_json, write_atomic
 from dotagent.errors import StateError
 from dotagent.filelock import locked_deletable
 from dotagent.paths import Home, safe_component
+from dotagent.private import private_mkdir
 from dotagent.schedule.windows import WindowState
 
 __all__ = [
@@ -243,7 +244,7 @@ class WindowStore:
 
     def _make_dirs(self) -> None:
         for directory in (self.home.state_dir, self.directory):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_mkdir(directory)
 
     # -- retention ----------------------------------------------------------------------
     def sweep(self, now: datetime, retention_days: int = DEFAULT_RETENTION_DAYS) -> WindowSweep:
