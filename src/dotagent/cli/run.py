@@ -11,7 +11,7 @@ import click
 from dotagent.cli import _streams
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
 from dotagent.cli.app import AgentStatusCommand
-from dotagent.display import quote_name
+from dotagent.display import printable, quote_name
 
 __all__ = ["command", "report_cache_findings"]
 
@@ -90,9 +90,13 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         # Like every command that executes agents: check every manifest before running any.
         now = utc_now()
         report_cache_findings(check_manifests(home, found, now, audit=audit))
-        for drift in check_plugins(home, found, now, env=env, audit=audit).drifts:
-            _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "
-                 "since first seen (recorded in the audit log)\n")
+        plugins = check_plugins(home, found, now, env=env, audit=audit)
+        if plugins.registry_problem is not None:
+            _say(f"[dotagent] warning: {plugins.registry_problem}\n")
+        for drift in plugins.drifts:
+            _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
+                 f"{printable(str(drift.path))} changed since first seen (recorded in the "
+                 "audit log)\n")
         # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
         request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                              hooks=False, echo=_echo, stop=stop)

@@ -16,8 +16,6 @@ reported as unreadable with the reason — never as a first start: something wro
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +24,7 @@ from typing import Any
 
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
+from dotagent.boundedread import NotRegularFile, TooLarge, read_bounded
 from dotagent.discovery import Discovery
 from dotagent.errors import StateError
 from dotagent.filelock import locked
@@ -70,28 +69,16 @@ def load_cache(home: Home) -> tuple[dict[str, Any] | None, str | None]:
     unreadable (problem == "unreadable: <why>")."""
     path = _cache_path(home)
     try:
-        # Non-blocking: a FIFO in its place must not hang every run.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # Bounded and non-blocking: a FIFO in its place must not hang every run.
+        raw = read_bounded(path, _MAX_CACHE, follow_links=False)
     except FileNotFoundError:
         return None, MISSING
-    except OSError as exc:
-        return None, f"unreadable: cannot open it: {exc.strerror or exc}"
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            return None, "unreadable: it is not a regular file"
-        raw = b""
-        while len(raw) <= _MAX_CACHE:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            raw += chunk
+    except NotRegularFile:
+        return None, "unreadable: it is not a regular file"
+    except TooLarge:
+        return None, f"unreadable: larger than {_MAX_CACHE // (1024 * 1024)} MiB"
     except OSError as exc:
         return None, f"unreadable: cannot read it: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
-    if len(raw) > _MAX_CACHE:
-        return None, f"unreadable: larger than {_MAX_CACHE // (1024 * 1024)} MiB"
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import dump_json, write_atomic
+from dotagent.boundedread import read_bounded
 from dotagent.errors import StateError
 from dotagent.filelock import locked_deletable
 from dotagent.paths import Home, safe_component
@@ -205,7 +206,7 @@ class WindowStore:
 
     def _read_file(self, path: Path) -> WindowRecord | None:
         try:
-            raw = path.read_bytes()
+            raw = read_bounded(path, follow_links=False)
         except FileNotFoundError:
             return None
         except OSError as exc:
