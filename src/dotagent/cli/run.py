@@ -73,7 +73,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.paths import Home
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
-    from dotagent.runner.process import StopRequest
+    from dotagent.runner.process import StoppedBeforeStart, StopRequest
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
@@ -85,23 +85,30 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
     audit = AuditLog(home)
-    # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
-    with StopRequest() as stop, History(home) as history:
-        # Like every command that executes agents: check every manifest before running any.
-        now = utc_now()
-        report_cache_findings(check_manifests(home, found, now, audit=audit))
-        plugins = check_plugins(home, found, now, env=env, audit=audit)
-        if plugins.registry_problem is not None:
-            _say(f"[dotagent] warning: {plugins.registry_problem}\n")
-        for drift in plugins.drifts:
-            _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
-                 f"{printable(str(drift.path))} changed since first seen (recorded in the "
-                 "audit log)\n")
-        # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
-        request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
-                             hooks=False, echo=_echo, stop=stop)
-        report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
-                                          say=_say))
+    # TERM, INT and HUP stop the agent gracefully and the run is still recorded; before the
+    # agent starts they abandon the run at once, and nothing is recorded as a run.
+    try:
+        with StopRequest(abort_before_start=True) as stop, History(home) as history:
+            # Like every command that executes agents: check every manifest before running any.
+            now = utc_now()
+            report_cache_findings(check_manifests(home, found, now, audit=audit))
+            plugins = check_plugins(home, found, now, env=env, audit=audit)
+            if plugins.registry_problem is not None:
+                _say(f"[dotagent] warning: {plugins.registry_problem}\n")
+            for drift in plugins.drifts:
+                _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
+                     f"{printable(str(drift.path))} changed since first seen (recorded in the "
+                     "audit log)\n")
+            # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
+            request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
+                                 hooks=False, echo=_echo, stop=stop)
+            report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
+                                              say=_say))
+    except StoppedBeforeStart as exc:
+        signame = signal.Signals(exc.signum).name
+        _say(f"[dotagent] agent {quote_name(loaded.name)}: {signame} received before the agent "
+             "started; nothing was run\n")
+        return 128 + exc.signum
     outcome = report.outcome
     assert outcome is not None  # no preflight for `run`
     label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"

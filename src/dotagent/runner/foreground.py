@@ -99,6 +99,8 @@ def run_schedule(
     try:
         # Refusals (log or heartbeat cannot be written) happen before anything is logged.
         with open_run_log(home.agent_log_file(name)) as log:
+            if stop is not None:
+                stop.commit()  # a stop requested until now abandons the run: nothing ran
             if not dry_run:
                 heartbeats.start(name, slug, schedule.args, started_at)
             if on_log_start is not None:
