@@ -43,11 +43,11 @@ def report_cache_findings(report: Any) -> None:
         _say("[dotagent] warning: audit.log is missing or empty although dotagent has run "
              "here before (recorded as critical audit_chain_broken)\n")
     if report.cache_missing:
-        _say(f"[dotagent] warning: {report.cache_missing} (recorded as critical "
+        _say(f"[dotagent] warning: {printable(report.cache_missing)} (recorded as critical "
              "manifest_cache_missing; not treated as a first start)\n")
     for path in report.invalid:
-        _say(f"[dotagent] warning: manifest {path} is invalid (recorded as critical "
-             "manifest_invalid; `dotagent doctor` shows why)\n")
+        _say(f"[dotagent] warning: manifest {printable(str(path))} is invalid (recorded as "
+             "critical manifest_invalid; `dotagent doctor` shows why)\n")
 
 
 @click.command("run", cls=AgentStatusCommand)

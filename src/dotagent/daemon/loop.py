@@ -28,6 +28,7 @@ from dotagent.config import Config
 from dotagent.daemon.tick import Entry, apply_settlement, load_entries, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
+from dotagent.display import printable, quote_name
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
@@ -100,11 +101,13 @@ class Daemon:
         found = discover(self.env, include_cwd=False)
         report = check_manifests(self.home, found, now, audit=self.audit)
         for name in report.phantoms:
-            self.log(f"warning: phantom agent {name!r} recorded")
+            self.log(f"warning: phantom agent {quote_name(name)} recorded")
         for d in report.drifts:
-            self.log(f"warning: manifest of {d.agent!r} changed since last seen (recorded)")
+            self.log(f"warning: manifest of {quote_name(d.agent)} changed since last seen "
+                     "(recorded)")
         for path in report.invalid:
-            self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
+            self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
+                     "`dotagent doctor`)")
         self.found = found
         self.entries = load_entries(found, self.home, self.zone, windows=self.windows)
         self._last_scan = now
