@@ -101,6 +101,7 @@ class _Pending:
     head: Head | None = None  # the head once reconciled (saved), what the next line chains on
     # Keys of the breaks the log already records, plus those about to be.
     known: set[str] | None = None
+    lag: str | None = None  # "head record lagged …": said once the repaired head is saved
 
 
 @dataclass
@@ -550,7 +551,20 @@ class AuditLog:
                 _write_all(fd, data)
                 if self._fsync:
                     os.fsync(fd)
-            self._save_head(lock_fd, Head(head.count + len(rendered), prev, head.size + len(data)))
+            try:
+                self._save_head(lock_fd, Head(head.count + len(rendered), prev,
+                                              head.size + len(data)))
+            except StateError as exc:
+                # The entries are in the log (written and synced): only the head lags, as
+                # after a crash, and the next write finds the lag and repairs it.
+                names = ", ".join(dict.fromkeys(ev.event_type for ev, _ in all_items))
+                log.error("recorded %s in the audit log, but could not update its head "
+                          "record (%s); the next write to the audit log repairs it", names,
+                          exc)
+            else:
+                if pending.lag is not None:
+                    log.warning("%s; repaired", pending.lag)
+                    pending.lag = None
         finally:
             os.close(fd)
         if announce and self.announce is not None:
@@ -588,10 +602,10 @@ class AuditLog:
         new_head = self._fast_check(fd, head, complete_end) if head is not None else None
         if new_head is not None and head is not None and new_head.count > head.count:
             lag = new_head.count - head.count
-            note = (f"head record lagged the log by {lag} entr{'y' if lag == 1 else 'ies'} "
-                    "(an append interrupted before its head update); repaired")
-            log.warning("%s", note)
-            pending.notes.append(note)
+            pending.lag = (f"head record lagged the log by {lag} entr"
+                           f"{'y' if lag == 1 else 'ies'} (an append whose head update did "
+                           "not happen: interrupted, or the head could not be written)")
+            pending.notes.append(f"{pending.lag}; repaired")
         res: ScanResult | None = None
         if new_head is None:
             # Slow path: head and file disagree (or there is no head yet). Scan everything,
@@ -638,7 +652,15 @@ class AuditLog:
             # With events still owed, the head is saved only after they are written (by
             # _append_locked): a crash in between then finds the old head and the same
             # damage again, instead of a head re-anchored past damage nobody recorded.
-            self._save_head(lock_fd, new_head)
+            try:
+                self._save_head(lock_fd, new_head)
+            except StateError as exc:
+                if pending.lag is None:
+                    raise
+                raise StateError(f"{pending.lag}; cannot repair it: {exc}") from exc
+            if pending.lag is not None:
+                log.warning("%s; repaired", pending.lag)
+                pending.lag = None
         pending.head = new_head
         return pending
 

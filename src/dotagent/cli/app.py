@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import traceback
 from dataclasses import dataclass
@@ -188,10 +189,20 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot use{where}: {reason}{hint}"
 
 
+class _Diagnostics(logging.Handler):
+    """Where a library module's warning goes when nothing else was set up for it (every
+    command but the daemon, which logs to its own files): `[dotagent] warning: …` on stderr,
+    like every other diagnostic a command prints."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _streams.say(f"[dotagent] {record.levelname.lower()}: {record.getMessage()}\n")
+
+
 def run_app(args: list[str]) -> int:
     """Run one command line; return its exit status (docs/cli.md, "Exit status")."""
     global _invocation
     _invocation = _Invocation()
+    logging.lastResort = _Diagnostics(logging.WARNING)
     code = _run(args)
     return _streams.finish(code, agent_status=_invocation.agent_status)
 

@@ -26,11 +26,12 @@ _BARE = re.compile(r"[\w.:/@+-]+")  # shown without quotes
 
 
 class _StderrWarnings(logging.Handler):
-    """Library warnings (lagging head, torn tail moved) as `warning: …` lines on stderr."""
+    """Library warnings (lagging head, torn tail moved) as `[dotagent] warning: …` lines on
+    stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         # sys.stderr is looked up per message: test runners swap it between invocations.
-        sys.stderr.write(f"warning: {record.getMessage()}\n")
+        sys.stderr.write(f"[dotagent] {record.levelname.lower()}: {record.getMessage()}\n")
 
 
 def _route_warnings() -> None:
