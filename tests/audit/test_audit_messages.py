@@ -89,3 +89,76 @@ def test_adopting_an_upstream_log_is_said_with_the_prefix(dotagent_home: Path) -
     assert p.returncode == 0
     assert p.stderr == ("[dotagent] warning: no head record: adopted the existing log of 1 "
                         "entry as is\n")
+
+
+# ------------------------------------------------ acknowledge judges the log first
+def seeded(n: int = 8) -> Path:
+    from dotagent.audit import AuditLog, events
+    from dotagent.paths import Home
+
+    log = AuditLog(Home.from_env())
+    for i in range(n):
+        log.append(events.AgentRun(agent="inbox", schedule="hourly", slug="default",
+                                   exit_code=0, duration_seconds=i, timed_out=False))
+    return Home.from_env().audit_log
+
+
+def delete_line(path: Path, number: int) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    del lines[number - 1]
+    path.write_bytes(b"".join(lines))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOTAGENT, *args], capture_output=True, text=True, timeout=60,
+                          check=False, env=dict(os.environ))
+
+
+def test_acknowledge_all_records_and_announces_new_damage_instead_of_nothing_to_do(
+        dotagent_home: Path) -> None:
+    log = seeded()
+    delete_line(log, 3)
+    assert run_cli("audit", "verify").returncode == 1  # recorded as break 8 (line 8)
+    assert run_cli("audit", "acknowledge", "--all").returncode == 0
+    delete_line(log, 5)  # new damage, not recorded by anyone yet
+    p = run_cli("audit", "acknowledge", "--all")
+    assert p.returncode == 1
+    assert "all 1 recorded break is acknowledged already" not in p.stderr
+    assert p.stderr == ("[dotagent] critical: the audit log is damaged: deletion at line 5: "
+                        "entries missing before line 5 (recorded just now as break 9; look "
+                        "into it, then acknowledge it)\n"
+                        "Error: nothing acknowledged: the break waiting was recorded just now, "
+                        "by this command\n")
+    p = run_cli("audit", "verify")
+    assert p.returncode == 1 and "break 9, recorded" in p.stdout
+    assert "NOT ACKNOWLEDGED" in p.stdout
+    p = run_cli("audit", "acknowledge", "--all")  # now it has been seen
+    assert p.returncode == 0 and p.stdout.startswith("acknowledged break 9 ")
+    assert run_cli("audit", "verify").returncode == 0
+
+
+def test_acknowledge_all_acknowledges_the_earlier_breaks_and_leaves_the_new_one(
+        dotagent_home: Path) -> None:
+    log = seeded()
+    delete_line(log, 3)
+    assert run_cli("audit", "verify").returncode == 1  # break 8, not acknowledged yet
+    delete_line(log, 5)
+    p = run_cli("audit", "acknowledge", "--all")
+    assert p.returncode == 1
+    assert p.stdout.startswith("acknowledged break 7 ")  # after line 5 went, it is line 7
+    assert "recorded just now as break 8" in p.stderr
+    assert "break 8 " not in p.stdout
+
+
+def test_acknowledge_fails_like_verify_on_a_log_it_cannot_check(dotagent_home: Path) -> None:
+    seeded(2)
+    head = dotagent_home / "state" / "audit.head"
+    head.unlink()
+    head.mkdir()
+    verify = run_cli("audit", "verify")
+    p = run_cli("audit", "acknowledge", "--all")
+    assert verify.returncode == p.returncode == 1
+    assert "records no break" not in p.stderr
+    assert p.stderr == verify.stderr == (f"Error: cannot read the head record {head}: it is a "
+                                         "directory, not a regular file (move it aside; "
+                                         "dotagent creates the file it needs)\n")

@@ -174,14 +174,38 @@ def acknowledge(position: int | None, every: bool) -> None:
                                "lists it, or --all (not both)")
     _route_warnings()
     user, uid = _whoami()
+    log = _audit_log()
+    # Judge the log first, as verify does: damage nobody recorded yet is recorded and said
+    # before anything is acknowledged (and never acknowledged unseen by --all), and a log
+    # that cannot be checked fails here, as verify fails.
+    report = log.verify()
+    new = report.breaks[len(report.breaks) - report.recorded:]
+    for b in new:
+        sys.stderr.write(f"[dotagent] critical: the audit log is damaged: {b.describe()} "
+                         f"(recorded just now as break {b.record_line}; look into it, then "
+                         "acknowledge it)\n")
+    fresh = {b.record_line for b in new}
+    lines = None if every or position is None else [position]
+    if every and new:
+        lines = [b.record_line for b in report.unacknowledged if b.record_line not in fresh]
+        if not lines:
+            waiting = "the break waiting was" if len(new) == 1 else \
+                f"the {len(new)} breaks waiting were"
+            raise click.ClickException(f"nothing acknowledged: {waiting} recorded just now, by "
+                                       "this command")
+    elif position in fresh:
+        raise click.ClickException(f"break {position} was recorded just now, by this command:"
+                                   " look into it first, then acknowledge it")
     try:
-        done = _audit_log().acknowledge(None if every else [position], user=user, uid=uid)
+        done = log.acknowledge(lines, user=user, uid=uid)
     except UsageError as exc:
         raise _Refused(exc.message) from None
     who = f"{user} (uid {uid})" if user else f"uid {uid}"
     for b in done:
         click.echo(f"acknowledged break {b.record_line} (recorded {b.recorded_at}: "
                    f"{b.describe()}) as {who}")
+    if new:
+        raise click.exceptions.Exit(1)  # damage waits: like verify, not 0
 
 
 @group.command("repair")
