@@ -192,6 +192,30 @@ def test_deleting_the_whole_audit_history_is_recorded(root: Path, cli_env: dict[
     assert len(of_type(dotagent_home, "audit_chain_broken")) == 1
 
 
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_deleting_the_log_alone_is_one_break_not_two(root: Path, cli_env: dict[str, str],
+                                                      dotagent_home: Path, how: str) -> None:
+    # The head record still vouches for the entries: the audit layer records the truncation,
+    # and the manifest cache's own evidence of the same deletion adds no second break.
+    run(cli_env)
+    run(cli_env)
+    log = dotagent_home / "audit.log"
+    if how == "deleted":
+        log.unlink()
+    else:
+        log.write_bytes(b"")
+    err = run(cli_env)
+    assert err == ("[dotagent] warning: audit.log is missing or empty although dotagent has "
+                   "run here before (recorded as critical audit_chain_broken)\n")
+    [broken] = of_type(dotagent_home, "audit_chain_broken")
+    assert broken["event"]["kind"] == "truncation"
+    assert "head record says" in broken["event"]["detail"]
+    assert [e["event"]["event_type"] for e in audit_events(dotagent_home)] == [
+        "audit_chain_broken", "agent_run"]
+    run(cli_env)
+    assert len(of_type(dotagent_home, "audit_chain_broken")) == 1
+
+
 @pytest.mark.parametrize("garbage", [b"garbage\n", b'{"entries": [1]}', b"\xff\xfe"])
 def test_garbage_cache_is_unreadable_not_missing_and_does_not_launder(
         root: Path, cli_env: dict[str, str], dotagent_home: Path, garbage: bytes) -> None:

@@ -186,10 +186,15 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
         # The mirror image of a vanished cache: the cache remembers agents, so there was a
         # history, and the log that held it is gone or empty.
         report.history_deleted = True
-        pending.append(events.AuditChainBroken(
-            position=0, expected_prev_hash="", actual_prev_hash="GENESIS", kind="truncation",
-            line=1, detail=f"audit.log is missing or empty although {_cache_path(home).name} "
-                           f"already records {len(entries)} agent(s): its history was deleted"))
+        # The audit layer records this deletion itself when its head record (or the copy)
+        # still vouches for entries: one event, one break. Only when it cannot tell (head
+        # and copy gone too) is the cache the evidence. Checking an empty log costs nothing.
+        if not update or not log.verify().breaks:
+            pending.append(events.AuditChainBroken(
+                position=0, expected_prev_hash="", actual_prev_hash="GENESIS",
+                kind="truncation", line=1,
+                detail=f"audit.log is missing or empty although {_cache_path(home).name} "
+                       f"already records {len(entries)} agent(s): its history was deleted"))
     stamp = iso(now)
     changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
