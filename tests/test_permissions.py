@@ -116,7 +116,7 @@ def age(home: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["run", "echoer"], ["audit", "repair"],
-                                     ["selfcheck", "--record"]])
+                                     ["selfcheck", "--record"], ["audit", "verify"]])
 def test_what_an_older_version_left_is_tightened(dotagent_home: Path, tmp_path: Path,
                                                  command: list[str]) -> None:
     home = dotagent_home

@@ -133,6 +133,9 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     """
     _route_warnings()
     log = _audit_log()
+    from dotagent.private import tighten_home
+
+    tighten_home(log.home)  # S15.11: verify writes too (breaks, a repaired head)
     report = log.verify()
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
