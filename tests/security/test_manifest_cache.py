@@ -278,3 +278,29 @@ def test_new_invalid_manifest_is_announced_once(root: Path, cli_env: dict[str, s
     assert f"manifest {bad / 'agent.toml'} is invalid (recorded as critical " \
            "manifest_invalid" in err
     assert "manifest_invalid" not in run(cli_env)
+
+
+def test_a_symlinked_alias_records_one_stable_path(dotagent_home: Path) -> None:
+    agents = dotagent_home / "agents"
+    simple_agent(agents, "real", "true", [])
+    bad = agents / "broken"
+    bad.mkdir()
+    (bad / "agent.toml").write_text("[agent\n")
+    (agents / "aaa").symlink_to("real")  # found first (sorted), the same manifest
+    (agents / "bbb").symlink_to("broken")
+    p = dotagent("run", "real")
+    assert p.returncode == 0, p.stderr
+    shown = agents / "bbb" / "agent.toml"  # messages show the path as found ...
+    assert f"manifest {shown} is invalid" in p.stderr
+    cache = json.loads((dotagent_home / "state/known_manifests.json").read_text())
+    # ... the record holds the manifest's own path, whichever alias found it
+    assert cache["entries"]["real"]["path"] == str(agents / "real" / "agent.toml")
+    assert list(cache["invalid"]) == [str(bad / "agent.toml")]
+    [loaded] = of_type(dotagent_home, "manifest_loaded")
+    assert loaded["event"]["path"] == str(agents / "real" / "agent.toml")
+    # Renaming the aliases changes nothing that is recorded: no second manifest_invalid.
+    (agents / "aaa").rename(agents / "000")
+    (agents / "bbb").rename(agents / "001")
+    p = dotagent("run", "real")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert len(of_type(dotagent_home, "manifest_invalid")) == 1

@@ -31,7 +31,8 @@ from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso
 
-__all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache"]
+__all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache",
+           "recorded_path"]
 
 CACHE_FILE = "known_manifests.json"
 MISSING = "does not exist"
@@ -199,7 +200,7 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
     changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
     for name, loaded in found.agents.items():
-        path, sha = str(loaded.path), loaded.sha256
+        path, sha = recorded_path(loaded.path), loaded.sha256
         known = entries.get(name)
         if known is None:
             if first_start:
@@ -223,10 +224,11 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
         else:
             known["last_seen_at_iso"] = stamp  # saved only with another change (upstream)
 
-    for path, sha, error, agent in _invalid_manifests(found):
+    for shown, sha, error, agent in _invalid_manifests(found):
+        path = recorded_path(shown)
         if invalid.get(path) != sha:
             invalid[path] = sha
-            report.invalid.append(path)
+            report.invalid.append(shown)
             pending.append(events.ManifestInvalid(path=path, error=error, agent=agent))
             changed = True
 
@@ -240,6 +242,16 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
             out["invalid"] = dict(sorted(invalid.items()))
         write_json_atomic(_cache_path(home), out)
     return report
+
+
+def recorded_path(path: Path | str) -> str:
+    """The manifest's path as the cache and the audit log record it: resolved through
+    symlinks, so that an alias (`agents/aaa -> ok`) or a renamed link leaves one stable path
+    per manifest. Messages show the path as found."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):
+        return str(path)
 
 
 def _invalid_manifests(found: Discovery) -> Iterator[tuple[str, str, str, str | None]]:
