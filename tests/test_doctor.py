@@ -302,8 +302,8 @@ def _home_with_a_run(cli_env: dict[str, str], tmp_path: Path) -> Path:
     return Path(cli_env["DOTAGENT_HOME"])
 
 
-def _general_errors(p: "object") -> list[str]:
-    out = getattr(p, "stdout")
+def _general_errors(p: object) -> list[str]:
+    out = p.stdout
     return [line for line in out.splitlines() if line.startswith("error: ")]
 
 

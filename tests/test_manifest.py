@@ -53,7 +53,7 @@ def test_valid_manifest_loads_with_defaults() -> None:
     sched = m.schedules[0]
     assert isinstance(sched, CronSchedule)
     assert (sched.weekdays, sched.hours, sched.minute) == ([1, 2, 3, 4, 5], [8], 30)
-    assert m.policy(sched) == FALLBACK_POLICY
+    assert m.policy(sched, salt=b"") == FALLBACK_POLICY
     assert m.security is None
     assert r.warnings == []
 
@@ -234,7 +234,7 @@ def test_policy_clamps(snippet: str, field: str, declared: object, effective: ob
     assert any(field in str(w) and "→" in str(w) for w in r.warnings)
     m = r.manifest
     assert m is not None
-    pol = m.policy(m.schedules[0])
+    pol = m.policy(m.schedules[0], salt=b"")
     if policy is None:
         assert pol.max_retries == 32
     else:
@@ -255,7 +255,7 @@ def test_schedule_level_clamp_and_negative_is_error() -> None:
     text = BASE + "max_retries = 99\n"
     r = load(text)
     assert r.manifest is not None
-    assert r.manifest.policy(r.manifest.schedules[0]).max_retries == 32
+    assert r.manifest.policy(r.manifest.schedules[0], salt=b"").max_retries == 32
     neg = load(BASE.replace('name = "report"', 'name = "report"\ntimeout_seconds = -1'))
     assert any("agent.timeout_seconds: -1 is out of range" in str(e) for e in neg.errors)
 
@@ -266,7 +266,7 @@ def test_policy_precedence() -> None:
     r = load(text)
     m = r.manifest
     assert m is not None
-    pol = m.policy(m.schedules[0])
+    pol = m.policy(m.schedules[0], salt=b"")
     assert (pol.max_retries, pol.retry_backoff_minutes, pol.stale_after_minutes) == (1, (2,), 10)
     assert pol.max_attempts == 2
 

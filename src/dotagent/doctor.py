@@ -296,6 +296,7 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
     from datetime import datetime
 
     from dotagent.clock import from_epoch
+    from dotagent.machineid import jitter_salt
     from dotagent.manifest import ExpressionSchedule, IntervalSchedule
     from dotagent.schedule.oncalendar import parse_cached
     from dotagent.schedule.rules import cron_expression, rule_for
@@ -306,10 +307,12 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
         return t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M:%S %Z")
 
     heartbeats = HeartbeatStore(home)
+    salt = jitter_salt(home)
     shown = str(loaded.path)
     for i, sched in enumerate(loaded.manifest.schedules):
         info: dict[str, Any] = {"id": sched.id, "type": sched.type, "slug": sched.slug}
         rule = rule_for(sched, zone)
+        policy = loaded.manifest.policy(sched, salt=salt)
         if isinstance(sched, IntervalSchedule):
             unreadable: str | None = None
             try:
@@ -325,8 +328,7 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
                     f"{unreadable}; the schedule counts as never started", "warning"))
             start = from_epoch(beat.started_at) if beat and beat.started_at \
                 else None
-            nxt = next_due(rule, ScheduleState(last_start=start), loaded.manifest.policy(sched),
-                           now)
+            nxt = next_due(rule, ScheduleState(last_start=start), policy, now)
             assert nxt is not None
             info.update(interval_minutes=sched.interval_minutes)
             text = "due now" + (" (never started)" if start is None else "") if nxt <= now \
@@ -337,19 +339,30 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
         else:
             expression = sched.expression if isinstance(sched, ExpressionSchedule) else \
                 cron_expression(sched.weekdays, sched.hours, sched.minute)
-            nxt = rule.next_after(now)  # type: ignore[union-attr]
+            # The next dispatch: the first calendar instant whose delayed instant is after now.
+            fire = rule.next_after(now - policy.delay)  # type: ignore[union-attr]
+            nxt = None if fire is None else fire + policy.delay
+            jitter = loaded.manifest.jitter_seconds(sched)
             info.update(expression=expression,
                         normalized=parse_cached(expression).normalized,
-                        timezone=sched.timezone)
+                        timezone=sched.timezone, jitter_seconds=jitter,
+                        delay_seconds=policy.delay.total_seconds())
             if nxt is None:
                 report.warnings.append(Problem(
                     shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
                     f"{info['normalized']!r} has no future elapse: this schedule never fires "
                     "again", "warning"))
+            delayed = (f" (jitter_seconds = {jitter}: fires {_seconds(policy.delay)} after "
+                       "each calendar instant)") if jitter else ""
             report.notes.append(f"schedule {quote_name(sched.id)}: {info['normalized']} → "
-                                f"{'next ' + when(nxt) if nxt else 'never again'}")
+                                f"{'next ' + when(nxt) if nxt else 'never again'}{delayed}")
         info["next_fire"] = nxt.astimezone(zone).isoformat(timespec="seconds") if nxt else None
         report.schedules.append(info)
+
+
+def _seconds(delay: Any) -> str:
+    """A fixed delay for people: `12.345 s`."""
+    return f"{delay.total_seconds():.3f} s"
 
 
 def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> Any:

@@ -34,6 +34,7 @@ from dotagent.boundedread import read_bounded
 from dotagent.display import printable, quote_name
 from dotagent.paths import unsafe_reason
 from dotagent.schedule.oncalendar import is_valid_timezone
+from dotagent.schedule.windows import ExitPolicy, fixed_delay
 from dotagent.schedule.windows import Policy as RetryPolicy
 
 __all__ = [
@@ -66,6 +67,11 @@ MIN_TIMEOUT_SECONDS = 1
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 # Beyond ten years a duration is a typo, and datetime arithmetic would overflow on absurd ones.
 MAX_MINUTES = 10 * 366 * 24 * 60
+MAX_JITTER_SECONDS = 24 * 3600
+# Exit statuses dotagent itself gives a run (runner/process.py): 124 timed out, 126 cannot
+# execute, 127 not found. A run ending so is never a success, whatever the manifest says.
+RESERVED_EXIT_CODES = {124: "a timed-out run", 126: "a command that cannot be executed",
+                       127: "a command that was not found"}
 
 KNOWN_EVENTS = (
     "success",
@@ -162,6 +168,8 @@ Weekday = Annotated[int, _in_range(0, 6)]
 Minutes = Annotated[int, _in_range(0, MAX_MINUTES)]
 PositiveMinutes = Annotated[int, _in_range(1, MAX_MINUTES)]
 Retries = Annotated[int, _in_range(0, MAX_RETRIES)]
+JitterSeconds = Annotated[int, _in_range(0, MAX_JITTER_SECONDS)]
+ExitCode = Annotated[int, _in_range(0, 255)]
 TimeoutSeconds = Annotated[int, _in_range(MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)]
 ZoneName = Annotated[str, AfterValidator(_zone_name)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -187,6 +195,10 @@ class RunSection(_Model):
     command: NonEmpty
     args: list[Arg] = []
     working_dir: Arg | None = None
+    # systemd's SuccessExitStatus= and RestartPreventExitStatus=; cross-field rules (no
+    # overlap, no 0 in no_retry, no reserved status in success) are in _semantic_errors.
+    success_exit_codes: list[ExitCode] = []
+    no_retry_exit_codes: list[ExitCode] = []
 
 
 class EnvSection(_Model):
@@ -198,6 +210,7 @@ class Defaults(_Model):
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
     stale_after_minutes: Minutes | None = None
+    jitter_seconds: JitterSeconds | None = None  # calendar schedules only
 
 
 class _ScheduleBase(_Model):
@@ -206,6 +219,7 @@ class _ScheduleBase(_Model):
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
     stale_after_minutes: Minutes | None = None
+    jitter_seconds: JitterSeconds | None = None  # an error on interval schedules
     on_battery: Literal["run", "defer"] | None = None  # overrides config.toml [power]
 
     @property
@@ -359,8 +373,11 @@ class Manifest(_Model):
                 return sched
         raise KeyError(schedule_id)
 
-    def policy(self, sched: _ScheduleBase) -> RetryPolicy:
-        """Schedule override, then `[defaults]`, then the fallback (S2.6)."""
+    def policy(self, sched: _ScheduleBase, *, salt: bytes) -> RetryPolicy:
+        """Schedule override, then `[defaults]`, then the fallback (S2.6); with the agent's
+        exit-status policy and the schedule's fixed delay. `salt` is
+        `machineid.jitter_salt(home)`: every caller that schedules must pass the same one, or
+        they would disagree on when a jittered schedule fires."""
         d, fb = self.defaults, FALLBACK_POLICY
         backoff = sched.retry_backoff_minutes or d.retry_backoff_minutes
         return RetryPolicy(
@@ -368,7 +385,21 @@ class Manifest(_Model):
             retry_backoff_minutes=tuple(backoff) if backoff else fb.retry_backoff_minutes,
             stale_after_minutes=_first(sched.stale_after_minutes, d.stale_after_minutes,
                                        fb.stale_after_minutes),
+            exits=self.exit_policy(),
+            delay=fixed_delay(salt, self.name, sched.id, self.jitter_seconds(sched)),
         )
+
+    def jitter_seconds(self, sched: _ScheduleBase) -> int:
+        """The schedule's `jitter_seconds`, else `[defaults]`'s; 0 for intervals (they count
+        from the last start, which already carries any phase)."""
+        if isinstance(sched, IntervalSchedule):
+            return 0
+        return _first(sched.jitter_seconds, self.defaults.jitter_seconds, 0)
+
+    def exit_policy(self) -> ExitPolicy:
+        """What the agent's exit statuses mean (`[run]`); the one success test."""
+        return ExitPolicy(frozenset(self.run.success_exit_codes),
+                          frozenset(self.run.no_retry_exit_codes))
 
 
 def _first(*values: int | None) -> int:
@@ -644,6 +675,7 @@ _CLAMP_HINT = {
     "timeout_seconds": f"{MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS} seconds",
     "max_retries": f"at most {MAX_RETRIES}",
     "retry_backoff_minutes": f"each step at least {MIN_BACKOFF_MINUTES} minute",
+    "jitter_seconds": f"at most {MAX_JITTER_SECONDS} seconds (one day)",
 }
 
 
@@ -674,6 +706,10 @@ def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
         if _is_int(v) and v > MAX_RETRIES:
             clamps.append(Clamp(f"{loc}.max_retries", v, MAX_RETRIES))
             t["max_retries"] = MAX_RETRIES
+        j = t.get("jitter_seconds")
+        if _is_int(j) and j > MAX_JITTER_SECONDS:
+            clamps.append(Clamp(f"{loc}.jitter_seconds", j, MAX_JITTER_SECONDS))
+            t["jitter_seconds"] = MAX_JITTER_SECONDS
         b = t.get("retry_backoff_minutes")
         if isinstance(b, list):
             # Each step on its own: a step below the minimum is raised (a warning) whatever
@@ -886,11 +922,17 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
                            "does not apply to interval schedules (they count minutes from "
                            "the last start; use a cron or expression schedule for wall-clock "
                            "times)"))
+        if kind == "interval" and "jitter_seconds" in sched:
+            errors.append((("schedules", i, "jitter_seconds"),
+                           "does not apply to interval schedules (they count from the last "
+                           "start, so a fixed delay would only lengthen every interval; it "
+                           "spreads cron and expression schedules)"))
         expr = sched.get("expression")
         if kind == "expression" and isinstance(expr, str) and expr.strip():
             problem = _expression_problem(expr, sched.get("timezone"))
             if problem:
                 errors.append((("schedules", i, "expression"), problem))
+    errors.extend(_exit_code_errors(raw.get("run")))
     security = raw.get("security")
     network = security.get("network") if isinstance(security, Mapping) else None
     for j, host in enumerate(_list(network)):
@@ -898,6 +940,33 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
                                       any(c.isspace() or c == "/" for c in host)):
             errors.append((("security", "network", j),
                            f"{host!r} is not a host name (expected e.g. 'api.example.com')"))
+    return errors
+
+
+def _exit_code_errors(run: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """`[run]` exit-status rules that span the two lists (ranges are the model's)."""
+    if not isinstance(run, Mapping):
+        return []
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    success = [c for c in _list(run.get("success_exit_codes")) if _is_int(c)]
+    for j, code in enumerate(_list(run.get("success_exit_codes"))):
+        if _is_int(code) and code in RESERVED_EXIT_CODES:
+            errors.append((("run", "success_exit_codes", j),
+                           f"{code} is the status dotagent records for "
+                           f"{RESERVED_EXIT_CODES[code]}, which is never a success (list "
+                           "statuses your agent exits with; 124, 126 and 127 are reserved)"))
+    for j, code in enumerate(_list(run.get("no_retry_exit_codes"))):
+        if not _is_int(code):
+            continue
+        if code == 0:
+            errors.append((("run", "no_retry_exit_codes", j),
+                           "0 is always a success, so it cannot be a failure that is not "
+                           "retried (expected 1..255)"))
+        elif code in success:
+            errors.append((("run", "no_retry_exit_codes", j),
+                           f"{code} is also in run.success_exit_codes; a status is either a "
+                           "success or a failure not to retry, not both (remove it from one "
+                           "of run.success_exit_codes and run.no_retry_exit_codes)"))
     return errors
 
 

@@ -291,9 +291,9 @@ def test_upstream_log_without_a_head_is_adopted_with_a_notice() -> None:
 
     p = dotagent("audit", "verify")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert p.stdout == ("audit log intact: 2 entries, head record now at entry 3 ("
-                        + p.stdout.split("(", 1)[1].split(":", 1)[0]
-                        + ": 1 entry recorded by this check)\n")
+    assert p.stdout.splitlines()[0] == ("audit log intact: 2 entries, head record now at "
+                                        "entry 3 (" + p.stdout.split("(", 1)[1].split(":", 1)[0]
+                                        + ": 1 entry recorded by this check)")
     assert "adopted the existing log of 2 entries" in p.stderr
     [notice] = entries(home.audit_log)[2:]
     assert notice["severity"] == "notice"
@@ -308,8 +308,12 @@ def test_intact_summary_names_what_the_numbers_are() -> None:
     p = dotagent("audit", "verify")
     assert p.returncode == 0
     head = json.loads(head_file().read_text())
-    assert p.stdout == ("audit log intact: 7 entries, head record at entry 7 "
-                        f"({head['sha256'][:12]})\n")
+    assert p.stdout == (f"audit log intact: 7 entries, head record at entry 7 "
+                        f"({head['sha256'][:12]})\n"
+                        "✓ chain intact from genesis\n"
+                        f"file: {Home.from_env().audit_log}\n"
+                        "scope: current segment\n"
+                        "segments: none — the log has never rotated\n")
 
 
 # ---------------------------------------------------------------- item 14: OS errors

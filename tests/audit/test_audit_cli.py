@@ -117,9 +117,12 @@ def test_show_prints_odd_lines_as_unreadable(populated: AuditLog, args: list[str
 def test_verify_through_the_app(populated: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_app(["audit", "verify", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == {"ok": True, "lines": 5, "head": report["head"], "problems": [],
-                      "warnings": [], "recorded": 0, "appended": 0, "breaks": [],
-                      "unacknowledged": 0}
+    home = Home.from_env()
+    assert report == {"status": "intact_from_genesis", "ok": True, "scope": "current_segment",
+                      "file": str(home.audit_log), "segments": [], "walked": [],
+                      "unreached": [], "lines": 5, "live_lines": 5, "head": report["head"],
+                      "problems": [], "warnings": [], "recorded": 0, "appended": 0,
+                      "breaks": [], "unacknowledged": 0}
     assert report["head"]["count"] == 5
 
 

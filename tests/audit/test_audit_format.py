@@ -81,7 +81,7 @@ def test_every_event_type_is_defined_once() -> None:
                 "agent_run", "agent_recovered", "agent_given_up", "preflight_failed",
                 "plugin_invoked", "manifest_loaded", "manifest_drift_detected",
                 "phantom_agent_detected", "audit_chain_broken", "config_reloaded",
-                "secrets_loaded", "secrets_refused", "orphan_reaped"}
+                "secrets_loaded", "secrets_refused", "orphan_reaped", "audit_log_rotated"}
     ours = {"manifest_invalid", "manifest_cache_missing", "plugin_drift_detected",
             "selfcheck_failed", "audit_repaired", "window_missed", "run_skipped_overlap",
             "run_interrupted", "notifier_failed", "command_not_allowed",
@@ -94,11 +94,14 @@ def test_every_event_type_is_defined_once() -> None:
 def test_upstream_field_order() -> None:
     order = {
         "tick_completed": ["agents_scanned", "runs_dispatched", "next_event_iso"],
-        "agent_given_up": ["agent", "schedule", "attempts", "last_exit", "stderr_tail"],
+        # + ours after upstream's: `reason`, only written when set
+        "agent_given_up": ["agent", "schedule", "attempts", "last_exit", "stderr_tail",
+                           "reason"],
         "plugin_invoked": ["agent", "plugin", "plugin_kind", "ok"],
         "manifest_drift_detected": ["agent", "path", "expected_sha256", "actual_sha256"],
         "audit_chain_broken": ["position", "expected_prev_hash", "actual_prev_hash", "kind",
-                               "line", "detail"],
+                               "line", "detail", "segment"],
+        "audit_log_rotated": ["rotated_to", "entries", "first_ts", "tail_hash"],
         "secrets_loaded": ["path", "key_count", "unresolved_references"],
         "orphan_reaped": ["agent", "kind", "label", "pid", "age_seconds", "deadline_seconds"],
     }

@@ -26,6 +26,7 @@ __all__ = [
     "AgentRun",
     "AuditBreakAcknowledged",
     "AuditChainBroken",
+    "AuditLogRotated",
     "AuditRepaired",
     "ChainBreakKind",
     "CommandNotAllowed",
@@ -55,6 +56,7 @@ __all__ = [
     "TickCompleted",
     "TickStarted",
     "WindowMissed",
+    "no_retry_reason",
 ]
 
 
@@ -183,6 +185,14 @@ class AgentGivenUp(Event):
     attempts: int
     last_exit: int = -1
     stderr_tail: str = ""
+    # Ours, only written when set: why the window was given up before its retries ran out
+    # (`no_retry_reason`); an ordinary give-up stays byte-identical to upstream's line.
+    reason: str = field(default="", metadata=_OMIT_DEFAULT)
+
+
+def no_retry_reason(exit_code: int | None) -> str:
+    """`agent_given_up.reason` for a status listed in `[run] no_retry_exit_codes`."""
+    return f"exit {exit_code} is in no_retry_exit_codes: not retried"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +265,27 @@ class AuditChainBroken(Event):
     kind: ChainBreakKind
     line: int | None = None  # 1-based line number in the file
     detail: str | None = None
+    # The rotated segment holding the damaged line (`audit.log.<stamp>`); left out of the line
+    # for damage in the live file, so such records read exactly as before rotation existed.
+    segment: str | None = field(default=None, metadata=_OMIT_DEFAULT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditLogRotated(Event):
+    """Upstream 0.3+: the first line of a fresh audit.log after rotation (the seam, §1).
+
+    `rotated_to` names the segment the previous live file became, `entries` counts its
+    non-blank lines, `first_ts` is its first entry's ts (or "unknown"), `tail_hash` the sha256
+    of its last non-blank line (GENESIS when empty); the line's prev_hash equals tail_hash.
+    """
+
+    event_type: ClassVar[str] = "audit_log_rotated"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    upstream: ClassVar[bool] = True
+    rotated_to: str
+    entries: int
+    first_ts: str
+    tail_hash: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -388,6 +419,9 @@ class AuditBreakAcknowledged(Event):
     kind: str | None = None  # the acknowledged break's kind (null for one upstream recorded)
     user: str = ""
     uid: int = -1
+    # The rotated segment holding the acknowledged record, when it is no longer in the live
+    # file (`line` is then a line of that segment); left out for the live file.
+    segment: str | None = field(default=None, metadata=_OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, kw_only=True)

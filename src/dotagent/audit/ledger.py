@@ -8,6 +8,11 @@ bookkeeping (an `audit_repaired`, an acknowledgement, or an `audit_chain_broken`
 `kind` field): a log holding one had a head record, so losing the head is a break, not a
 first contact with an upstream log.
 
+After rotation the log is several files: each ledger is read from one file (`segment`
+names it, None for the live `audit.log`), and the ledgers of the files along the seams are
+combined oldest first. A record is then numbered `SEGMENT:LINE` (`audit.log.20260826T101500:8`)
+when it sits in a rotated segment, and by its bare line number in the live file.
+
 Only lines holding `"event_type":"audit_` are parsed. That byte string cannot occur inside
 a JSON string value (its quotes would be escaped), so every other line costs one substring
 search.
@@ -21,10 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 __all__ = ["AUDIT_EVENT", "Acknowledgement", "Ledger", "RecordedBreak", "break_key",
-           "read_ledger"]
+           "number_of", "read_ledger"]
 
 AUDIT_EVENT = b'"event_type":"audit_'
 _KINDS = ("edit", "deletion", "reorder", "truncation", "torn", "head")
+
+
+def number_of(segment: str | None, line: int) -> str:
+    """How a recorded break is named to the user: `8` in the live file, `SEGMENT:8` in a
+    rotated segment."""
+    return f"{segment}:{line}" if segment else str(line)
 
 
 def break_key(kind: str | None, position: int | None, expected: str, actual: str) -> str:
@@ -46,17 +57,18 @@ class Acknowledgement:
     at: str  # its ts
     user: str
     uid: int | None
+    record_segment: str | None = None  # the segment holding it (None: the live file)
 
     def to_json(self) -> dict[str, Any]:
         return {"user": self.user, "uid": self.uid, "at": self.at,
-                "record_line": self.record_line}
+                "record_line": self.record_line, "record_segment": self.record_segment}
 
 
 @dataclass
 class RecordedBreak:
-    """One `audit_chain_broken` entry. `record_line` is what `audit acknowledge` takes."""
+    """One `audit_chain_broken` entry. `number` is what `audit acknowledge` takes."""
 
-    record_line: int  # 1-based line of the entry in audit.log
+    record_line: int  # 1-based line of the entry in its file
     record_sha256: str  # hash of that line (what an acknowledgement names)
     recorded_at: str  # the entry's ts
     kind: str | None  # None: recorded by upstream, which has no kinds
@@ -66,6 +78,12 @@ class RecordedBreak:
     actual_prev_hash: str
     detail: str | None
     acknowledged: Acknowledgement | None = None
+    segment: str | None = None  # the segment holding the damaged line (None: the live file)
+    record_segment: str | None = None  # the segment holding this record (None: the live file)
+
+    @property
+    def number(self) -> str:
+        return number_of(self.record_segment, self.record_line)
 
     @property
     def key(self) -> str:
@@ -80,11 +98,15 @@ class RecordedBreak:
             what = "head record"
         else:
             what = f"{self.kind} at line {self.line}" if self.line is not None else self.kind
+            if self.segment:
+                what += f" of {self.segment}"
         return f"{what}: {self.detail}" if self.detail else what
 
     def to_json(self) -> dict[str, Any]:
-        return {"record_line": self.record_line, "recorded_at": self.recorded_at,
-                "kind": self.kind, "line": self.line, "position": self.position,
+        return {"number": self.number, "record_line": self.record_line,
+                "record_segment": self.record_segment, "recorded_at": self.recorded_at,
+                "kind": self.kind, "line": self.line, "segment": self.segment,
+                "position": self.position,
                 "detail": self.detail, "expected_prev_hash": self.expected_prev_hash,
                 "actual_prev_hash": self.actual_prev_hash,
                 "record_sha256": self.record_sha256,
@@ -106,6 +128,8 @@ class Ledger:
     breaks: list[RecordedBreak] = field(default_factory=list)
     acks: dict[str, Acknowledgement] = field(default_factory=dict)  # record sha → first ack
     evidence_line: int = 0  # first line showing dotagent kept a head (0: none)
+    evidence_segment: str | None = None  # the file holding that line (None: the live file)
+    segment: str | None = None  # the file this ledger is read from (None: the live file)
 
     def note(self, line_no: int, body: bytes, sha: str) -> None:
         """Take in one line that holds `"event_type":"audit_`."""
@@ -127,26 +151,37 @@ class Ledger:
                 line=_int(event.get("line")), position=_int(event.get("position")),
                 expected_prev_hash=_str(event.get("expected_prev_hash")),
                 actual_prev_hash=_str(event.get("actual_prev_hash")),
-                detail=event.get("detail") if isinstance(event.get("detail"), str) else None))
+                detail=event.get("detail") if isinstance(event.get("detail"), str) else None,
+                segment=event.get("segment") if isinstance(event.get("segment"), str) else None,
+                record_segment=self.segment))
         elif kind == "audit_break_acknowledged":
             ours = True
             target = event.get("sha256")
             if isinstance(target, str):
                 self.acks.setdefault(target, Acknowledgement(
                     record_line=line_no, at=ts, user=_str(event.get("user")),
-                    uid=_int(event.get("uid"))))
+                    uid=_int(event.get("uid")), record_segment=self.segment))
         else:
             ours = kind == "audit_repaired"
         if ours and not self.evidence_line:
             self.evidence_line = line_no
+            self.evidence_segment = self.segment
 
     def extend(self, other: Ledger) -> None:
-        """Add what a later stretch of the same log holds."""
+        """Add what a later stretch of the log holds (later in the same file, or a newer
+        file along the seams)."""
         self.breaks.extend(other.breaks)
         for sha, ack in other.acks.items():
             self.acks.setdefault(sha, ack)
         if not self.evidence_line:
             self.evidence_line = other.evidence_line
+            self.evidence_segment = other.evidence_segment
+
+    @property
+    def evidence(self) -> str:
+        """Where the first bookkeeping line is, as a user reads it (`line 7`, `line 7 of …`)."""
+        where = f"line {self.evidence_line}"
+        return f"{where} of {self.evidence_segment}" if self.evidence_segment else where
 
     def resolved(self) -> list[RecordedBreak]:
         """Every recorded break, oldest first, with its acknowledgement attached."""
@@ -165,21 +200,59 @@ class Ledger:
 
 
 def read_ledger(stream: BinaryIO | Iterable[bytes], *, first_line: int = 1,
-                limit: int | None = None) -> Ledger:
-    """The ledger of complete lines read from `stream` (numbered from `first_line`)."""
+                limit: int | None = None, segment: str | None = None) -> Ledger:
+    """The ledger of complete lines read from `stream` from where it stands (numbered from
+    `first_line`); `segment` names the file (None: the live audit.log).
+
+    A binary file is read in 1 MiB chunks and searched for `"event_type":"audit_` without
+    splitting it into lines (only the few lines that hold it are cut out and parsed), so a
+    segment of 32 MiB costs a few milliseconds.
+    """
     import hashlib
 
-    ledger = Ledger()
-    line_no = first_line - 1
-    consumed = 0
-    for raw in stream:
-        consumed += len(raw)
-        if limit is not None and consumed > limit:
-            break
-        if not raw.endswith(b"\n"):
-            break  # a torn tail is not an entry
-        line_no += 1
-        if AUDIT_EVENT in raw:
-            body = raw[:-1]
+    ledger = Ledger(segment=segment)
+    read = getattr(stream, "read", None)
+    if read is None:
+        line_no = first_line - 1
+        consumed = 0
+        for raw in stream:
+            consumed += len(raw)
+            if limit is not None and consumed > limit:
+                break
+            if not raw.endswith(b"\n"):
+                break  # a torn tail is not an entry
+            line_no += 1
+            if AUDIT_EVENT in raw:
+                body = raw[:-1]
+                ledger.note(line_no, body, hashlib.sha256(body).hexdigest())
+        return ledger
+    line_no = first_line - 1  # lines completed before `buf`
+    buf = b""
+    remaining = limit
+    while True:
+        want = _CHUNK if remaining is None else min(_CHUNK, remaining)
+        chunk = read(want) if want > 0 else b""
+        if remaining is not None:
+            remaining -= len(chunk)
+        if not chunk:
+            break  # what is left in buf has no newline: a torn tail is not an entry
+        buf = buf + chunk if buf else chunk
+        stop = buf.rfind(b"\n") + 1  # the complete lines are buf[:stop]
+        if stop == 0:
+            continue
+        start = 0
+        hit = buf.find(AUDIT_EVENT, 0, stop)
+        while hit >= 0:
+            line_start = buf.rfind(b"\n", 0, hit) + 1
+            line_end = buf.find(b"\n", hit, stop)
+            line_no += buf.count(b"\n", start, line_start) + 1
+            body = buf[line_start:line_end]
             ledger.note(line_no, body, hashlib.sha256(body).hexdigest())
+            start = line_end + 1
+            hit = buf.find(AUDIT_EVENT, start, stop)
+        line_no += buf.count(b"\n", start, stop)
+        buf = buf[stop:]
     return ledger
+
+
+_CHUNK = 1 << 20

@@ -15,10 +15,17 @@ it. The rules (also in docs/audit.md):
   before it). The head's line still in the file, elsewhere ⇒ nothing more (the regions say
   what moved it). The head's line nowhere in the file: fewer entries than the head ⇒
   `truncation`; otherwise the line at the head's position was changed ⇒ `edit` of that line.
+* A file's first entry starts its chain: `GENESIS`, or a valid seam (`audit_log_rotated` with
+  prev_hash == tail_hash, rotation.parse_seam) whose prev_hash links it to the segment before.
+  Anything else is a damage region at line 1 (upstream: an unexplained truncation).
+
+The same pass notes what upstream's verifier would stop at first (`upstream_break`): an
+unparsable line, else the first broken link after the first entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ from typing import Any, BinaryIO
 
 from dotagent.audit.events import ChainBreakKind
 from dotagent.audit.ledger import AUDIT_EVENT, Ledger, break_key
+from dotagent.audit.rotation import Seam, parse_seam
 
 __all__ = ["Head", "Problem", "ScanResult", "scan"]
 
@@ -73,13 +81,25 @@ class Problem:
     # kind, position and hashes, which is also what its audit_chain_broken record holds.
     key: str
     # The line of its audit_chain_broken entry in the log, once recorded (what `audit
-    # acknowledge` takes).
+    # acknowledge` takes, with record_segment when that entry is in a rotated segment).
     record_line: int | None = None
+    segment: str | None = None  # the rotated segment holding `line` (None: the live file)
+    record_segment: str | None = None
+
+    @property
+    def record(self) -> str | None:
+        """The number of the break that records this problem (`8`, `SEGMENT:8`), if any."""
+        if self.record_line is None:
+            return None
+        return f"{self.record_segment}:{self.record_line}" if self.record_segment \
+            else str(self.record_line)
 
     def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "kind": self.kind, "detail": self.detail,
-                "position": self.position, "expected_prev_hash": self.expected_prev_hash,
-                "actual_prev_hash": self.actual_prev_hash, "record": self.record_line}
+        return {"line": self.line, "segment": self.segment, "kind": self.kind,
+                "detail": self.detail, "position": self.position,
+                "expected_prev_hash": self.expected_prev_hash,
+                "actual_prev_hash": self.actual_prev_hash, "record": self.record_line,
+                "record_segment": self.record_segment, "record_number": self.record}
 
 
 @dataclass
@@ -90,12 +110,18 @@ class ScanResult:
     fragment: bytes = b""  # bytes after the last newline
     problems: list[Problem] = field(default_factory=list)
     head_lag: int = 0  # entries after the head's line that chain from it (> 0: head lags)
+    head_line: int = 0  # line number of the head's line, when found where the head says
     # The hash the next appended line must carry. The last line's hash, except when the head
     # caught the last line changed in place: then the head's own hash, so the next line keeps
     # the change visible as a broken link instead of vouching for the changed line.
     chain_from: str = "GENESIS"
     line_count: int = 0  # complete lines (blank ones included) before complete_end
     ledger: Ledger = field(default_factory=Ledger)  # the breaks the log records, and more
+    seam: Seam | None = None  # the first entry, when it is a valid seam
+    first_prev: str | None = None  # prev_hash of the first entry (None: none, or torn)
+    # What upstream's verifier stops at in this file: (position, expected, actual) of the
+    # first unparsable line, else of the first broken link after the first entry.
+    upstream_break: tuple[int, str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,8 +155,13 @@ def _parse_prev(body: bytes) -> bytes | None:
     return prev.encode("utf-8") if isinstance(prev, str) else None
 
 
-def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
-    """Check the first `limit` bytes of `stream` (a binary file at offset 0) against `head`."""
+def scan(stream: BinaryIO, limit: int, head: Head | None, *, stem: str = "audit.log",
+         segment: str | None = None) -> ScanResult:
+    """Check the first `limit` bytes of `stream` (a binary file at offset 0) against `head`.
+
+    `segment` names the file when it is a rotated segment (problems and the ledger carry
+    it); `stem` is the live file's name, which a seam's `rotated_to` must extend.
+    """
     sha = hashlib.sha256
     expected = _GENESIS
     alt: bytes | None = None  # after a glued line, the hash of its last entry is also accepted
@@ -152,7 +183,11 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     head_seen = head_count == 0 or head_sha == _GENESIS
     fragment = b""
     start_broken = False  # the first entry's prev_hash is not GENESIS
-    ledger = Ledger()
+    ledger = Ledger(segment=segment)
+    seam: Seam | None = None
+    first_prev: bytes | None = None
+    unparsable: tuple[int, str, str] | None = None
+    link_break: tuple[int, str, str] | None = None
 
     for raw in stream:
         pos += len(raw)
@@ -196,6 +231,8 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                     actual_prev_hash=h.decode(),
                     key=break_key("torn", entries, expected.decode(), h.decode())))
                 torn_lines.add(line_no)
+                if unparsable is None:
+                    unparsable = (entries, "a parseable audit entry", "unparseable line")
                 entries += 1
                 region = None
                 alt_next = (sha(body[body.rfind(_PREFIX):]).hexdigest().encode()
@@ -211,6 +248,14 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                 continue
             p = parsed
         entries += 1
+        if entries == 1:
+            first_prev = p
+            if p != _GENESIS and expected == _GENESIS:
+                # A rotated log's live file (or segment) starts with the seam: its prev_hash
+                # is the previous file's tail, and a valid seam starts the chain here.
+                seam = parse_seam(body, stem)
+                if seam is not None:
+                    expected = p
         if p in (expected, alt):
             region = None
         else:
@@ -233,6 +278,8 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
                 pending[p] = region
             if entries == 1:
                 start_broken = True
+            elif link_break is None:
+                link_break = (entries - 1, expected.decode(), p.decode(errors="replace"))
         alt = None
         if pending:
             waiting = pending.pop(h, None)
@@ -248,9 +295,14 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
         if pos >= limit:
             break
 
+    if fragment and unparsable is None:
+        unparsable = (entries, "a parseable audit entry", "unparseable line")
     result = ScanResult(entries=entries, last_hash=expected.decode(),
                         complete_end=pos - len(fragment), fragment=fragment,
-                        chain_from=expected.decode(), line_count=line_no, ledger=ledger)
+                        chain_from=expected.decode(), line_count=line_no, ledger=ledger,
+                        seam=seam, first_prev=first_prev.decode(errors="replace")
+                        if first_prev is not None else None,
+                        upstream_break=unparsable or link_break)
     problems = list(torn)
     if fragment:
         fragment_hash = sha(fragment).hexdigest()
@@ -269,6 +321,8 @@ def scan(stream: BinaryIO, limit: int, head: Head | None) -> ScanResult:
     problems.extend(verdict.problems)
     problems.extend(_judge_regions(head, result, regions, verdict))
     problems.sort(key=lambda p: (p.line or 0, p.kind))
+    if segment is not None:
+        problems = [dataclasses.replace(p, segment=segment) for p in problems]
     result.problems = problems
     return result
 
@@ -290,6 +344,7 @@ def _judge_head(head: Head | None, res: ScanResult, regions: list[_Region],
         # The head's line is where the head says. Entries after it are a lag only when they
         # all chain on from it; one that does not is damage, reported by its region.
         verdict.vouched_line = head_line_no
+        res.head_line = head_line_no
         if (res.entries > head.count
                 and not any(r.first_line > head_line_no for r in regions)
                 and not any(t > head_line_no for t in torn_lines)):

@@ -67,6 +67,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     import signal
 
     from dotagent.audit import AuditLog
+    from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -103,7 +104,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
             request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                                  hooks=False, echo=_echo, stop=stop)
             report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
-                                              say=_say))
+                                              say=_say, log_limits=log_limits(home)))
     except StoppedBeforeStart as exc:
         signame = signal.Signals(exc.signum).name
         _say(f"[dotagent] agent {quote_name(loaded.name)}: {signame} received before the agent "

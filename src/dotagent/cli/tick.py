@@ -25,6 +25,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     exhausted ones as given up. With --dry-run nothing runs and nothing is written.
     """
     from dotagent.audit import AuditLog
+    from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
@@ -57,6 +58,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     after = []
     with History(home) as history:
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
+                       log_limits=None if dry_run else log_limits(home),
                        say=_streams.say)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from typing import Any
 
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
-from dotagent.config import Config
+from dotagent.config import MAX_CONCURRENT_RUNS, Config
 from dotagent.daemon.tick import Entry, apply_settlement, load_entries, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
@@ -33,8 +34,9 @@ from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import WindowState
+from dotagent.schedule.windows import Decision, IntervalRule, WindowState
 from dotagent.security.manifests import check_manifests
+from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
 from dotagent.state.windows import WindowStore
@@ -44,6 +46,7 @@ __all__ = ["Daemon"]
 DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
 SNAPSHOT_SECONDS = 2.0
+HOLD_OFF = timedelta(seconds=30)  # before a window whose run could not begin is tried again
 RETENTION_HOUR = 3
 
 
@@ -55,6 +58,7 @@ class _Running:
     stop: StopRequest
     future: Future[RunReport] | None = None
     processes: dict[int, ProcessInfo] = field(default_factory=dict)
+    ended: datetime | None = None  # when `execute` returned (set by the worker thread)
 
 
 class Daemon:
@@ -78,16 +82,24 @@ class Daemon:
         self.found: Discovery | None = None
         self.running: dict[str, _Running] = {}
         self._proc_ids = 0
-        self._lock = threading.Lock()  # guards `running[*].processes` (worker threads)
+        # `running` is changed by the loop and read by worker threads (supervisor.json):
+        # changes and reads hold `_lock`.
+        self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._busy: asyncio.Event | None = None  # set while something runs (serve only)
         self._stopping: str | None = None
         self._rescan_due = True
         self._reload_due = False
         self._last_scan: datetime | None = None
+        self._watch_checked: datetime | None = None  # the scan the watches were compared to
         self._retention_done: str | None = None
         self._deferred: set[tuple[str, str]] = set()
-        # Sized for the largest cap config.toml allows: the cap itself is checked at dispatch,
-        # so a reload that raises it takes effect at once. Threads start only when needed.
-        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="run")
+        self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
+        self._unsaved: dict[tuple[str, str], WindowState] = {}
+        # Threads are made on demand; the cap is `config.daemon.max_concurrent_runs`, counted
+        # in `running`, so that a reload that raises it takes effect.
+        self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_RUNS,
+                                           thread_name_prefix="run")
 
     # ------------------------------------------------------------------ audit & logging
     def record(self, event: events.Event) -> None:
@@ -98,18 +110,29 @@ class Daemon:
 
     # ------------------------------------------------------------------ scanning
     def rescan(self, now: datetime) -> None:
+        """Discover the manifests, compare them with the cache (drift, phantoms: audited),
+        and rebuild the entries. A cache or audit log that cannot be written (a full or
+        read-only state directory) is reported and the scan goes on: the comparison is
+        made again, and recorded then, at the next scan."""
         found = discover(self.env, include_cwd=False)
-        report = check_manifests(self.home, found, now, audit=self.audit)
-        for name in report.phantoms:
-            self.log(f"warning: phantom agent {quote_name(name)} recorded")
-        for d in report.drifts:
-            self.log(f"warning: manifest of {quote_name(d.agent)} changed since last seen "
-                     "(recorded)")
-        for path in report.invalid:
-            self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
-                     "`dotagent doctor`)")
+        try:
+            report = check_manifests(self.home, found, now, audit=self.audit)
+        except (OSError, DotagentError) as exc:
+            message = exc.message if isinstance(exc, DotagentError) else str(exc)
+            self.log(f"error: cannot check the manifests against "
+                     f"{self.home.state_dir / 'known_manifests.json'}: {message}")
+        else:
+            for name in report.phantoms:
+                self.log(f"warning: phantom agent {quote_name(name)} recorded")
+            for d in report.drifts:
+                self.log(f"warning: manifest of {quote_name(d.agent)} changed since last "
+                         "seen (recorded)")
+            for path in report.invalid:
+                self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
+                         "`dotagent doctor`)")
         self.found = found
-        self.entries = load_entries(found, self.home, self.zone, windows=self.windows)
+        self.entries = [self._overlay(e) for e in
+                        load_entries(found, self.home, self.zone, windows=self.windows)]
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
 
@@ -159,14 +182,31 @@ class Daemon:
             if entry.agent in self.running or self._stopping:
                 continue  # overlaps are judged when the run ends
             decision = entry.decide(now)
-            if decision.action in ("missed", "give_up"):
+            held = self._held_until(entry.key, decision.window, now)
+            if held is None and decision.action in ("missed", "give_up"):
                 try:
                     apply_settlement(entry, decision, windows=self.windows,
                                      record=self.record, now=now)
                 except DotagentError as exc:
+                    # Recorded in the audit log, but not in its window file: remembered here,
+                    # so that it is not settled (and audited) again at every step.
                     self.log(f"error: {exc.message}")
-                self.entries[i] = refresh(entry, self.home, self.windows)
-                decision = self.entries[i].decide(now)
+                    self._unsaved[entry.key] = _settled(entry, decision)
+            if held is not None:
+                wakes.append(held)
+                newer = _next_window(entry, decision.window or now)
+                if newer is not None:
+                    wakes.append(newer)  # a newer window is not held
+                continue
+            if decision.action in ("missed", "give_up"):
+                entry = self.entries[i] = self._refresh(entry)
+                decision = entry.decide(now)
+            if decision.action in ("run", "retry"):
+                # Another command (`run`, `run-now`, `tick`) may have run the schedule since
+                # the daemon last looked: its heartbeat says so (a success that covers the
+                # window, an interval anchor that moved).
+                entry = self.entries[i] = self._with_heartbeat(entry)
+                decision = entry.decide(now)
             if decision.action in ("run", "retry"):
                 if len(self.running) >= cfg.daemon.max_concurrent_runs:
                     continue  # a slot frees when a run ends, which wakes the loop
@@ -187,6 +227,52 @@ class Daemon:
         self._deferred = deferred_now
         wakes.append(self._next_retention(now))
         return min(wakes) if wakes else None
+
+    def _with_heartbeat(self, entry: Entry) -> Entry:
+        """`entry` with its last start and last success as its heartbeat says now."""
+        beat = HeartbeatStore(self.home).read(entry.agent, entry.schedule.slug)
+        last_start = from_epoch(beat.started_at) if beat and beat.started_at else None
+        last_success = (from_epoch(beat.last_success_at)
+                        if beat and beat.last_success_at is not None else None)
+        if (last_start, last_success) == (entry.state.last_start, entry.state.last_success):
+            return entry
+        return replace(entry, state=replace(entry.state, last_start=last_start,
+                                            last_success=last_success))
+
+    def _refresh(self, entry: Entry) -> Entry:
+        return self._overlay(refresh(entry, self.home, self.windows))
+
+    def _overlay(self, entry: Entry) -> Entry:
+        """`entry` with the window state the daemon could not write to its file (a full or
+        read-only state directory), so that an attempt made or a window settled is not made
+        or settled again while the disk refuses it. Forgotten once the file has caught up;
+        lost on restart (then the file is all there is)."""
+        mem = self._unsaved.get(entry.key)
+        if mem is None:
+            return entry
+        disk = entry.state.window
+        if disk is not None and (disk.expected_at > mem.expected_at or disk == mem):
+            del self._unsaved[entry.key]
+            return entry
+        return replace(entry, state=replace(entry.state, window=mem))
+
+    def _hold(self, key: tuple[str, str], window: datetime | None, now: datetime) -> datetime:
+        """Leave `window` of `key` alone until HOLD_OFF from now: acting on it failed for a
+        reason outside the agent (a full or read-only state directory; the agent run by
+        somebody else), and trying again at once would spin. A newer window is not held."""
+        until = now + HOLD_OFF
+        self._held[key] = (window, until)
+        return until
+
+    def _held_until(self, key: tuple[str, str], window: datetime | None,
+                    now: datetime) -> datetime | None:
+        held = self._held.get(key)
+        if held is None:
+            return None
+        if held[0] == window and now < held[1]:
+            return held[1]
+        del self._held[key]
+        return None
 
     def _power(self) -> Any:
         from dotagent.power import UNKNOWN, probe, probe_needed
@@ -219,12 +305,23 @@ class Daemon:
             return
         self._retention_done = local.date().isoformat()
         st = self.config.state
+        from dotagent.state.logretention import sweep_logs
+
         try:
             swept = self.windows.sweep(now, st.window_retention_days)
             rows = self.history.sweep(now.timestamp(), st.history_retention_days)
-            self.log(f"retention sweep: windows {swept}, history rows deleted {rows}")
+            self.log(f"retention sweep: {len(swept.deleted)} window file(s) and {rows} "
+                     f"history row(s) deleted")
+            for path, why in swept.errors:
+                self.log(f"error: retention sweep: cannot delete {path}: {why}")
         except DotagentError as exc:
             self.log(f"error: retention sweep: {exc.message}")
+        logs = sweep_logs(self.home, now, self.config.logging)
+        counts = logs.counts()
+        self.log("log retention sweep completed: " + ", ".join(f"{k} {v}" for k, v in
+                                                               counts.items()))
+        for problem in logs.errors:
+            self.log(f"error: log retention: {problem}")
 
     # ------------------------------------------------------------------ runs
     def dispatch(self, entry: Entry, window: datetime | None, attempt: int,
@@ -232,20 +329,31 @@ class Daemon:
         assert window is not None
         stop = StopRequest()
         run = _Running(entry, window, now, stop)
-        self.running[entry.agent] = run
+        with self._lock:
+            self.running[entry.agent] = run
+        if self._busy is not None:
+            self._busy.set()
         request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
                              window=entry.window(window), policy=entry.policy,
                              stdin_devnull=True, stop=stop)
         deps = RunDeps(home=self.home, audit=self.audit, env=self.env, history=self.history,
                        windows=self.windows, say=lambda text: self.log(text.strip()),
+                       clock=lambda: self.clock.now().timestamp(),
                        on_spawn=self._spawned, on_exit=self._exited,
-                       grace=float(self.config.daemon.shutdown_grace_seconds))
+                       grace=float(self.config.daemon.shutdown_grace_seconds),
+                       log_limits=(self.config.logging.agent_log_max_bytes,
+                                   self.config.logging.agent_log_keep))
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
-        future = self.executor.submit(execute, request, deps)
-        if hasattr(self, "_snapshot_wanted"):
-            self._snapshot_wanted.set()
+
+        def work() -> RunReport:
+            try:
+                return execute(request, deps)
+            finally:
+                run.ended = self.clock.now()
+
+        future = self.executor.submit(work)
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
 
@@ -271,77 +379,104 @@ class Daemon:
         self._write_snapshot()
 
     def _write_snapshot(self) -> None:
-        with self._lock:
-            now = self.clock.now()
-            entries = [p.aged(now) for r in self.running.values() for p in r.processes.values()]
-        try:
-            if entries:
-                self.snapshot.write(entries)
-            else:
-                self.snapshot.delete()
-        except (OSError, DotagentError) as exc:
-            self.log(f"error: cannot write {self.snapshot}: {exc}")
+        """Write supervisor.json as the live registry says now (deleted when nothing runs).
+        Called from the worker threads (a spawn, an exit) and from the loop (every
+        SNAPSHOT_SECONDS): one writer at a time, so an older list never lands last."""
+        with self._snapshot_lock:
+            with self._lock:
+                now = self.clock.now()
+                entries = [p.aged(now) for r in self.running.values()
+                           for p in r.processes.values()]
+            try:
+                if entries:
+                    self.snapshot.write(entries)
+                else:
+                    self.snapshot.delete()
+            except (OSError, DotagentError) as exc:
+                self.log(f"error: {exc}")
+
+    async def _snapshots(self) -> None:
+        """While anything runs, rewrite supervisor.json every SNAPSHOT_SECONDS (its ages
+        and deadline percentages stay current); while idle, sleep without a timer."""
+        busy = self._busy
+        assert busy is not None
+        while True:
+            await busy.wait()
+            while self.running:
+                await asyncio.sleep(SNAPSHOT_SECONDS)
+                if self.running:
+                    self._write_snapshot()
+            busy.clear()
 
     def _finished(self, run: _Running, future: Future[RunReport]) -> None:
+        try:
+            self._account(run, future)
+        finally:
+            self.timer.poke()  # whatever happened, the loop looks again
+
+    def _account(self, run: _Running, future: Future[RunReport]) -> None:
         agent = run.entry.agent
-        self.running.pop(agent, None)
+        with self._lock:
+            self.running.pop(agent, None)
+        run.stop.close()  # its pipe; here, in the loop, where `stop()` could still use it
         try:
             report = future.result()
+            if report.window is not None:  # dropped by _overlay once the file says as much
+                self._unsaved[run.entry.key] = report.window
             o = report.outcome
             state = "aborted by preflight" if o is None else (
                 "ok" if o.ok else f"exit {o.exit_code}{' (timed out)' if o.timed_out else ''}")
             self.log(f"finished {agent}/{run.entry.schedule.id}: {state}")
         except AgentBusy as exc:
             self.log(f"skipped {agent}/{run.entry.schedule.id}: {exc.message}")
+            self._hold(run.entry.key, run.window, self.clock.now())
         except Exception as exc:  # a run that could not begin (log/heartbeat unwritable)
-            self.log(f"error: {agent}/{run.entry.schedule.id} could not run: {exc}")
+            self.log(f"error: {agent}/{run.entry.schedule.id} could not run: {exc}; trying "
+                     f"this window again in {int(HOLD_OFF.total_seconds())} s")
+            self._hold(run.entry.key, run.window, self.clock.now())
         now = self.clock.now()
         for i, entry in enumerate(self.entries):
             if entry.agent == agent:
-                self.entries[i] = refresh(entry, self.home, self.windows)
+                self.entries[i] = self._refresh(entry)
         if not self._stopping:
-            self._skip_overlaps(agent, run.started, now)
-        self.timer.poke()
+            # Overlap is judged at the run's end, not now: windows that came due after it
+            # ended (the loop was busy, the daemon frozen) are ordinary due windows.
+            self._skip_overlaps(agent, run.started, run.ended or now)
 
-    def _skip_overlaps(self, agent: str, started: datetime, now: datetime) -> None:
+    def _skip_overlaps(self, agent: str, started: datetime, ended: datetime) -> None:
         """Windows of `agent` that came due while it ran are skipped, never queued: one
-        `run_skipped_overlap` per episode, with the count (V7). A window the scheduler
-        would still run (its success did not come after it) is recorded as missed."""
-        from dotagent.schedule.windows import CalendarRule
+        `run_skipped_overlap` per episode, with the count (V7).
 
+        They are judged as if the run had not succeeded: a success that ended after a window
+        covers it (S2.5: the heartbeat's last success is newer than the window), so it must
+        not run now, but it still came due while the agent was busy, and that is audited.
+        Only a window the success does not cover (the run failed, or it belongs to another
+        schedule of the agent) is written as missed, so that it is not run afterwards."""
         for i, entry in enumerate(self.entries):
             if entry.agent != agent:
                 continue
-            fell: list[datetime] = []
-            if isinstance(entry.rule, CalendarRule):
-                t = entry.rule.next_after(started)
-                while t is not None and t <= now and len(fell) < 10_000:
-                    fell.append(t)
-                    t = entry.rule.next_after(t)
-            else:
-                every = entry.rule.every
-                t = started + every
-                while t <= now and len(fell) < 10_000:
-                    fell.append(t)
-                    t += every
-            if not fell:
+            probe = replace(entry, state=replace(entry.state, last_success=None))
+            decision = probe.decide(ended)
+            if decision.action not in ("run", "missed") or decision.window is None or \
+                    decision.window <= started:
                 continue
-            decision = entry.decide(now)
-            if decision.action == "run" and decision.window is not None and \
-                    decision.window > started:
+            latest = decision.window
+            count = _windows_in(entry, started, latest)
+            success = entry.state.last_success
+            if success is None or success < latest:
+                skipped = WindowState(expected_at=latest, missed=True)
                 try:
-                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id,
-                                      WindowState(expected_at=decision.window, missed=True))
+                    self.windows.save(agent, entry.schedule.slug, entry.schedule.id, skipped)
                 except DotagentError as exc:
                     self.log(f"error: {exc.message}")
+                    self._unsaved[entry.key] = skipped
             self.record(events.RunSkippedOverlap(
                 agent=agent, schedule=entry.schedule.id,
-                reason=f"{len(fell)} window(s) came due while the agent was still running "
-                       f"(from {fell[0].isoformat()} to {fell[-1].isoformat()}); skipped, "
-                       "not queued"))
-            self.log(f"skipped {len(fell)} window(s) of {agent}/{entry.schedule.id}: the "
-                     "agent was still running")
-            self.entries[i] = refresh(entry, self.home, self.windows)
+                reason=f"{count} window(s) came due while the agent was still running "
+                       f"(latest {latest.isoformat()}); skipped, not queued"))
+            self.log(f"skipped {count} window(s) of {agent}/{entry.schedule.id}: the agent "
+                     "was still running")
+            self.entries[i] = self._refresh(entry)
 
     # ------------------------------------------------------------------ start / stop
     def recover(self, now: datetime) -> None:
@@ -377,9 +512,12 @@ class Daemon:
                 continue
             state = replace(current, attempts=row.attempt, last_attempt_at=started,
                             last_exit_code=-1)
-            with contextlib.suppress(DotagentError):
+            try:
                 self.windows.save(row.agent, row.slug, row.schedule, state,
                                   stderr="interrupted: the daemon stopped during this attempt")
+            except DotagentError as exc:
+                self.log(f"error: {exc.message}")
+                self._unsaved[(row.agent, row.schedule)] = state
 
     def stop(self, reason: str) -> None:
         if self._stopping is None:
@@ -398,23 +536,35 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
-        watcher = asyncio.ensure_future(self._watch())
-        refresher = asyncio.ensure_future(self._refresh_snapshot())
+        self._watching = asyncio.Event()
+        self._start_watcher()
+        self._busy = asyncio.Event()
+        snapshots = asyncio.ensure_future(self._snapshots())
         try:
+            # The first scan comes after the watches exist: a manifest written between the
+            # two would otherwise go unseen until the rescan backstop.
+            await self._watching.wait()
             while not self._stopping:
                 now = self.clock.now()
-                self.retention(now)
-                wake = self.step(now)
+                try:
+                    self.retention(now)
+                    wake: datetime | None = self.step(now)
+                except Exception as exc:  # a bug must not take every schedule down with it
+                    self.log(f"error: internal error in the scheduling step, trying again in "
+                             f"{int(HOLD_OFF.total_seconds())} s: "
+                             f"{''.join(traceback.format_exception(exc)).rstrip()}")
+                    wake = now + HOLD_OFF
                 if self._stopping:
                     break
+                self._check_watches()
                 await self.timer.wait(wake)
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
-            for task in (watcher, refresher):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            snapshots.cancel()
+            with contextlib.suppress(BaseException):
+                await snapshots
+            await self._stop_watcher()
             self.timer.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -422,18 +572,6 @@ class Daemon:
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()
-
-    async def _refresh_snapshot(self) -> None:
-        """supervisor.json is rewritten every 2 s while something runs (ages and deadline
-        percentages move), and not at all while idle: the task parks until a run starts."""
-        self._snapshot_wanted = asyncio.Event()
-        while True:
-            await self._snapshot_wanted.wait()
-            while self.running:
-                await asyncio.sleep(SNAPSHOT_SECONDS)
-                if self.running:
-                    self._write_snapshot()
-            self._snapshot_wanted.clear()
 
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
@@ -453,38 +591,122 @@ class Daemon:
             return
         self.config = result.config
 
+    # ------------------------------------------------------------------ watching
+    def _start_watcher(self) -> None:
+        self._watched: frozenset[str] | None = None
+        self._watcher: asyncio.Future[None] | None = asyncio.ensure_future(self._watch())
+
+    async def _stop_watcher(self) -> None:
+        watcher, self._watcher = getattr(self, "_watcher", None), None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await watcher
+
+    def _check_watches(self) -> None:
+        """After a scan: when directories came or went without an inotify event telling
+        (a SIGHUP or backstop rescan; an agent directory that is a symlink or a mount
+        point), watch the new set."""
+        watcher = getattr(self, "_watcher", None)
+        if watcher is None or watcher.done() or self._watched is None or \
+                self._last_scan == self._watch_checked:
+            return
+        self._watch_checked = self._last_scan
+        if frozenset(str(d) for d in self.watch_dirs()) != self._watched:
+            watcher.cancel()
+            self._watcher = asyncio.ensure_future(self._watch())
+
     async def _watch(self) -> None:
         """inotify on the roots and agent directories; a burst of events (an editor's save)
-        becomes one rescan DEBOUNCE_SECONDS after the last of them."""
+        becomes one rescan DEBOUNCE_SECONDS after the last of them.
+
+        Every time the watches are (re)installed, a rescan follows, so nothing written
+        while no watch was in place goes unseen. Without inotify (not Linux, or no inotify
+        instance to be had) the rescan backstop is the only watcher."""
         try:
             from asyncinotify import Inotify, Mask
-        except ImportError:  # not Linux: the rescan backstop is the only watcher
+        except ImportError:
+            self._watching.set()
             return
         mask = (Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO |
                 Mask.CLOSE_WRITE | Mask.ATTRIB | Mask.DELETE_SELF | Mask.MOVE_SELF)
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            with Inotify() as inotify:
-                kinds: dict[str, str] = {}
-                for d, kind in self.watch_dirs().items():
-                    with contextlib.suppress(OSError):
-                        inotify.add_watch(d, mask)
-                        kinds[str(d)] = kind
+        try:
+            while not self._stopping:
+                with Inotify() as inotify:
+                    kinds: dict[str, str] = {}
+                    for d, kind in self.watch_dirs().items():
+                        with contextlib.suppress(OSError):
+                            inotify.add_watch(d, mask)
+                            kinds[str(d)] = kind
+                    self._watched = frozenset(kinds)
+                    if self._watching.is_set():  # not the first time: look again now
+                        self._rescan_due = True
+                        loop.call_soon(self.timer.poke)
+                    self._watching.set()
 
-                def wanted(event: Any, kinds: dict[str, str] = kinds) -> bool:
-                    watched = str(event.watch.path) if event.watch is not None else ""
-                    name = event.name.name if event.name is not None else None
-                    return self.relevant(kinds.get(watched, "dirs"), name)
+                    def wanted(event: Any, kinds: dict[str, str] = kinds) -> bool:
+                        watched = str(event.watch.path) if event.watch is not None else ""
+                        name = event.name.name if event.name is not None else None
+                        return self.relevant(kinds.get(watched, "dirs"), name)
 
-                while not wanted(await inotify.get()):  # the first event of a burst
-                    pass
-                while True:
-                    try:
-                        await asyncio.wait_for(inotify.get(), DEBOUNCE_SECONDS)
-                    except TimeoutError:
-                        break
-            self._rescan_due = True
-            loop.call_soon(self.timer.poke)
+                    while not wanted(await inotify.get()):  # the first event of a burst
+                        pass
+                    # The burst ends DEBOUNCE_SECONDS after its last relevant event; the
+                    # others (an agent writing beside its manifest) must not prolong it.
+                    quiet_at = loop.time() + DEBOUNCE_SECONDS
+                    while (left := quiet_at - loop.time()) > 0:
+                        try:
+                            event = await asyncio.wait_for(inotify.get(), left)
+                        except TimeoutError:
+                            break
+                        if wanted(event):
+                            quiet_at = loop.time() + DEBOUNCE_SECONDS
+        except OSError as exc:  # no inotify instance (fs.inotify.max_user_instances)
+            self.log(f"warning: cannot watch the agent directories ({exc}); changes are "
+                     f"seen at the next rescan (every {self.config.daemon.rescan_minutes} "
+                     "minutes) or on SIGHUP")
+        finally:
+            self._watched = None
+            self._watching.set()
+
+
+_COUNT_LIMIT = 100_000
+
+
+def _settled(entry: Entry, decision: Decision) -> WindowState:
+    """The window state `apply_settlement` writes for a `missed` or `give_up` decision."""
+    assert decision.window is not None
+    if decision.action == "missed":
+        return WindowState(expected_at=decision.window, missed=True)
+    return replace(entry.window(decision.window), given_up=True)
+
+
+def _next_window(entry: Entry, after: datetime) -> datetime | None:
+    """The first window of `entry` strictly after `after`."""
+    rule = entry.rule
+    if isinstance(rule, IntervalRule):
+        anchor = entry.state.interval_anchor
+        if anchor is None or after < anchor:
+            return anchor
+        return anchor + ((after - anchor) // rule.every + 1) * rule.every
+    return rule.next_after(after)
+
+
+def _windows_in(entry: Entry, after: datetime, upto: datetime) -> int:
+    """How many windows of `entry` fall in (after, upto]; at least 1 (`upto` is one)."""
+    rule = entry.rule
+    if isinstance(rule, IntervalRule):
+        anchor = entry.state.interval_anchor
+        if anchor is None:
+            return 1
+        passed = max(0, (after - anchor) // rule.every)
+        return max(1, (upto - anchor) // rule.every - passed)
+    count, t = 0, rule.next_after(after)
+    while t is not None and t <= upto and count < _COUNT_LIMIT:
+        count += 1
+        t = rule.next_after(t)
+    return max(1, count)
 
 
 def default_log(text: str) -> None:

@@ -78,8 +78,11 @@ def _state(heartbeats: HeartbeatStore, record: WindowRecord | None, agent: str,
 def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
                  windows: WindowStore | None = None) -> list[Entry]:
     """Every schedule of every monitored agent, in discovery then manifest order."""
+    from dotagent.machineid import jitter_salt
+
     windows = windows or WindowStore(home)
     heartbeats = HeartbeatStore(home)
+    salt = jitter_salt(home)
     keys = [(loaded.name, s.slug) for loaded in found.agents.values()
             if loaded.manifest.agent.monitor for s in loaded.manifest.schedules]
     latest = windows.latest_many(keys)
@@ -92,7 +95,7 @@ def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
             state = _state(heartbeats, latest.get((loaded.name, sched.slug)), loaded.name,
                            sched.slug)
             out.append(Entry(loaded, sched, rule_for(sched, zone),  # type: ignore[arg-type]
-                             manifest.policy(sched), state))
+                             manifest.policy(sched, salt=salt), state))
     return out
 
 
@@ -129,10 +132,14 @@ def apply_settlement(entry: Entry, decision: Decision, *, windows: WindowStore,
     if decision.action == "give_up":
         current = entry.window(decision.window)
         state = replace(current, given_up=True)
+        # Retries used up, or (after a manifest change) a status now in no_retry_exit_codes.
+        no_retry = not entry.policy.exits.retry_allowed(current.last_exit_code)
         record(events.AgentGivenUp(agent=entry.agent, schedule=sched.id,
                                    attempts=current.attempts,
                                    last_exit=current.last_exit_code
-                                   if current.last_exit_code is not None else -1))
+                                   if current.last_exit_code is not None else -1,
+                                   reason=events.no_retry_reason(current.last_exit_code)
+                                   if no_retry else ""))
         windows.save(entry.agent, sched.slug, sched.id, state, given_up_at=now)
         return state
     return None

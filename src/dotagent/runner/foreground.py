@@ -42,6 +42,9 @@ class RunOutcome:
     slug: str
     dry_run: bool
     exit_code: int
+    # The exit status counts as a success under the agent's `[run]` policy: the one test,
+    # `ExitPolicy.succeeded`, applied once here; everything after the run reads this.
+    ok: bool
     timed_out: bool
     duration_seconds: float
     started_at: int
@@ -59,10 +62,6 @@ class RunOutcome:
     heartbeat_error: str | None = None
     echo_errors: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
 
 def run_schedule(
     loaded: LoadedManifest,
@@ -78,6 +77,7 @@ def run_schedule(
     stdin_devnull: bool = False,
     on_spawn: Callable[[int, list[str], str], None] | None = None,
     on_log_start: Callable[[Path, int], None] | None = None,
+    log_limits: tuple[int, int] | None = None,
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
 
@@ -98,7 +98,9 @@ def run_schedule(
     heartbeat_error: str | None = None
     try:
         # Refusals (log or heartbeat cannot be written) happen before anything is logged.
-        with open_run_log(home.agent_log_file(name)) as log:
+        limits = {} if log_limits is None else {"max_bytes": log_limits[0],
+                                                 "keep": log_limits[1]}
+        with open_run_log(home.agent_log_file(name), **limits) as log:
             if stop is not None:
                 stop.commit()  # a stop requested until now abandons the run: nothing ran
             if not dry_run:
@@ -148,10 +150,11 @@ def run_schedule(
                 outcome = f"interrupted by {signal.Signals(interrupted_by).name}"
             collector.note(f"=== {iso_local(finished_at)} run {outcome} · exit={exit_code} · "
                            f"{duration:.1f}s{' · dry-run' if dry_run else ''} ===")
+            succeeded = manifest.exit_policy().succeeded(exit_code)
             if not dry_run:
                 try:
                     heartbeats.finish(name, slug, schedule.args, started_at, finished_at,
-                                      exit_code, int(duration))
+                                      exit_code, int(duration), succeeded=succeeded)
                 except DotagentError as exc:
                     # The agent ran: the run is still recorded, and the caller says this.
                     heartbeat_error = exc.message
@@ -159,7 +162,7 @@ def run_schedule(
         shutil.rmtree(tmpdir, ignore_errors=True)
     return RunOutcome(
         agent=name, schedule=schedule.id, slug=slug, dry_run=dry_run, exit_code=exit_code,
-        timed_out=timed_out, duration_seconds=duration, started_at=started_at,
+        ok=succeeded, timed_out=timed_out, duration_seconds=duration, started_at=started_at,
         finished_at=finished_at, stdout_tail=collector.tail("stdout"),
         stderr_tail=collector.tail("stderr"), stdout_dropped=collector.dropped("stdout"),
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
@@ -170,20 +173,24 @@ def run_schedule(
     )
 
 
-def audit_events(outcome: RunOutcome) -> list[events.Event]:
-    """What a finished run leaves in the audit log: `run_interrupted` when dotagent was told
-    to stop it, then `agent_run` with the manifest hash it ran."""
-    out: list[events.Event] = []
+def audit_events(outcome: RunOutcome) -> list[tuple[events.Event, events.Severity | None]]:
+    """What a finished run leaves in the audit log, each with the severity to record it at
+    (None: the event's own): `run_interrupted` when dotagent was told to stop it, then
+    `agent_run` with the manifest hash it ran — notice when the run succeeded (exit 0 or one
+    of `success_exit_codes`), critical otherwise."""
+    out: list[tuple[events.Event, events.Severity | None]] = []
     if outcome.interrupted_by is not None:
         signame = signal.Signals(outcome.interrupted_by).name
-        out.append(events.RunInterrupted(
+        out.append((events.RunInterrupted(
             agent=outcome.agent, schedule=outcome.schedule,
-            reason=f"{signame} received; the agent was stopped (exit {outcome.exit_code})"))
-    out.append(events.AgentRun(
+            reason=f"{signame} received; the agent was stopped (exit {outcome.exit_code})"),
+            None))
+    out.append((events.AgentRun(
         agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
         manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
         duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
-        dry_run=outcome.dry_run))
+        dry_run=outcome.dry_run),
+        events.Severity.NOTICE if outcome.ok else events.Severity.CRITICAL))
     return out
 
 

@@ -136,6 +136,8 @@ class RunDeps:
     on_spawn: Callable[[RunRequest, int, list[str], str], None] | None = None
     on_exit: Callable[[RunRequest, int], None] | None = None
     grace: float | None = None
+    # [logging] agent_log_max_mb / agent_log_keep (None: the defaults, 10 MiB × 5)
+    log_limits: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,9 +237,9 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
     problems: list[str] = []
     agent, sched = request.agent, request.schedule
 
-    def record(event: events.Event) -> None:
+    def record(event: events.Event, severity: events.Severity | None = None) -> None:
         try:
-            deps.audit.append(event)
+            deps.audit.append(event, severity=severity)
         except (OSError, DotagentError) as exc:
             problems.append(f"could not record {event.event_type} in the audit log: {exc}")
 
@@ -276,15 +278,16 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
         outcome = run_schedule(
             request.loaded, sched, home=deps.home, dry_run=request.dry_run, echo=request.echo,
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
-            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start)
+            stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
+            log_limits=deps.log_limits)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
     for problem in (outcome.log_error, outcome.heartbeat_error):
         if problem is not None:
             problems.append(problem)
-    for event in audit_events(outcome):
-        record(event)
+    for event, severity in audit_events(outcome):
+        record(event, severity)
 
     report = RunReport(request, outcome, history_id=history_id)
     kind: Literal["success", "attempt_failed", "timed_out"]
@@ -343,7 +346,11 @@ def _update_window(request: RunRequest, deps: RunDeps, outcome: RunOutcome,
     policy = request.policy
     attempts = before.attempts + 1
     succeeded = outcome.ok
-    given_up = (not succeeded and policy is not None and attempts >= policy.max_attempts)
+    # Not retried: the attempts are used up, or the status is one of no_retry_exit_codes.
+    no_retry = (not succeeded and policy is not None
+                and not policy.exits.retry_allowed(outcome.exit_code))
+    given_up = (not succeeded and policy is not None
+                and (attempts >= policy.max_attempts or no_retry))
     after = WindowState(expected_at=before.expected_at, attempts=attempts,
                         last_attempt_at=from_epoch(outcome.started_at),
                         last_exit_code=outcome.exit_code, given_up=given_up)
@@ -354,7 +361,9 @@ def _update_window(request: RunRequest, deps: RunDeps, outcome: RunOutcome,
     if given_up:
         record(events.AgentGivenUp(agent=agent, schedule=sched.id, attempts=attempts,
                                    last_exit=outcome.exit_code,
-                                   stderr_tail=outcome.stderr_tail[-STDERR_TAIL_FOR_WINDOW:]))
+                                   stderr_tail=outcome.stderr_tail[-STDERR_TAIL_FOR_WINDOW:],
+                                   reason=events.no_retry_reason(outcome.exit_code)
+                                   if no_retry else ""))
     try:
         deps.windows.save(agent, sched.slug, sched.id, after,
                           stderr=outcome.stderr_tail[-STDERR_TAIL_FOR_WINDOW:] or None,
@@ -396,7 +405,9 @@ def _history_finish(deps: RunDeps, history_id: int | None, outcome: RunOutcome,
                     problems: list[str], log_at: Mapping[str, Any]) -> None:
     if history_id is None or deps.history is None:
         return
-    result: str | None = None
+    # The verdict is the outcome's (`ok` applies the success_exit_codes); history only
+    # stores it.
+    result = "timed_out" if outcome.timed_out else "ok" if outcome.ok else "failed"
     if outcome.interrupted_by is not None:
         result = "interrupted"
     elif outcome.start_error is not None:

@@ -16,6 +16,12 @@ Rules (SPEC S14.1, S14.2, S14.20, S14.21, S14.23)
 - A failed window is retried after `retry_backoff_minutes[min(attempts - 1, len - 1)]` minutes,
   up to `max_retries` retries (so `max_retries + 1` attempts), then given up. A newer window
   supersedes an older one still retrying.
+- What an exit status means is `ExitPolicy`'s one test: 0 and `success_exit_codes` succeed;
+  a failed attempt whose status is in `no_retry_exit_codes` is given up at once.
+- A calendar schedule's fixed delay (`Policy.delay`, from `jitter_seconds`) moves when a
+  window is *dispatched*, never the window: its `expected_at` stays the calendar instant, it
+  falls due at `expected_at + delay`, and staleness counts from that instant. Intervals have
+  no delay (they count from the last start).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from typing import Literal
 
 __all__ = [
     "CalendarRule",
     "Decision",
+    "ExitPolicy",
     "Health",
     "IntervalRule",
     "Policy",
@@ -36,6 +44,7 @@ __all__ = [
     "WindowState",
     "decide",
     "expected_at",
+    "fixed_delay",
     "health",
     "is_stale",
     "next_due",
@@ -76,12 +85,38 @@ Rule = CalendarRule | IntervalRule
 
 
 @dataclass(frozen=True)
+class ExitPolicy:
+    """What an attempt's exit status means (`[run] success_exit_codes` and
+    `no_retry_exit_codes`). `succeeded` is THE success test: the run lifecycle, the heartbeat's
+    `last_success_at`, the history outcome and the window decisions all go through it.
+
+    Statuses are dotagent's (124: timed out, 126/127: could not start, 128+N: killed by signal
+    N); the manifest refuses those three in `success_exit_codes`, so a timeout or a failed
+    start is never a success, and the test needs nothing but the status."""
+
+    success_exit_codes: frozenset[int] = frozenset()
+    no_retry_exit_codes: frozenset[int] = frozenset()
+
+    def succeeded(self, exit_code: int | None) -> bool:
+        """0, or one of `success_exit_codes`. None (no attempt recorded) is not a success."""
+        return exit_code is not None and (exit_code == 0 or exit_code in self.success_exit_codes)
+
+    def retry_allowed(self, exit_code: int | None) -> bool:
+        """False when a failed attempt's status is one of `no_retry_exit_codes`."""
+        return exit_code is None or exit_code not in self.no_retry_exit_codes
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A schedule's effective retry policy (after overrides, defaults and clamps)."""
+    """A schedule's effective policy (after overrides, defaults and clamps)."""
 
     max_retries: int
     retry_backoff_minutes: tuple[int, ...]
     stale_after_minutes: int
+    exits: ExitPolicy = ExitPolicy()
+    # A calendar schedule's fixed dispatch delay (`fixed_delay` of its jitter_seconds); ignored
+    # for intervals.
+    delay: timedelta = timedelta(0)
 
     @property
     def max_attempts(self) -> int:
@@ -117,9 +152,10 @@ class ScheduleState:
             return (self.window.last_attempt_at or self.window.expected_at).astimezone(UTC)
         return None
 
-    def succeeded(self, window: WindowState) -> bool:
-        """The window's last attempt exited 0, or a success (any command) came after it."""
-        if window.attempts > 0 and window.last_exit_code == 0:
+    def succeeded(self, window: WindowState, exits: ExitPolicy) -> bool:
+        """The window's last attempt succeeded (by `exits`), or a success (any command) came
+        after it."""
+        if window.attempts > 0 and exits.succeeded(window.last_exit_code):
             return True
         return self.last_success is not None and self.last_success >= window.expected_at
 
@@ -177,6 +213,26 @@ def retry_at(window: WindowState, backoffs: tuple[int, ...]) -> datetime:
 
 def should_retry(window: WindowState, backoffs: tuple[int, ...], now: datetime) -> bool:
     return now >= retry_at(window, backoffs)
+
+
+_DELAY_STEP = timedelta(milliseconds=1)
+
+
+def fixed_delay(salt: bytes, agent: str, schedule_id: str, jitter_seconds: int) -> timedelta:
+    """The delay in [0, jitter_seconds) that `jitter_seconds` gives one schedule: a fraction
+    of it taken from sha256(salt, agent, schedule id), in whole milliseconds. The same inputs
+    give the same delay in every process (systemd's `FixedRandomDelay=true`); `salt` makes it
+    differ between machines and homes (see `dotagent.machineid.jitter_salt`)."""
+    if jitter_seconds <= 0:
+        return timedelta(0)
+    digest = sha256(b"\0".join((b"dotagent-jitter-v1", salt, agent.encode(),
+                                schedule_id.encode()))).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64  # in [0, 1)
+    return int(fraction * jitter_seconds * 1000) * _DELAY_STEP
+
+
+def _delay(rule: Rule, policy: Policy) -> timedelta:
+    return policy.delay if isinstance(rule, CalendarRule) else timedelta(0)
 
 
 # --------------------------------------------------------------------------------------
@@ -292,8 +348,11 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
     now = _utc(now)
     window = state.window
     upcoming: datetime | None
+    delay = _delay(rule, policy)
     if isinstance(rule, CalendarRule):
-        exp, upcoming = _calendar_windows(rule, state, now)
+        # A window is due `delay` after its instant: look for windows as of `now - delay`.
+        exp, upcoming = _calendar_windows(rule, state, now - delay)
+        upcoming = None if upcoming is None else upcoming + delay
     else:
         exp, upcoming = expected_at(rule, state, now), None
     if exp is not None and (window is None or exp > window.expected_at):
@@ -301,14 +360,15 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
         if not done:
             since = window.expected_at if window is not None else state.last_start
             skipped, first = _count_skipped(rule, state, since, exp)
-            if is_stale(exp, now, policy.stale_after_minutes):
+            if is_stale(exp + delay, now, policy.stale_after_minutes):
                 return Decision("missed", exp, skipped=skipped, first_skipped=first)
             return Decision("run", exp, attempt=1, skipped=skipped, first_skipped=first)
     if window is not None and not window.given_up and not window.missed \
-            and not state.succeeded(window):
+            and not state.succeeded(window, policy.exits):
         if window.attempts == 0:
             return Decision("run", window.expected_at, attempt=1)
-        if window.attempts >= policy.max_attempts:
+        if window.attempts >= policy.max_attempts or \
+                not policy.exits.retry_allowed(window.last_exit_code):
             return Decision("give_up", window.expected_at, attempt=window.attempts)
         when = retry_at(window, policy.retry_backoff_minutes)
         if now >= when:
@@ -328,13 +388,15 @@ def next_due(rule: Rule, state: ScheduleState, policy: Policy,
     now = _utc(now)
     window = state.window
     if window is not None and window.expected_at <= now and (
-            window.given_up or window.missed or state.succeeded(window)):
+            window.given_up or window.missed or state.succeeded(window, policy.exits)):
         # Fast path for the common case (latest window settled, nothing due): the next
         # window is the answer. Falls through to `decide` whenever anything is pending.
         if isinstance(rule, CalendarRule):
             nxt = rule.next_after(window.expected_at)
-            if nxt is None or nxt > now:
-                return nxt
+            if nxt is None:
+                return None
+            if nxt + policy.delay > now:
+                return nxt + policy.delay
         elif state.interval_anchor is not None:
             due = state.interval_anchor + rule.every
             if due > now:
@@ -379,12 +441,13 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
                                    f"{_ago(now - _utc(window.expected_at))}; "
                                    "never ran")
         return Health("stale", "never ran")
-    exp = expected_at(rule, state, now)
+    delay = _delay(rule, policy)
+    exp = expected_at(rule, state, now - delay)
     if isinstance(rule, IntervalRule):
         # The interval's current window is its last start; overdue means past the next one.
         assert state.last_start is not None or state.last_success is not None
-        if window is not None and not state.succeeded(window) and window.attempts > 0 \
-                and not window.missed:
+        if window is not None and not state.succeeded(window, policy.exits) \
+                and window.attempts > 0 and not window.missed:
             return _failing(window, policy)
         anchor = state.last_start or state.last_success
         assert anchor is not None
@@ -394,31 +457,36 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
             if overdue < rule.every:
                 return Health("degraded", f"overdue by {_ago(overdue)}")
             return Health("stale", f"overdue by {_ago(overdue)} (more than one interval)")
-        return _settled(window, state)
+        return _settled(window, state, policy)
     if window is not None and exp is not None and window.expected_at >= exp:
         if window.missed:
             return Health("stale", f"missed the window of "
                                    f"{_ago(now - _utc(window.expected_at))} "
                                    "ago (stale)")
-        if state.succeeded(window):
-            return _settled(window, state)
+        if state.succeeded(window, policy.exits):
+            return _settled(window, state, policy)
         if window.attempts > 0:
             return _failing(window, policy)
     if exp is not None and (state.last_success is None or state.last_success < exp):
-        late = now - _utc(exp)
-        if is_stale(exp, now, policy.stale_after_minutes):
+        due = _utc(exp) + delay
+        late = now - due
+        if is_stale(due, now, policy.stale_after_minutes):
             return Health("stale", f"window {_ago(late)} ago was missed (stale)")
         return Health("degraded", f"window {_ago(late)} ago has not run yet")
-    return _settled(window, state)
+    return _settled(window, state, policy)
 
 
-def _settled(window: WindowState | None, state: ScheduleState) -> Health:
-    if window is not None and state.succeeded(window) and window.attempts > 1:
+def _settled(window: WindowState | None, state: ScheduleState, policy: Policy) -> Health:
+    if window is not None and state.succeeded(window, policy.exits) and window.attempts > 1:
         return Health("degraded", f"recovered after {window.attempts} attempts")
     return Health("ok", "ok")
 
 
 def _failing(window: WindowState, policy: Policy) -> Health:
+    if window.attempts > 0 and not policy.exits.retry_allowed(window.last_exit_code):
+        return Health("failing", f"gave up after {window.attempts} attempt(s): exit "
+                                 f"{window.last_exit_code} is not retried "
+                                 "(no_retry_exit_codes)")
     if window.given_up or window.attempts >= policy.max_attempts:
         return Health("failing", f"gave up after {window.attempts} attempts")
     nxt = retry_at(window, policy.retry_backoff_minutes)

@@ -92,12 +92,10 @@ def load_cache(home: Home) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _from_audit(log: AuditLog) -> dict[str, dict[str, Any]]:
-    """Last known (path, sha256) per agent, from manifest events in the audit log."""
+    """Last known (path, sha256) per agent, from manifest events in the audit log: every
+    rotated segment along the seams, oldest first, then the live file."""
     entries: dict[str, dict[str, Any]] = {}
-    fh = log.reader()
-    if fh is None:
-        return entries
-    with fh:
+    for _segment, fh in log.readers():
         for raw in fh:
             if b'"manifest_' not in raw and b'"phantom_agent' not in raw:
                 continue

@@ -109,11 +109,15 @@ class HeartbeatStore:
             return beat
 
     def finish(self, agent: str, slug: str, args: Sequence[str], started_at: int,
-               finished_at: int, exit_code: int, duration_seconds: int) -> Heartbeat:
+               finished_at: int, exit_code: int, duration_seconds: int, *,
+               succeeded: bool) -> Heartbeat:
+        """The finish heartbeat. `succeeded` is the caller's verdict on `exit_code` (the
+        agent's `ExitPolicy.succeeded`, so `success_exit_codes` count); a success moves
+        `last_success_at` to `finished_at`, a failure keeps the previous one."""
         with self._locked(agent, slug):
             current = self.read(agent, slug)
             last_success = current.last_success_at if current else None
-            if exit_code == 0:
+            if succeeded:
                 last_success = finished_at
             beat = Heartbeat(
                 name=agent, slug=slug, args=tuple(args), started_at=started_at,
