@@ -291,3 +291,137 @@ def test_an_agent_name_starting_with_a_dash_is_a_manifest_error(
     assert p.returncode == 1
     assert ("agent.toml:2: agent.name: '-rf' starts with '-', which a command line would read "
             "as an option") in p.stdout
+
+
+# -- an unusable state directory is an error (docs/cli.md) ------------------------------------
+def _home_with_a_run(cli_env: dict[str, str], tmp_path: Path) -> Path:
+    root = tmp_path / "r"
+    simple_agent(root, "plain", "true", [])
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    assert dotagent("run", "plain", env=cli_env, cwd=tmp_path).returncode == 0
+    return Path(cli_env["DOTAGENT_HOME"])
+
+
+def _general_errors(p: object) -> list[str]:
+    out = p.stdout
+    return [line for line in out.splitlines() if line.startswith("error: ")]
+
+
+def test_doctor_fails_on_audit_files_that_are_not_regular_files(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    home = _home_with_a_run(cli_env, tmp_path)
+    log = home / "audit.log"
+    cases = {
+        "fifo": (lambda: os.mkfifo(log), "it is a named pipe, not a regular file"),
+        "directory": (lambda: log.mkdir(), "it is a directory, not a regular file"),
+        "dev-null": (lambda: log.symlink_to(os.devnull),
+                     "it is a symlink (to /dev/null); dotagent does not follow links in its "
+                     "state directory"),
+    }
+    for make, words in cases.values():
+        if log.is_dir() and not log.is_symlink():
+            log.rmdir()
+        else:
+            log.unlink(missing_ok=True)
+        make()
+        p = dotagent("doctor", env=cli_env, cwd=tmp_path, timeout=30)
+        assert p.returncode == 1, p.stdout
+        assert _general_errors(p) == [f"error: {log}: {words}: nothing can be recorded "
+                                      + ("(remove the link)" if "symlink" in words else
+                                         "(move it aside; dotagent creates the file it needs)")]
+        assert "'plain': manifest ok" in p.stdout  # the manifests are still checked
+        report = json.loads(dotagent("doctor", "--json", env=cli_env, cwd=tmp_path).stdout)
+        assert report["ok"] is False
+        assert [(g["path"], g["severity"]) for g in report["general"]
+                if g["severity"] == "error"] == [(str(log), "error")]
+
+
+def test_doctor_fails_on_a_state_directory_that_is_a_link(tmp_path: Path,
+                                                          cli_env: dict[str, str]) -> None:
+    home = _home_with_a_run(cli_env, tmp_path)
+    (home / "state").rename(tmp_path / "state-elsewhere")
+    (home / "state").symlink_to(tmp_path / "state-elsewhere")
+    p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+    assert p.returncode == 1
+    assert _general_errors(p) == [
+        f"error: {home / 'state'}: it is a symlink (to {tmp_path / 'state-elsewhere'}); "
+        "dotagent does not follow links in its state directory: nothing can be recorded "
+        "(remove the link)"]
+
+
+def test_doctor_fails_on_a_read_only_home(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    import subprocess
+
+    home = _home_with_a_run(cli_env, tmp_path)
+    subprocess.run(["mount", "--bind", str(home), str(home)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(home)], check=True)
+        p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+        assert p.returncode == 1, p.stdout
+        assert _general_errors(p) == [
+            f"error: {home}: DOTAGENT_HOME: the state directory is on a read-only file "
+            "system: nothing can be recorded, and `run` refuses every agent"]
+        assert dotagent("run", "plain", env=cli_env, cwd=tmp_path).returncode == 73
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+
+
+def test_allowed_commands_match_through_a_symlinked_directory(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    # Merged /usr in miniature: bin -> usr/bin, and PATH names usr/bin.
+    real = tmp_path / "usr" / "bin"
+    real.mkdir(parents=True)
+    (real / "tool").write_text("#!/bin/sh\n")
+    (real / "tool").chmod(0o755)
+    (real / "other").write_text("#!/bin/sh\n")
+    (real / "other").chmod(0o755)
+    (tmp_path / "bin").symlink_to("usr/bin")
+    root = tmp_path / "r"
+    simple_agent(root, "merged", "tool", [], extra=f'[security]\nallowed_commands = '
+                 f'["{tmp_path}/bin/tool"]\n')
+    cli_env.update(DOTAGENT_ROOT=str(root), PATH=f"{real}{os.pathsep}{cli_env['PATH']}")
+    p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+    assert "is not in security.allowed_commands" not in p.stdout, p.stdout
+    # Another name in the same directory is another command: still a warning.
+    toml = root / "merged" / "agent.toml"
+    toml.write_text(toml.read_text().replace('command = "tool"', 'command = "other"'))
+    p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+    assert f"'other' ({real}/other) is not in security.allowed_commands" in p.stdout
+
+
+def test_an_empty_filesystem_writable_entry_is_a_warning(tmp_path: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    simple_agent(root, "blank", "true", [],
+                 extra=f'[security]\nfilesystem_writable = ["{tmp_path}", ""]\n')
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+    toml = root / "blank" / "agent.toml"
+    assert (f"    warning: {toml}:5: security.filesystem_writable[1]: is empty: name a path "
+            "(an empty one would mean the working directory)") in p.stdout.splitlines()
+
+
+def test_errors_and_warnings_are_listed_together_by_line(tmp_path: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    root = tmp_path / "r"
+    # A warning on line 2 (an unknown key), an error further down (interval 0).
+    write_agent(root, "mixed", """
+    [agent]
+    name = "mixed"
+    zzz = 1
+    [run]
+    command = "true"
+    [[schedules]]
+    id = "main"
+    type = "interval"
+    interval_minutes = 0
+    """)
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    p = dotagent("doctor", env=cli_env, cwd=tmp_path)
+    listed = [line for line in p.stdout.splitlines() if line.startswith("    error: ")
+              or line.startswith("    warning: ")]
+    numbers = [int(line.split(".toml:", 1)[1].split(":", 1)[0]) if ".toml:" in line and
+               line.split(".toml:", 1)[1].split(":", 1)[0].isdigit() else 0 for line in listed]
+    assert numbers == sorted(numbers), listed
+    assert any(line.startswith("    error: ") for line in listed)
+    assert any(line.startswith("    warning: ") for line in listed)

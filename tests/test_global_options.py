@@ -35,6 +35,26 @@ def test_empty_home_option_is_a_usage_error(args: list[str], cli_env: dict[str, 
     assert not (Path(cli_env["HOME"]) / ".config").exists()
 
 
+@pytest.mark.parametrize("args", [["--home", "", "--version"], ["--version", "--home", ""],
+                                  ["-V", "--home="], ["--home=", "calendar", "daily"]],
+                         ids=" ".join)
+def test_empty_home_option_is_a_usage_error_beside_version_too(
+        args: list[str], cli_env: dict[str, str]) -> None:
+    p = dotagent(*args, env=cli_env)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert "Invalid value for '--home': must not be empty" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--version"], ["calendar", "daily"]], ids=" ".join)
+def test_an_empty_dotagent_home_matters_only_to_commands_that_use_the_home(
+        args: list[str], cli_env: dict[str, str]) -> None:
+    # The variable is part of the environment, not of this command line: a command that
+    # never opens the home (the version, the calendar) has nothing to refuse.
+    cli_env["DOTAGENT_HOME"] = ""
+    p = dotagent(*args, env=cli_env)
+    assert p.returncode == 0, p.stderr
+
+
 def test_home_after_the_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
     other = tmp_path / "other-home"
     simple_agent(other / "agents", "homed", "sh", ["-c", 'echo "$DOTAGENT_HOME"'])

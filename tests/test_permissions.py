@@ -84,6 +84,25 @@ def test_a_home_dotagent_creates_is_0700(tmp_path: Path, umask: int,
     assert loose(created_by_dotagent(home), home) == {}
 
 
+# The suite runs as root; without these capabilities the kernel checks modes as for any
+# user (the test of a strict umask needs to see a 0400 file refused).
+AS_A_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def test_a_strict_umask_still_gives_0600_files_and_every_run_is_recorded(
+        dotagent_home: Path) -> None:
+    home = dotagent_home
+    setup_agent(home)
+    for _ in range(3):
+        p = subprocess.run([*AS_A_USER, DOTAGENT, "run", "echoer"], capture_output=True,
+                           text=True, timeout=60, check=False, env=dict(os.environ),
+                           preexec_fn=lambda: os.umask(0o277))
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == "e\n"  # the agent's own; nothing about recording
+    assert (home / "audit.log").read_text().count('"agent_run"') == 3
+    assert loose(created_by_dotagent(home), home) == {}
+
+
 def age(home: Path) -> None:
     """What an older version left: 0755 directories, 0644 files, under state/ and logs/."""
     for dirpath, dirnames, filenames in os.walk(home):
@@ -97,7 +116,7 @@ def age(home: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["run", "echoer"], ["audit", "repair"],
-                                     ["selfcheck", "--record"]])
+                                     ["selfcheck", "--record"], ["audit", "verify"]])
 def test_what_an_older_version_left_is_tightened(dotagent_home: Path, tmp_path: Path,
                                                  command: list[str]) -> None:
     home = dotagent_home

@@ -319,3 +319,17 @@ def test_term_ignoring_agent_is_killed_after_grace(root: Path, cli_env: dict[str
     code, _, _ = run(cli_env, "stubborn")
     assert code == 124
     assert 5 <= time.monotonic() - t0 < 15  # 1 s deadline + 5 s grace
+
+
+def test_an_invalid_manifest_warning_escapes_its_directory_name(dotagent_home: Path) -> None:
+    agents = dotagent_home / "agents"
+    simple_agent(agents, "good", "true", [])
+    bad = agents / "bad\x1b[31m\nname"
+    bad.mkdir()
+    (bad / "agent.toml").write_text("[agent\n")
+    p = dotagent("run", "good")
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stderr
+    shown = str(agents) + "/bad\\x1b[31m\\nname/agent.toml"
+    assert p.stderr == (f"[dotagent] warning: manifest {shown} is invalid (recorded as "
+                        "critical manifest_invalid; `dotagent doctor` shows why)\n")

@@ -71,6 +71,52 @@ def test_signal_stops_the_agent_and_the_run_is_recorded(root: Path, tmp_path: Pa
     assert f"run interrupted by {sig.name}" in log
 
 
+def holds_open(pid: int, name: str) -> bool:
+    """The process has a descriptor open on a file called `name`."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_before_the_agent_starts_aborts_at_once_and_records_no_run(
+        root: Path, tmp_path: Path, cli_env: dict[str, str], dotagent_home: Path,
+        sig: signal.Signals) -> None:
+    import fcntl
+
+    marker = tmp_path / "ran"
+    simple_agent(root, "never", "touch", [str(marker)])
+    state = dotagent_home / "state"
+    state.mkdir(mode=0o700)
+    # Another process holds the manifest registry's lock: `run` waits for it before running.
+    with open(state / "known_manifests.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([DOTAGENT, "run", "never"], env=cli_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: proc.poll() is not None or holds_open(proc.pid,
+                                                               "known_manifests.lock"))
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        # It exits while the lock is still held: the wait is abandoned, not finished.
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + sig
+    assert err == (f"[dotagent] agent 'never': {sig.name} received before the agent started; "
+                   "nothing was run\n")
+    assert not marker.exists()
+    assert not (state / "agents").exists()  # no heartbeat
+    log = dotagent_home / "audit.log"
+    assert not log.exists() or '"agent_run"' not in log.read_text()
+    assert not log.exists() or '"run_interrupted"' not in log.read_text()
+
+
 def test_reader_going_away_does_not_kill_the_agent(root: Path, cli_env: dict[str, str],
                                                    dotagent_home: Path) -> None:
     script = "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.01)\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from dotagent.fserrors import reporting
-from dotagent.private import FILE_MODE, LOOSE_BITS, private_mkdir
+from dotagent.private import FILE_MODE, LOOSE_BITS, private_mkdir, refuse_links
 
 __all__ = ["dump_json", "write_atomic", "write_json_atomic"]
 
@@ -42,8 +42,10 @@ def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace `path` with `data` atomically (parent directory is created 0700 if missing).
 
     The new file is private: group and other bits of `mode` are never set, whatever the
-    umask, so replacing a file never loosens it.
+    umask, so replacing a file never loosens it. A symlink in its place (or on the way, below
+    the home's root) is refused, not replaced or followed.
     """
+    refuse_links(path)
     private_mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from dotagent.discovery import Discovery, claimed_name, discover
 from dotagent.display import printable, quote_name
+from dotagent.errors import DotagentError
 from dotagent.manifest import LoadedManifest, Problem
 from dotagent.runner.process import SpawnError
 from dotagent.runner.spawn import resolve_command
@@ -138,6 +139,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         general.append(Problem(
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
             "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
+    general.extend(_state_problems(home))
     general.extend(_config_problems(home))
     general.extend(_root_problems(env))
     general.extend(_permission_warnings(home, env))
@@ -156,6 +158,68 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
 SECURITY_NOTE = ("[security] is declared intent, not yet enforced: doctor checks it for "
                  "consistency, but nothing stops an agent from doing more (see "
                  "docs/security.md)")
+
+
+# dotagent's own places that every recording command opens: each must be what dotagent
+# creates (or absent), never a FIFO, a device, a directory in a file's place, or a link.
+_OWN_PLACES = (("audit.log", "file"), ("audit.log.lock", "file"), ("state", "directory"),
+               ("state/audit.head", "file"), ("logs", "directory"))
+
+
+def _state_problems(home: Path) -> list[Problem]:
+    """An unusable state directory (docs/cli.md): what would make every run refuse or lose
+    its record. Read-only: statvfs flags and lstat types, nothing created or opened (a
+    permission test through access(2) would be wrong for root)."""
+    import stat
+
+    if not home.is_dir():
+        return []  # said once, by run_doctor
+    out: list[Problem] = []
+    nothing = "nothing can be recorded"
+    try:
+        read_only = bool(os.statvfs(home).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        out.append(Problem(str(home), None, "DOTAGENT_HOME", "the state directory is on a "
+                           f"read-only file system: {nothing}, and `run` refuses every agent"))
+    for rel, want in _OWN_PLACES:
+        path = home / rel
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue  # created when first needed
+        except OSError as exc:
+            out.append(Problem(str(path), None, "", f"cannot be examined: "
+                               f"{exc.strerror or exc}; {nothing}"))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                to = f" (to {os.readlink(path)})"
+            except OSError:
+                to = ""
+            message = (f"it is a symlink{to}; dotagent does not follow links in its state "
+                       f"directory: {nothing} (remove the link)")
+        elif want == "file" and not stat.S_ISREG(st.st_mode):
+            message = (f"it is {_kind(st.st_mode)}, not a regular file: {nothing} (move it "
+                       "aside; dotagent creates the file it needs)")
+        elif want == "directory" and not stat.S_ISDIR(st.st_mode):
+            message = f"it is not a directory: {nothing} (move it aside)"
+        else:
+            continue
+        out.append(Problem(str(path), None, "", message))
+    return out
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _root_problems(env: Mapping[str, str]) -> list[Problem]:
@@ -250,12 +314,18 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
         rule = rule_for(sched, zone)
         policy = loaded.manifest.policy(sched, salt=salt)
         if isinstance(sched, IntervalSchedule):
-            beat = heartbeats.read(loaded.name, sched.slug)
-            if beat is None and heartbeats.path(loaded.name, sched.slug).exists():
+            unreadable: str | None = None
+            try:
+                beat = heartbeats.read(loaded.name, sched.slug)
+                path = heartbeats.path(loaded.name, sched.slug)
+                if beat is None and os.path.lexists(path):
+                    unreadable = f"heartbeat {path} is unreadable"
+            except DotagentError as exc:  # its path leads outside the home: said above too
+                beat, unreadable = None, f"heartbeat cannot be used: {exc}"
+            if unreadable is not None:
                 report.warnings.append(Problem(
                     shown, loaded.line_of(f"schedules[{i}]"), f"schedules[{i}]",
-                    f"heartbeat {heartbeats.path(loaded.name, sched.slug)} is unreadable; "
-                    "the schedule counts as never started", "warning"))
+                    f"{unreadable}; the schedule counts as never started", "warning"))
             start = from_epoch(beat.started_at) if beat and beat.started_at \
                 else None
             nxt = next_due(rule, ScheduleState(last_start=start), policy, now)
@@ -406,14 +476,18 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
     if sec.allowed_commands:
         # As written, and as the executable each spelling resolves to (PATH for a bare
         # name, the working directory for a path): "python3" matches "/usr/bin/python3".
+        # Also with each directory resolved: on a merged-/usr system /bin/sh and the "sh"
+        # found on PATH (/usr/bin/sh) are one file. Only the directory, not the file: two
+        # names of one multi-call binary (busybox's ls and rm) are different commands.
         def spellings(command: str) -> set[str]:
             forms = {command}
             with contextlib.suppress(SpawnError, ValueError):
                 forms.add(resolve_command(command, loaded.working_dir(), env.get("PATH")))
-            return forms
+            return forms | {_real_directory(form) for form in forms if os.path.isabs(form)}
 
         command = manifest.run.command
         mine = {command} | ({resolved} if resolved else set())
+        mine |= {_real_directory(form) for form in mine if os.path.isabs(form)}
         if not any(mine & spellings(allowed) for allowed in sec.allowed_commands):
             where = f" ({resolved})" if resolved and resolved != command else ""
             out.append(("run.command",
@@ -433,6 +507,11 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
                     f"declares the only variables this agent should see ({names}), but {how} "
                     "passes it the whole environment"))
     for i, entry in enumerate(sec.filesystem_writable):
+        if not entry.strip():
+            out.append((f"security.filesystem_writable[{i}]",
+                        "is empty: name a path (an empty one would mean the working "
+                        "directory)"))
+            continue
         path = expand_user(entry)
         if not path.is_absolute():
             path = loaded.working_dir() / path
@@ -446,6 +525,15 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
     return out
 
 
+def _real_directory(path: str) -> str:
+    """`path` with its directory resolved through symlinks, the last component kept."""
+    head, tail = os.path.split(path)
+    try:
+        return os.path.join(os.path.realpath(head), tail)
+    except (OSError, ValueError):
+        return path
+
+
 def _config_problems(home: Path) -> list[Problem]:
     """config.toml's errors and warnings, located (docs/config.md). Nothing when the home
     itself is not a directory: that is reported once, by run_doctor."""
@@ -454,4 +542,4 @@ def _config_problems(home: Path) -> list[Problem]:
     from dotagent.config import load_config
 
     result = load_config(home)
-    return [*result.errors, *result.warnings]
+    return sorted([*result.errors, *result.warnings], key=Problem.sort_key)

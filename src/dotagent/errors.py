@@ -26,8 +26,10 @@ __all__ = [
     "EX_USAGE",
     "ConfigError",
     "DotagentError",
+    "LinkRefusedError",
     "NotFoundError",
     "StateError",
+    "SymlinkRefused",
     "UnsafeNameError",
     "UsageError",
 ]
@@ -96,3 +98,37 @@ class StateError(DotagentError):
     """dotagent's own state (heartbeat, log, audit file) cannot be read or written."""
 
     sysexit = EX_CANTCREAT
+
+
+class LinkRefusedError(StateError):
+    """A file or directory of dotagent's own is a symlink (or lies behind one): refused for
+    safety, so that a planted link cannot make dotagent write or chmod a file elsewhere."""
+
+    sysexit = EX_NOPERM
+
+
+LINK_POLICY = "dotagent does not follow links in its state directory"
+
+
+class SymlinkRefused(OSError):
+    """The OSError the private-file helpers raise for such a link, so that every I/O helper
+    names its operation and file as for any OS error; they turn it into LinkRefusedError.
+
+    `link` is the symlink found, `path` the file that was to be used (the same path when the
+    file itself is the link); the message names the link.
+    """
+
+    def __init__(self, path: object, link: object | None = None) -> None:
+        import errno
+        import os
+
+        from dotagent.display import printable
+
+        link = path if link is None else link
+        try:
+            to = f" (to {printable(os.readlink(str(link)))})"
+        except OSError:
+            to = ""
+        self.link = str(link)
+        super().__init__(errno.ELOOP, f"{printable(self.link)} is a symlink{to}; {LINK_POLICY}",
+                         str(path))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dotagent.errors import StateError
+from dotagent.errors import LinkRefusedError, StateError, SymlinkRefused
 
 __all__ = ["reason", "reporting", "state_error"]
 
@@ -25,6 +25,8 @@ def reason(exc: OSError) -> str:
 
 def state_error(operation: str, path: Path | str, exc: OSError) -> StateError:
     """`cannot <operation> <path>: <reason>`; a failing parent directory is named as such."""
+    if isinstance(exc, SymlinkRefused):
+        return LinkRefusedError(f"cannot {operation} {path}: {reason(exc)}")
     culprit = exc.filename
     if isinstance(culprit, str | Path) and Path(culprit) in Path(path).parents:
         why = reason(exc)

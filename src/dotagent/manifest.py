@@ -12,7 +12,6 @@ import difflib
 import functools
 import hashlib
 import json
-import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dotagent._tomllines import LineIndex, deepest_nesting
+from dotagent.boundedread import read_bounded
 from dotagent.display import printable, quote_name
 from dotagent.paths import unsafe_reason
 from dotagent.schedule.oncalendar import is_valid_timezone
@@ -577,24 +577,7 @@ def load_manifest(path: Path) -> LoadResult:
 
 
 def _read_bounded(path: Path) -> bytes:
-    import errno
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        chunks: list[bytes] = []
-        total = 0
-        while block := os.read(fd, 1 << 16):
-            chunks.append(block)
-            total += len(block)
-            if total > MAX_MANIFEST_BYTES:
-                raise OSError(errno.EFBIG, f"larger than {MAX_MANIFEST_BYTES // 1024} KiB")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_bounded(path, MAX_MANIFEST_BYTES)
 
 
 _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from dotagent.errors import UnsafeNameError, UsageError
 __all__ = [
     "MAX_NAME_LENGTH",
     "Home",
+    "link_inside_home",
     "resolve_home",
     "safe_component",
     "unsafe_reason",
@@ -77,11 +79,42 @@ def resolve_home(env: Mapping[str, str] | None = None) -> Path:
     return Path.cwd() / ".dotagent"
 
 
+# The roots of every Home made in this process. What dotagent writes below one of them may
+# not be reached through a symlink (`link_inside_home`); the root itself may be one.
+_ROOTS: set[Path] = set()
+
+
+def link_inside_home(path: Path) -> Path | None:
+    """The first component of `path` below a home's root that is a symlink, or None.
+
+    Only paths inside a home (one this process made a `Home` for) are judged, and only the
+    components that exist; the root itself is the user's choice and may be a link. Costs one
+    lstat per component.
+    """
+    path = Path(path)
+    # The innermost home that holds the path: its root is where the user's choice ends.
+    roots = [root for root in _ROOTS if path.is_relative_to(root)]
+    if not roots:
+        return None
+    current = max(roots, key=lambda root: len(root.parts))
+    for part in path.relative_to(current).parts:
+        current = current / part
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return current
+        except OSError:  # missing (or unreachable): nothing further exists to follow
+            return None
+    return None
+
+
 @dataclass(frozen=True)
 class Home:
     """The state directory and the named places inside it."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        _ROOTS.add(Path(self.root))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Home:

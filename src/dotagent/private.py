@@ -14,18 +14,30 @@ exists), `agents/`, manifests, `plugins/`, `config.toml` and `secrets.env` belon
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
 
-from dotagent.paths import Home
+from dotagent.errors import SymlinkRefused
+from dotagent.paths import Home, link_inside_home
 
-__all__ = ["DIR_MODE", "FILE_MODE", "LOOSE_BITS", "open_private", "private_mkdir", "tighten",
-           "tighten_home", "tighten_tree"]
+__all__ = ["DIR_MODE", "FILE_MODE", "LOOSE_BITS", "open_private", "private_mkdir",
+           "refuse_links", "tighten", "tighten_home", "tighten_tree"]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 LOOSE_BITS = 0o077  # any group or other permission
+
+
+def refuse_links(path: Path) -> None:
+    """Raise SymlinkRefused when `path`, or a directory on the way to it below the home's
+    root, is a symlink: what dotagent writes under its home is never reached through a link
+    (a planted `state -> /elsewhere` or `audit.log.lock -> ~/notes` must not make it write,
+    lock or chmod anything outside). The home's root itself may be a link."""
+    link = link_inside_home(path)
+    if link is not None:
+        raise SymlinkRefused(path, link)
 
 
 def private_mkdir(path: Path) -> None:
@@ -34,15 +46,21 @@ def private_mkdir(path: Path) -> None:
     Directories that already exist are left as they are: the home directory, when the user
     made it, keeps its mode (doctor warns when it is loose); dotagent's own older directories
     are tightened by `tighten_home`. Like `Path.mkdir(parents=True, exist_ok=True)`, a
-    non-directory in the way raises FileExistsError.
+    non-directory in the way raises FileExistsError; a symlink on the way below the home's
+    root raises SymlinkRefused (nothing is created through it).
     """
     path = Path(path)
+    refuse_links(path)
+    _mkdir(path)
+
+
+def _mkdir(path: Path) -> None:
     try:
         os.mkdir(path, DIR_MODE)
     except FileNotFoundError:
         if path.parent == path:
             raise
-        private_mkdir(path.parent)
+        _mkdir(path.parent)
         try:
             os.mkdir(path, DIR_MODE)
         except FileExistsError:  # created meanwhile by a concurrent process
@@ -58,12 +76,40 @@ def private_mkdir(path: Path) -> None:
 
 
 def open_private(path: Path, flags: int) -> int:
-    """`os.open(path, flags | O_CREAT | O_CLOEXEC)`: a new file is 0600 (or stricter, when
-    the umask says so); an existing regular file that group or others may use — left by an
-    older version — loses those bits. Returns the descriptor."""
-    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    """`os.open(path, flags | O_CREAT | O_CLOEXEC)` for a file of dotagent's own; returns the
+    descriptor.
+
+    A file created here is exactly 0600, whatever the umask (0o277 would leave a 0400 file
+    that the next open for writing is refused). An existing regular file that group or
+    others may use — left by an older version — loses those bits. A symlink is never
+    followed: the file itself, or a directory on the way below the home's root, being one
+    raises SymlinkRefused. With O_EXCL in `flags`, an existing file raises FileExistsError.
+    """
+    refuse_links(path)
+    flags |= os.O_CLOEXEC | os.O_NOFOLLOW
+    while True:
+        try:
+            # O_EXCL also refuses an existing symlink, dangling or not, without following it.
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            created = True
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            try:
+                fd = os.open(path, flags)
+            except FileNotFoundError:
+                continue  # removed between the two opens: create it after all
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SymlinkRefused(path) from None
+                raise
+            created = False
+        break
     try:
-        _tighten_fd(fd)
+        if created:
+            os.fchmod(fd, FILE_MODE)
+        else:
+            _tighten_fd(fd)
     except BaseException:
         os.close(fd)
         raise
@@ -72,7 +118,7 @@ def open_private(path: Path, flags: int) -> int:
 
 def _tighten_fd(fd: int) -> None:
     st = os.fstat(fd)
-    # Only regular files: a symlink to /dev/null or a FIFO is not ours to chmod.
+    # Only regular files: a FIFO or a device is not ours to chmod.
     if stat.S_ISREG(st.st_mode) and st.st_mode & LOOSE_BITS:
         with contextlib.suppress(PermissionError):  # not the owner: nothing we may change
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~LOOSE_BITS)

@@ -362,7 +362,8 @@ def test_doctor_still_checks_manifests_beside_an_unusable_audit_log(
     home.audit_log.symlink_to(os.devnull)
     (home.state_dir / "known_manifests.json").unlink()
     p = dotagent("doctor", env=cli_env)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 1, p.stderr  # the unusable audit log is an error of its own
+    assert f"error: {home.audit_log}: it is a symlink (to /dev/null)" in p.stdout
     assert "'quiet': manifest ok" in p.stdout and "Traceback" not in p.stderr
 
 

@@ -294,3 +294,14 @@ def test_cli_md_json_example() -> None:
     p = dotagent("calendar", *argv, env={**os.environ, **_env("UTC")})
     assert p.returncode == 1
     assert p.stdout + p.stderr == shown
+
+
+def test_json_of_an_argument_that_is_not_utf8_is_valid_utf8() -> None:
+    p = subprocess.run([sys.executable, "-m", "dotagent", "calendar", "--json", b"\xff",
+                        "daily"], capture_output=True, env={**os.environ, **_env("UTC")},
+                       timeout=60, check=False)
+    assert p.returncode == 1
+    text = p.stdout.decode("utf-8")  # must not raise
+    entries = json.loads(text)
+    assert entries[0]["input"] == "\udcff"  # the byte, as Python names it, reads back
+    assert entries[1]["expression"] == "daily"

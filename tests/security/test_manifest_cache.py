@@ -192,6 +192,30 @@ def test_deleting_the_whole_audit_history_is_recorded(root: Path, cli_env: dict[
     assert len(of_type(dotagent_home, "audit_chain_broken")) == 1
 
 
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_deleting_the_log_alone_is_one_break_not_two(root: Path, cli_env: dict[str, str],
+                                                      dotagent_home: Path, how: str) -> None:
+    # The head record still vouches for the entries: the audit layer records the truncation,
+    # and the manifest cache's own evidence of the same deletion adds no second break.
+    run(cli_env)
+    run(cli_env)
+    log = dotagent_home / "audit.log"
+    if how == "deleted":
+        log.unlink()
+    else:
+        log.write_bytes(b"")
+    err = run(cli_env)
+    assert err == ("[dotagent] warning: audit.log is missing or empty although dotagent has "
+                   "run here before (recorded as critical audit_chain_broken)\n")
+    [broken] = of_type(dotagent_home, "audit_chain_broken")
+    assert broken["event"]["kind"] == "truncation"
+    assert "head record says" in broken["event"]["detail"]
+    assert [e["event"]["event_type"] for e in audit_events(dotagent_home)] == [
+        "audit_chain_broken", "agent_run"]
+    run(cli_env)
+    assert len(of_type(dotagent_home, "audit_chain_broken")) == 1
+
+
 @pytest.mark.parametrize("garbage", [b"garbage\n", b'{"entries": [1]}', b"\xff\xfe"])
 def test_garbage_cache_is_unreadable_not_missing_and_does_not_launder(
         root: Path, cli_env: dict[str, str], dotagent_home: Path, garbage: bytes) -> None:
@@ -254,3 +278,29 @@ def test_new_invalid_manifest_is_announced_once(root: Path, cli_env: dict[str, s
     assert f"manifest {bad / 'agent.toml'} is invalid (recorded as critical " \
            "manifest_invalid" in err
     assert "manifest_invalid" not in run(cli_env)
+
+
+def test_a_symlinked_alias_records_one_stable_path(dotagent_home: Path) -> None:
+    agents = dotagent_home / "agents"
+    simple_agent(agents, "real", "true", [])
+    bad = agents / "broken"
+    bad.mkdir()
+    (bad / "agent.toml").write_text("[agent\n")
+    (agents / "aaa").symlink_to("real")  # found first (sorted), the same manifest
+    (agents / "bbb").symlink_to("broken")
+    p = dotagent("run", "real")
+    assert p.returncode == 0, p.stderr
+    shown = agents / "bbb" / "agent.toml"  # messages show the path as found ...
+    assert f"manifest {shown} is invalid" in p.stderr
+    cache = json.loads((dotagent_home / "state/known_manifests.json").read_text())
+    # ... the record holds the manifest's own path, whichever alias found it
+    assert cache["entries"]["real"]["path"] == str(agents / "real" / "agent.toml")
+    assert list(cache["invalid"]) == [str(bad / "agent.toml")]
+    [loaded] = of_type(dotagent_home, "manifest_loaded")
+    assert loaded["event"]["path"] == str(agents / "real" / "agent.toml")
+    # Renaming the aliases changes nothing that is recorded: no second manifest_invalid.
+    (agents / "aaa").rename(agents / "000")
+    (agents / "bbb").rename(agents / "001")
+    p = dotagent("run", "real")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert len(of_type(dotagent_home, "manifest_invalid")) == 1

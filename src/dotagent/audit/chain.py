@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import io
 import json
@@ -69,7 +70,7 @@ from dotagent.audit.rotation import (
 )
 from dotagent.audit.scan import Head, Problem, ScanResult, scan
 from dotagent.audit.walk import ChainStatus, Scope, walk
-from dotagent.errors import StateError, UsageError
+from dotagent.errors import LinkRefusedError, StateError, SymlinkRefused, UsageError
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
 
@@ -138,6 +139,7 @@ class _Pending:
     head: Head | None = None  # the head once reconciled (saved), what the next line chains on
     # Keys of the breaks the log already records, plus those about to be.
     known: set[str] | None = None
+    lag: str | None = None  # "head record lagged …": said once the repaired head is saved
 
 
 @dataclass
@@ -178,7 +180,8 @@ def _os_errors(action: str, path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise StateError(f"cannot {action} {path}: {exc.strerror or exc}") from exc
+        error = LinkRefusedError if isinstance(exc, SymlinkRefused) else StateError
+        raise error(f"cannot {action} {path}: {exc.strerror or exc}") from exc
 
 
 def _file_kind(mode: int) -> str:
@@ -504,6 +507,9 @@ class AuditLog:
             raise StateError(f"cannot {action} the audit log {self.path}: "
                              f"{exc.strerror or exc}") from exc
         _refuse_non_regular(self.path, st, f"{action} the audit log")
+        if os.path.islink(self.path):  # a link to a regular file elsewhere: not ours either
+            raise LinkRefusedError(f"cannot {action} the audit log {self.path}: "
+                                   f"{SymlinkRefused(self.path).strerror}")
         return st
 
     def _open_log(self) -> int:
@@ -520,7 +526,7 @@ class AuditLog:
     def _open_read(self) -> BinaryIO:
         # Non-blocking: should the path turn into a FIFO after the check, open() still returns.
         with _os_errors("read the audit log", self.path):
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             _refuse_non_regular(self.path, os.fstat(fd), "read the audit log")
         except BaseException:
@@ -531,10 +537,14 @@ class AuditLog:
     def _read_head_record(self) -> tuple[Head | None, bytes | None]:
         """(head, None), (None, the bytes) when garbled, (None, None) when missing."""
         try:
-            fd = os.open(self.head_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(self.head_path,
+                         os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None, None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRefusedError(f"cannot read the head record {self.head_path}: "
+                                       f"{SymlinkRefused(self.head_path).strerror}") from None
             raise StateError(f"cannot read the head record {self.head_path}: "
                              f"{exc.strerror or exc}") from exc
         try:
@@ -748,7 +758,7 @@ class AuditLog:
                 if owed:
                     # What the writer owes is about the file it found: recorded there, before
                     # that file is rotated away.
-                    head = self._write_entries(fd, lock_fd, head, owed, now, written)
+                    head = self._write_entries(fd, lock_fd, head, owed, now, written, pending)
                     owed = []
                 if own:
                     os.close(fd)
@@ -756,7 +766,7 @@ class AuditLog:
                     head = self._rotate(lock_fd, head, now, written)
                     fd = self._open_log()
             if owed or own:
-                self._write_entries(fd, lock_fd, head, owed + own, now, written)
+                self._write_entries(fd, lock_fd, head, owed + own, now, written, pending)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -772,8 +782,12 @@ class AuditLog:
 
     def _write_entries(self, fd: int, lock_fd: int, head: Head,
                        items: list[tuple[Event, Severity | None]], now: datetime | None,
-                       written: list[bytes]) -> Head:
-        """Chain `items` on `head` with one write and one fsync, then save the head."""
+                       written: list[bytes], pending: _Pending) -> Head:
+        """Chain `items` on `head` with one write and one fsync, then save the head.
+
+        Once written and synced the entries are recorded: a head that cannot be saved then
+        is said (an error on stderr), not raised — it lags, as after a crash, and the next
+        write repairs it."""
         ts = format_ts(now)
         prev = head.sha256
         rendered: list[bytes] = []
@@ -787,8 +801,17 @@ class AuditLog:
             if self._fsync:
                 os.fsync(fd)
         new = Head(head.count + len(rendered), prev, head.size + len(data))
-        self._save_head(lock_fd, new)
         written.extend(rendered)
+        try:
+            self._save_head(lock_fd, new)
+        except StateError as exc:
+            names = ", ".join(dict.fromkeys(event.event_type for event, _ in items))
+            log.error("recorded %s in the audit log, but could not update its head record "
+                      "(%s); the next write to the audit log repairs it", names, exc)
+            return new
+        if pending.lag is not None:
+            log.warning("%s; repaired", pending.lag)
+            pending.lag = None
         return new
 
     def _rotate(self, lock_fd: int, head: Head, now: datetime | None,
@@ -860,15 +883,14 @@ class AuditLog:
         if checked is not None and head is not None and (checked[1]
                                                          or checked[0].count > head.count):
             if checked[1]:
-                note = ("head record lagged the log across a rotation (an append interrupted "
-                        "between the seam and its head update); repaired")
+                pending.lag = ("head record lagged the log across a rotation (an append "
+                               "interrupted between the seam and its head update)")
             else:
                 lag = checked[0].count - head.count
-                note = (f"head record lagged the log by {lag} "
-                        f"entr{'y' if lag == 1 else 'ies'} (an append interrupted before its "
-                        "head update); repaired")
-            log.warning("%s", note)
-            pending.notes.append(note)
+                pending.lag = (f"head record lagged the log by {lag} "
+                               f"entr{'y' if lag == 1 else 'ies'} (an append whose head update "
+                               "did not happen: interrupted, or the head could not be written)")
+            pending.notes.append(f"{pending.lag}; repaired")
         res: ScanResult | None = None
         older: Ledger | None = None
         if new_head is None:
@@ -920,7 +942,15 @@ class AuditLog:
             # With events still owed, the head is saved only after they are written (by
             # _append_locked): a crash in between then finds the old head and the same
             # damage again, instead of a head re-anchored past damage nobody recorded.
-            self._save_head(lock_fd, new_head)
+            try:
+                self._save_head(lock_fd, new_head)
+            except StateError as exc:
+                if pending.lag is None:
+                    raise
+                raise StateError(f"{pending.lag}; cannot repair it: {exc}") from exc
+            if pending.lag is not None:
+                log.warning("%s; repaired", pending.lag)
+                pending.lag = None
         pending.head = new_head
         return pending
 

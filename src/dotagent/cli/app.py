@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import traceback
 from dataclasses import dataclass
@@ -66,12 +67,14 @@ class AgentStatusCommand(click.Command):
 # --home X`, `dotagent run x --debug`): the group declares them, and `LazyGroup` adds the
 # same two options to every command it hands out, subcommands of nested groups included.
 
+_EMPTY_HOME = "must not be empty (leave --home out to use $DOTAGENT_HOME)"
+
+
 def _apply_home(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     if value == "":
-        raise click.BadParameter("must not be empty (leave --home out to use $DOTAGENT_HOME)",
-                                 ctx=ctx, param=param)
+        raise click.BadParameter(_EMPTY_HOME, ctx=ctx, param=param)
     path = os.path.abspath(os.path.expanduser(value))
     _invocation.home = path  # commands read it through invocation_env(); os.environ stays
     return path
@@ -119,6 +122,19 @@ def _add_global_options(command: click.Command) -> None:
 
 
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `--home ''` is a mistake on any command line, `--version` included: that eager
+        # option would otherwise answer before --home is ever looked at. (An empty
+        # DOTAGENT_HOME in the environment only matters to commands that use the home.)
+        try:
+            opts, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            opts = {}  # reported as usual by the real parse below
+        if opts.get("home") == "":
+            home = next(p for p in self.params if p.name == "home")
+            raise click.BadParameter(_EMPTY_HOME, ctx=ctx, param=home)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -188,10 +204,20 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot use{where}: {reason}{hint}"
 
 
+class _Diagnostics(logging.Handler):
+    """Where a library module's warning goes when nothing else was set up for it (every
+    command but the daemon, which logs to its own files): `[dotagent] warning: …` on stderr,
+    like every other diagnostic a command prints."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _streams.say(f"[dotagent] {record.levelname.lower()}: {record.getMessage()}\n")
+
+
 def run_app(args: list[str]) -> int:
     """Run one command line; return its exit status (docs/cli.md, "Exit status")."""
     global _invocation
     _invocation = _Invocation()
+    logging.lastResort = _Diagnostics(logging.WARNING)
     code = _run(args)
     return _streams.finish(code, agent_status=_invocation.agent_status)
 

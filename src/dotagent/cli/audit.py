@@ -31,11 +31,12 @@ _BARE = re.compile(r"[\w.:/@+-]+")  # shown without quotes
 
 
 class _StderrWarnings(logging.Handler):
-    """Library warnings (lagging head, torn tail moved) as `warning: …` lines on stderr."""
+    """Library warnings (lagging head, torn tail moved) as `[dotagent] warning: …` lines on
+    stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         # sys.stderr is looked up per message: test runners swap it between invocations.
-        sys.stderr.write(f"warning: {record.getMessage()}\n")
+        sys.stderr.write(f"[dotagent] {record.levelname.lower()}: {record.getMessage()}\n")
 
 
 def _route_warnings() -> None:
@@ -190,6 +191,9 @@ def verify(ctx: click.Context, full: bool, as_json: bool) -> None:
     """
     _route_warnings()
     log = _audit_log()
+    from dotagent.private import tighten_home
+
+    tighten_home(log.home)  # S15.11: verify writes too (breaks, a repaired head)
     report = log.verify(full=full)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
@@ -232,14 +236,40 @@ def acknowledge(position: str | None, every: bool) -> None:
                                "lists it, or --all (not both)")
     _route_warnings()
     user, uid = _whoami()
+    log = _audit_log()
+    # Judge the log first, as verify does: damage nobody recorded yet is recorded and said
+    # before anything is acknowledged (and never acknowledged unseen by --all), and a log
+    # that cannot be checked fails here, as verify fails.
+    report = log.verify()
+    new = report.breaks[len(report.breaks) - report.recorded:]
+    for b in new:
+        sys.stderr.write(f"[dotagent] critical: the audit log is damaged: {b.describe()} "
+                         f"(recorded just now as break {b.number}; look into it, then "
+                         "acknowledge it)\n")
+    fresh = {b.number for b in new}
+    lines: list[str | tuple[str | None, int]] | None = \
+        None if every or position is None else [position]
+    if every and new:
+        lines = [(b.record_segment, b.record_line) for b in report.unacknowledged
+                 if b.number not in fresh]
+        if not lines:
+            waiting = "the break waiting was" if len(new) == 1 else \
+                f"the {len(new)} breaks waiting were"
+            raise click.ClickException(f"nothing acknowledged: {waiting} recorded just now, by "
+                                       "this command")
+    elif position in fresh:
+        raise click.ClickException(f"break {position} was recorded just now, by this command:"
+                                   " look into it first, then acknowledge it")
     try:
-        done = _audit_log().acknowledge(None if every else [position], user=user, uid=uid)
+        done = log.acknowledge(lines, user=user, uid=uid)
     except UsageError as exc:
         raise _Refused(exc.message) from None
     who = f"{user} (uid {uid})" if user else f"uid {uid}"
     for b in done:
         click.echo(f"acknowledged break {b.number} (recorded {b.recorded_at}: "
                    f"{b.describe()}) as {who}")
+    if new:
+        raise click.exceptions.Exit(1)  # damage waits: like verify, not 0
 
 
 @group.command("repair")

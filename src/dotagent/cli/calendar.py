@@ -286,7 +286,10 @@ def command(iterations: int, base_time: str | None, as_json: bool,
         # One entry per argument, in order (a failed one as {"input", "error"}); a single
         # expression is a single object.
         payload: object = documents[0] if len(expressions) == 1 else documents
-        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        # An argument that is not UTF-8 holds lone surrogates (\udcff for the byte 0xff):
+        # written as JSON escapes, so the output stays valid UTF-8 and reads back the same.
+        text = json.dumps(payload, ensure_ascii=False, indent=2)
+        click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     else:
         # Like systemd-analyze: one blank line between expressions, invalid ones print nothing.
         click.echo("\n".join(chunks), nl=False)

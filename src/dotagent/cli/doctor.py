@@ -46,10 +46,12 @@ def command(as_json: bool) -> int:
         out.append(f"{mark} {m.label}: {verdict} ({printable(str(m.path))})")
         for note in m.notes:
             out.append(f"    {note}")
-        for p in m.errors:
-            out.append(f"    {paint('error', 'red')}: {p}")
-        for p in m.warnings:
-            out.append(f"    {paint('warning', 'yellow')}: {p}")
+        # By line, errors and warnings together (file-level ones first; sort is stable, so
+        # errors come before warnings on the same line).
+        for p in sorted([*m.errors, *m.warnings], key=lambda p: p.sort_key()):
+            word = paint("error", "red") if p.severity == "error" else \
+                paint("warning", "yellow")
+            out.append(f"    {word}: {p}")
     out.extend(f"note: {note}" for note in report.notes)
     out.append(f"summary: {report.agent_count} agent(s), {report.error_count} error(s), "
                f"{report.warning_count} warning(s)")

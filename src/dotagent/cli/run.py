@@ -11,7 +11,7 @@ import click
 from dotagent.cli import _streams
 from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
 from dotagent.cli.app import AgentStatusCommand
-from dotagent.display import quote_name
+from dotagent.display import printable, quote_name
 
 __all__ = ["command", "report_cache_findings"]
 
@@ -43,11 +43,11 @@ def report_cache_findings(report: Any) -> None:
         _say("[dotagent] warning: audit.log is missing or empty although dotagent has run "
              "here before (recorded as critical audit_chain_broken)\n")
     if report.cache_missing:
-        _say(f"[dotagent] warning: {report.cache_missing} (recorded as critical "
+        _say(f"[dotagent] warning: {printable(report.cache_missing)} (recorded as critical "
              "manifest_cache_missing; not treated as a first start)\n")
     for path in report.invalid:
-        _say(f"[dotagent] warning: manifest {path} is invalid (recorded as critical "
-             "manifest_invalid; `dotagent doctor` shows why)\n")
+        _say(f"[dotagent] warning: manifest {printable(str(path))} is invalid (recorded as "
+             "critical manifest_invalid; `dotagent doctor` shows why)\n")
 
 
 @click.command("run", cls=AgentStatusCommand)
@@ -74,7 +74,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     from dotagent.paths import Home
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
-    from dotagent.runner.process import StopRequest
+    from dotagent.runner.process import StoppedBeforeStart, StopRequest
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
@@ -86,19 +86,30 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)  # what older versions created 0644/0755 becomes private (S15.11)
     audit = AuditLog(home)
-    # TERM, INT and HUP stop the agent gracefully and the run is still recorded.
-    with StopRequest() as stop, History(home) as history:
-        # Like every command that executes agents: check every manifest before running any.
-        now = utc_now()
-        report_cache_findings(check_manifests(home, found, now, audit=audit))
-        for drift in check_plugins(home, found, now, env=env, audit=audit).drifts:
-            _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at {drift.path} changed "
-                 "since first seen (recorded in the audit log)\n")
-        # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
-        request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
-                             hooks=False, echo=_echo, stop=stop)
-        report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
-                                          say=_say, log_limits=log_limits(home)))
+    # TERM, INT and HUP stop the agent gracefully and the run is still recorded; before the
+    # agent starts they abandon the run at once, and nothing is recorded as a run.
+    try:
+        with StopRequest(abort_before_start=True) as stop, History(home) as history:
+            # Like every command that executes agents: check every manifest before running any.
+            now = utc_now()
+            report_cache_findings(check_manifests(home, found, now, audit=audit))
+            plugins = check_plugins(home, found, now, env=env, audit=audit)
+            if plugins.registry_problem is not None:
+                _say(f"[dotagent] warning: {plugins.registry_problem}\n")
+            for drift in plugins.drifts:
+                _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
+                     f"{printable(str(drift.path))} changed since first seen (recorded in the "
+                     "audit log)\n")
+            # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
+            request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
+                                 hooks=False, echo=_echo, stop=stop)
+            report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
+                                              say=_say, log_limits=log_limits(home)))
+    except StoppedBeforeStart as exc:
+        signame = signal.Signals(exc.signum).name
+        _say(f"[dotagent] agent {quote_name(loaded.name)}: {signame} received before the agent "
+             "started; nothing was run\n")
+        return 128 + exc.signum
     outcome = report.outcome
     assert outcome is not None  # no preflight for `run`
     label = f"agent {quote_name(outcome.agent)}, schedule {quote_name(outcome.schedule)}"

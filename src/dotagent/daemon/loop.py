@@ -29,6 +29,7 @@ from dotagent.config import MAX_CONCURRENT_RUNS, Config
 from dotagent.daemon.tick import Entry, apply_settlement, load_entries, record_skipped, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
+from dotagent.display import printable, quote_name
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
@@ -129,12 +130,13 @@ class Daemon:
                      f"{self.home.state_dir / 'known_manifests.json'}: {message}")
         else:
             for name in report.phantoms:
-                self.log(f"warning: phantom agent {name!r} recorded")
+                self.log(f"warning: phantom agent {quote_name(name)} recorded")
             for d in report.drifts:
-                self.log(f"warning: manifest of {d.agent!r} changed since last seen "
-                         "(recorded)")
+                self.log(f"warning: manifest of {quote_name(d.agent)} changed since last "
+                         "seen (recorded)")
             for path in report.invalid:
-                self.log(f"warning: manifest {path} is invalid (recorded; `dotagent doctor`)")
+                self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
+                         "`dotagent doctor`)")
         self.found = found
         self.entries = [self._overlay(e) for e in
                         load_entries(found, self.home, self.zone, windows=self.windows)]

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from dotagent.atomicfile import write_atomic
+from dotagent.boundedread import read_bounded
 from dotagent.errors import DotagentError, StateError
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
@@ -32,7 +33,7 @@ def _paths(home: Home) -> tuple[Path, Path]:
 
 def _read_pid(path: Path) -> int | None:
     try:
-        text = path.read_text(encoding="ascii", errors="replace").strip()
+        text = read_bounded(path, 64).decode("ascii", errors="replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
@@ -84,7 +85,7 @@ def running_daemon(home: Home) -> int | None:
     """The pid of the daemon serving `home`, or None when none runs."""
     lock_path, pid_path = _paths(home)
     try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:

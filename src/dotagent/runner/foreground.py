@@ -106,6 +106,8 @@ def run_schedule(
         limits = {} if log_limits is None else {"max_bytes": log_limits[0],
                                                  "keep": log_limits[1]}
         with open_run_log(home.agent_log_file(name), **limits) as log:
+            if stop is not None:
+                stop.commit()  # a stop requested until now abandons the run: nothing ran
             if not dry_run:
                 heartbeats.start(name, slug, schedule.args, started_at)
             if on_log_start is not None:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_TIMEOUT", "GRACE_SECONDS",
-           "ProcessResult", "SpawnError", "StopRequest", "exit_code_for_status", "supervise"]
+           "ProcessResult", "SpawnError", "StopRequest", "StoppedBeforeStart",
+           "exit_code_for_status", "supervise"]
 
 GRACE_SECONDS = 5.0
 EXIT_TIMEOUT = 124
@@ -45,19 +46,35 @@ class SpawnError(Exception):
         self.exit_code = exit_code
 
 
+class StoppedBeforeStart(BaseException):
+    """A stop (TERM, INT, HUP) requested before the agent was spawned: the run is abandoned
+    at once, and nothing of it is recorded. A BaseException, like KeyboardInterrupt, so that
+    no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StopRequest:
     """Signals that ask dotagent to stop the run it supervises (TERM, INT, HUP).
 
     While installed, such a signal does not kill dotagent: it is noted, the supervise loop is
     woken through a pipe, and the agent's group is stopped the usual way (TERM, then KILL
     after the grace period; a second signal kills at once). The run is then recorded.
+
+    With `abort_before_start`, a signal that arrives before `commit` (while `run` still checks
+    manifests or waits for a lock, before anything of the run is recorded) raises
+    StoppedBeforeStart instead, out of whatever blocking call it interrupted: there is no
+    agent to stop yet, so the person at the terminal gets their prompt back at once.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-    def __init__(self) -> None:
+    def __init__(self, *, abort_before_start: bool = False) -> None:
         self.signum: int | None = None
         self.count = 0
+        self._abort = abort_before_start
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
@@ -68,6 +85,16 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.request(signum)
+        if self._abort:
+            raise StoppedBeforeStart(signum)
+
+    def commit(self) -> None:
+        """The run is about to begin (heartbeat, spawn): from here on a stop is handled by
+        stopping the agent, and the run is recorded. A stop that was requested before, and
+        did not abort already, aborts now."""
+        aborting, self._abort = self._abort, False
+        if aborting and self.signum is not None:
+            raise StoppedBeforeStart(self.signum)
 
     def request(self, signum: int = signal.SIGTERM) -> None:
         """Ask for the stop from code (the daemon shutting down), as a signal would."""

@@ -16,8 +16,6 @@ reported as unreadable with the reason — never as a first start: something wro
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,13 +24,15 @@ from typing import Any
 
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
+from dotagent.boundedread import NotRegularFile, TooLarge, read_bounded
 from dotagent.discovery import Discovery
 from dotagent.errors import StateError
 from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso
 
-__all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache"]
+__all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache",
+           "recorded_path"]
 
 CACHE_FILE = "known_manifests.json"
 MISSING = "does not exist"
@@ -70,28 +70,16 @@ def load_cache(home: Home) -> tuple[dict[str, Any] | None, str | None]:
     unreadable (problem == "unreadable: <why>")."""
     path = _cache_path(home)
     try:
-        # Non-blocking: a FIFO in its place must not hang every run.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # Bounded and non-blocking: a FIFO in its place must not hang every run.
+        raw = read_bounded(path, _MAX_CACHE, follow_links=False)
     except FileNotFoundError:
         return None, MISSING
-    except OSError as exc:
-        return None, f"unreadable: cannot open it: {exc.strerror or exc}"
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            return None, "unreadable: it is not a regular file"
-        raw = b""
-        while len(raw) <= _MAX_CACHE:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            raw += chunk
+    except NotRegularFile:
+        return None, "unreadable: it is not a regular file"
+    except TooLarge:
+        return None, f"unreadable: larger than {_MAX_CACHE // (1024 * 1024)} MiB"
     except OSError as exc:
         return None, f"unreadable: cannot read it: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
-    if len(raw) > _MAX_CACHE:
-        return None, f"unreadable: larger than {_MAX_CACHE // (1024 * 1024)} MiB"
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -197,15 +185,20 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
         # The mirror image of a vanished cache: the cache remembers agents, so there was a
         # history, and the log that held it is gone or empty.
         report.history_deleted = True
-        pending.append(events.AuditChainBroken(
-            position=0, expected_prev_hash="", actual_prev_hash="GENESIS", kind="truncation",
-            line=1, detail=f"audit.log is missing or empty although {_cache_path(home).name} "
-                           f"already records {len(entries)} agent(s): its history was deleted"))
+        # The audit layer records this deletion itself when its head record (or the copy)
+        # still vouches for entries: one event, one break. Only when it cannot tell (head
+        # and copy gone too) is the cache the evidence. Checking an empty log costs nothing.
+        if not update or not log.verify().breaks:
+            pending.append(events.AuditChainBroken(
+                position=0, expected_prev_hash="", actual_prev_hash="GENESIS",
+                kind="truncation", line=1,
+                detail=f"audit.log is missing or empty although {_cache_path(home).name} "
+                       f"already records {len(entries)} agent(s): its history was deleted"))
     stamp = iso(now)
     changed = report.cache_missing is not None or (first_start and bool(found.agents))
 
     for name, loaded in found.agents.items():
-        path, sha = str(loaded.path), loaded.sha256
+        path, sha = recorded_path(loaded.path), loaded.sha256
         known = entries.get(name)
         if known is None:
             if first_start:
@@ -229,10 +222,11 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
         else:
             known["last_seen_at_iso"] = stamp  # saved only with another change (upstream)
 
-    for path, sha, error, agent in _invalid_manifests(found):
+    for shown, sha, error, agent in _invalid_manifests(found):
+        path = recorded_path(shown)
         if invalid.get(path) != sha:
             invalid[path] = sha
-            report.invalid.append(path)
+            report.invalid.append(shown)
             pending.append(events.ManifestInvalid(path=path, error=error, agent=agent))
             changed = True
 
@@ -246,6 +240,16 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
             out["invalid"] = dict(sorted(invalid.items()))
         write_json_atomic(_cache_path(home), out)
     return report
+
+
+def recorded_path(path: Path | str) -> str:
+    """The manifest's path as the cache and the audit log record it: resolved through
+    symlinks, so that an alias (`agents/aaa -> ok`) or a renamed link leaves one stable path
+    per manifest. Messages show the path as found."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):
+        return str(path)
 
 
 def _invalid_manifests(found: Discovery) -> Iterator[tuple[str, str, str, str | None]]:

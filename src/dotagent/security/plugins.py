@@ -15,7 +15,9 @@ from typing import Any
 
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
+from dotagent.boundedread import NotRegularFile, read_bounded
 from dotagent.discovery import Discovery, resolve_plugin
+from dotagent.display import printable
 from dotagent.filehash import sha256_file
 from dotagent.filelock import locked
 from dotagent.manifest import Manifest, PluginNotifier
@@ -60,6 +62,8 @@ class PluginStatus:
 @dataclass
 class PluginReport:
     plugins: dict[str, PluginStatus] = field(default_factory=dict)
+    # The registry exists but cannot be used (not a regular file, not JSON): one phrase.
+    registry_problem: str | None = None
 
     @property
     def drifts(self) -> list[PluginStatus]:
@@ -70,13 +74,23 @@ class PluginReport:
         return [p.name for p in self.plugins.values() if p.path is None]
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(entries, problem): the registry, or {} with why it cannot be used (None when it is
+    just missing). Read bounded and without blocking: a FIFO in its place is unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        data = json.loads(read_bounded(path, follow_links=False))
+    except FileNotFoundError:
+        return {}, None
+    except NotRegularFile as exc:
+        return {}, f"it is {exc.kind}, not a regular file"
+    except OSError as exc:
+        return {}, f"cannot read it: {exc.strerror or exc}"
+    except ValueError as exc:  # UnicodeDecodeError included
+        return {}, f"not valid JSON ({exc})"
     entries = data.get("entries") if isinstance(data, dict) else None
-    return entries if isinstance(entries, dict) else {}
+    if not isinstance(entries, dict):
+        return {}, 'not a known_plugins.json document (no "entries" object)'
+    return entries, None
 
 
 def check_plugins(home: Home, found: Discovery, now: datetime, *,
@@ -94,8 +108,11 @@ def _check(home: Home, found: Discovery, now: datetime, env: Mapping[str, str] |
            audit: AuditLog | None, *, update: bool) -> PluginReport:
     env = os.environ if env is None else env
     registry_path = home.state_dir / REGISTRY_FILE
-    entries = _load(registry_path)
+    entries, problem = _load(registry_path)
     report = PluginReport()
+    if problem is not None:
+        report.registry_problem = (f"{printable(str(registry_path))} is unreadable: {problem}; "
+                                   "every plugin is treated as first seen")
     stamp = iso(now)
     names = sorted({n for loaded in found.agents.values()
                     for n in referenced_plugins(loaded.manifest)})

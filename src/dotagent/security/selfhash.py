@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import write_atomic, write_json_atomic
+from dotagent.boundedread import NotRegularFile, open_regular, read_bounded
 from dotagent.filehash import sha256_file
 from dotagent.paths import Home
 from dotagent.timefmt import iso
@@ -100,7 +101,9 @@ def last_recorded_in_audit(audit_log: Path) -> str | None:
     """The sha256 of the most recent `selfcheck_recorded` entry, if the log has one."""
     last: str | None = None
     try:
-        fh = open(audit_log, "rb")  # noqa: SIM115 - closed below
+        # Without blocking, and only a regular file: a FIFO in its place is no evidence (the
+        # audit write that follows refuses it by name).
+        fh = open_regular(audit_log, follow_links=False)
     except OSError:
         return None
     with fh:
@@ -183,11 +186,25 @@ def _record(home: Home, now: datetime) -> SelfcheckResult:
 
 
 def recorded(home: Home) -> str | None:
+    """The recorded aggregate; None when daemon.sha256 is missing or unusable (not a
+    regular file, not text): then the audit log's last record is the evidence."""
+    return _recorded(home)[0]
+
+
+def _recorded(home: Home) -> tuple[str | None, str]:
+    """(aggregate or None, what became of daemon.sha256 when None: "was missing", ...)."""
     try:
-        text = (home.root / HASH_FILE).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text.split()[0] if text else None
+        text = read_bounded(home.root / HASH_FILE, 4096, follow_links=False).decode(
+            "ascii").strip()
+    except FileNotFoundError:
+        return None, "was missing"
+    except NotRegularFile as exc:
+        return None, f"was unusable ({exc.kind}, not a regular file)"
+    except OSError as exc:
+        return None, f"was unreadable ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return None, "was unreadable (not text)"
+    return (text.split()[0], "") if text else (None, "was empty")
 
 
 def verify(home: Home, expected: str | None = None) -> SelfcheckResult:
@@ -200,7 +217,7 @@ def verify(home: Home, expected: str | None = None) -> SelfcheckResult:
     if result.ok or expected == aggregate:
         return result
     try:
-        old = json.loads((home.state_dir / LIST_FILE).read_text())["files"]
+        old = json.loads(read_bounded(home.state_dir / LIST_FILE, follow_links=False))["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return result
     if isinstance(old, dict):
@@ -217,7 +234,7 @@ def check(home: Home, audit: Any, now: datetime, *, record: bool = False) -> Sel
     """
     from dotagent.audit import events
 
-    previous = recorded(home)
+    previous, gone = _recorded(home)
     lost: str | None = None
     if previous is None and not record:
         # No daemon.sha256, but a hash was recorded before: the file was deleted. Judge the
@@ -225,11 +242,11 @@ def check(home: Home, audit: Any, now: datetime, *, record: bool = False) -> Sel
         lost = last_recorded_in_audit(home.audit_log)
     if lost is not None:
         result = verify(home, expected=lost)
-        result.note = "daemon.sha256 was missing; compared with the last hash recorded in the " \
+        result.note = f"daemon.sha256 {gone}; compared with the last hash recorded in the " \
                       "audit log"
         if result.ok:
             result = _record(home, now)
-            result.note = "daemon.sha256 was missing; the installation matches the last hash " \
+            result.note = f"daemon.sha256 {gone}; the installation matches the last hash " \
                           "recorded in the audit log, so the file was restored"
             audit.append(events.SelfcheckRecorded(
                 path=str(home.root / HASH_FILE), sha256=result.actual,

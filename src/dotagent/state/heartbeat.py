@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import write_json_atomic
+from dotagent.boundedread import read_bounded
 from dotagent.filelock import locked
 from dotagent.paths import Home
 from dotagent.timefmt import iso_local
@@ -91,7 +92,8 @@ class HeartbeatStore:
     def read(self, agent: str, slug: str) -> Heartbeat | None:
         """The current heartbeat, or None if there is none or it is unreadable."""
         try:
-            data = json.loads(self.path(agent, slug).read_text(encoding="utf-8"))
+            # Bounded, non-blocking, a regular file only: a FIFO in its place is "none".
+            data = json.loads(read_bounded(self.path(agent, slug), follow_links=False))
         except (OSError, ValueError):
             return None
         return Heartbeat.from_json(data) if isinstance(data, dict) else None

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from dotagent.errors import StateError
 from dotagent.filelock import locked
+from dotagent.fserrors import state_error
 from dotagent.paths import Home
+from dotagent.private import open_private, private_mkdir
 from dotagent.state.supervisor import pid_alive
 
 if TYPE_CHECKING:
@@ -352,12 +354,12 @@ class History:
         import sqlite3
 
         try:
-            self.home.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Created here so that it is private from the start; SQLite gives its -wal and
-            # -shm files the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            private_mkdir(self.home.state_dir)
+            # Created here so that it is private from the start (0600 whatever the umask, and
+            # never through a symlink); SQLite gives its -wal and -shm files the same mode.
+            os.close(open_private(self.path, os.O_RDWR))
         except OSError as exc:
-            raise StateError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+            raise state_error("open", self.path, exc) from exc
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                    isolation_level=None, check_same_thread=False)

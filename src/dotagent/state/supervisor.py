@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotagent.atomicfile import dump_json, write_atomic
+from dotagent.boundedread import read_bounded
 from dotagent.errors import StateError
 from dotagent.paths import Home
+from dotagent.private import private_mkdir
 
 __all__ = [
     "GONE",
@@ -217,7 +219,7 @@ class SupervisorSnapshot:
         if data == self._last and self.path.exists():
             return False
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_mkdir(self.path.parent)
             write_atomic(self.path, data, mode=0o600)
         except OSError as exc:
             raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
@@ -236,7 +238,7 @@ class SupervisorSnapshot:
         """The recorded processes ([] when there is no file), for `status`. Raises StateError
         when the file is unreadable or not a snapshot."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_bounded(self.path, follow_links=False)
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -613,7 +615,7 @@ def _escalate(record: ProcessInfo, own_pid: int, age: int, probe: Probe,
 
 def _daemon_pid(home: Home) -> int | None:
     try:
-        text = (home.state_dir / "daemon.pid").read_text(encoding="ascii").strip()
+        text = read_bounded(home.state_dir / "daemon.pid", 64).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if re.fullmatch(r"[0-9]{1,10}", text) else None
@@ -622,7 +624,7 @@ def _daemon_pid(home: Home) -> int | None:
 def _load_records(path: Path, report: OrphanSweep) -> list[Any] | None:
     """The snapshot's array, or None after moving an unusable file aside."""
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, follow_links=False)
         problem = None
     except OSError as exc:
         raw, problem = b"", f"cannot read {path}: {exc.strerror or exc}"

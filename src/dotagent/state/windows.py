@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from dotagent.atomicfile import dump_json, write_atomic
+from dotagent.boundedread import read_bounded
 from dotagent.errors import StateError
 from dotagent.filelock import locked_deletable
 from dotagent.paths import Home, safe_component
+from dotagent.private import private_mkdir
 from dotagent.schedule.windows import WindowState
 
 __all__ = [
@@ -204,7 +206,7 @@ class WindowStore:
 
     def _read_file(self, path: Path) -> WindowRecord | None:
         try:
-            raw = path.read_bytes()
+            raw = read_bounded(path, follow_links=False)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -243,7 +245,7 @@ class WindowStore:
 
     def _make_dirs(self) -> None:
         for directory in (self.home.state_dir, self.directory):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_mkdir(directory)
 
     # -- retention ----------------------------------------------------------------------
     def sweep(self, now: datetime, retention_days: int = DEFAULT_RETENTION_DAYS) -> WindowSweep:
