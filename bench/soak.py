@@ -137,6 +137,13 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
         log = home.root / "logs" / "agents" / name / f"{name}.log"
         if log.exists():
             headers += log.read_bytes().count(b" run started \xc2\xb7 ")
+    cannot_start = []
+    for r in finished:
+        if r["outcome"] == "could_not_start" and len(cannot_start) < 5 and r["log_path"]:
+            with open(r["log_path"], "rb") as fh:
+                fh.seek(r["log_start"] or 0)
+                chunk = fh.read(max(0, (r["log_end"] or 0) - (r["log_start"] or 0)))
+            cannot_start.append(chunk.decode(errors="replace")[-300:])
     ran: dict[str, set[float]] = defaultdict(set)
     for r in finished:
         if r["window_at"] is not None:
@@ -159,7 +166,7 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
             "windows_skipped_overlap": sum(skipped.values()),
             "windows_missed": sum(missed.values()),
             "agents_off_by_more_than_one": dict(sorted(off_by.items())[:20]),
-            "agents_off_count": len(off_by)}
+            "agents_off_count": len(off_by), "could_not_start_logs": cannot_start}
 
 
 def _move_all(src: Path, dst: Path) -> None:

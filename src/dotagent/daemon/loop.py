@@ -81,7 +81,9 @@ class Daemon:
         self.found: Discovery | None = None
         self.running: dict[str, _Running] = {}
         self._proc_ids = 0
-        self._lock = threading.Lock()  # guards `running[*].processes` (worker threads)
+        # Guards `running` and `running[*].processes`: worker threads iterate them (the
+        # supervisor snapshot) while the loop adds and removes runs.
+        self._lock = threading.Lock()
         self._stopping: str | None = None
         self._rescan_due = True
         self._reload_due = False
@@ -271,7 +273,8 @@ class Daemon:
         assert window is not None
         stop = StopRequest()
         run = _Running(entry, window, max(now, start_at or now), stop)
-        self.running[entry.agent] = run
+        with self._lock:  # worker threads iterate `running` (the supervisor snapshot)
+            self.running[entry.agent] = run
         request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
                              window=entry.window(window), policy=entry.policy,
                              stdin_devnull=True, stop=stop,
@@ -322,7 +325,8 @@ class Daemon:
 
     def _finished(self, run: _Running, future: Future[RunReport]) -> None:
         agent = run.entry.agent
-        self.running.pop(agent, None)
+        with self._lock:
+            self.running.pop(agent, None)
         run.stop.close()  # its pipe: two descriptors per run, leaked until now
         known: WindowState | None = None  # the run's window as the run left it
         try:
