@@ -9,8 +9,9 @@ Their schedules are `*:*:OFFSET/PERIOD` with periods of 4–10 s and spread offs
 Sampled every SAMPLE seconds from /proc: the daemon's RSS, open fds, threads, and its child
 processes (a zombie seen in two samples in a row has not been reaped). After a clean stop
 (SIGTERM):
-- RSS (median) and open fds (the floor: those of runs in flight come and go), first minute
-  against last minute;
+- RSS, first minute against last minute (medians; the per-minute series in detail);
+- open fds with no agent at all, before the agents arrive and after they leave (they are
+  moved into and out of the agents directory, which the daemon watches);
 - zombies, and any process left in an agent's process group;
 - `dotagent audit verify --json`;
 - every fire accounted: `agent_run` audit events = finished history rows = "run started"
@@ -136,6 +137,13 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
         log = home.root / "logs" / "agents" / name / f"{name}.log"
         if log.exists():
             headers += log.read_bytes().count(b" run started \xc2\xb7 ")
+    cannot_start = []
+    for r in finished:
+        if r["outcome"] == "could_not_start" and len(cannot_start) < 5 and r["log_path"]:
+            with open(r["log_path"], "rb") as fh:
+                fh.seek(r["log_start"] or 0)
+                chunk = fh.read(max(0, (r["log_end"] or 0) - (r["log_start"] or 0)))
+            cannot_start.append(chunk.decode(errors="replace")[-300:])
     ran: dict[str, set[float]] = defaultdict(set)
     for r in finished:
         if r["window_at"] is not None:
@@ -158,7 +166,12 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
             "windows_skipped_overlap": sum(skipped.values()),
             "windows_missed": sum(missed.values()),
             "agents_off_by_more_than_one": dict(sorted(off_by.items())[:20]),
-            "agents_off_count": len(off_by)}
+            "agents_off_count": len(off_by), "could_not_start_logs": cannot_start}
+
+
+def _move_all(src: Path, dst: Path) -> None:
+    for d in sorted(src.iterdir()):
+        d.rename(dst / d.name)
 
 
 def _minute(samples: list[dict[str, Any]], key: str, first: bool, span: float) -> list[float]:
@@ -178,8 +191,17 @@ def soak() -> list[dict[str, Any]]:
         seen_zombies: dict[int, int] = {}
         persistent: set[int] = set()
         pgids: set[int] = set()
+        parked = Path(tmp) / "parked"
+        parked.mkdir()
+        _move_all(home.agents, parked)
         with kit.Daemon(home) as d:
-            d.wait_for_log("scanned", 120)
+            # Idle with no agent first, then the agents arrive (seen through inotify), and at
+            # the end they leave again: the idle readings before and after are comparable.
+            d.wait_for_log("scanned 0 agent(s)", 120)
+            time.sleep(3)
+            idle_before = kit.read_proc(d.pid)
+            _move_all(parked, home.agents)
+            d.wait_for_log(f"scanned {AGENTS} agent(s)", 120)
             start = time.time()
             t_end = time.monotonic() + SECONDS
             tick = 0
@@ -188,7 +210,19 @@ def soak() -> list[dict[str, Any]]:
                 tick += 1
                 time.sleep(min(SAMPLE, max(0.0, t_end - time.monotonic())))
             samples.append(sample(d.pid, seen_zombies, persistent, pgids, tick))
+            _move_all(home.agents, parked)
+            kit.wait_until(lambda: d.log_text().count("scanned 0 agent(s)") >= 2, 60,
+                           "the rescan after the agents left")
             stop = time.time()
+            quiet = [0]
+
+            def settled() -> bool:
+                quiet[0] = quiet[0] + 1 if not kit.children(d.pid) else 0
+                return quiet[0] >= 5
+
+            kit.wait_until(settled, 60, "the last runs to end", poll=0.5)
+            time.sleep(2)
+            idle_after = kit.read_proc(d.pid)
             rc = d.stop(timeout=120)
             log = d.log_text()
         leftovers = kit.group_members(pgids)
@@ -215,6 +249,13 @@ def soak() -> list[dict[str, Any]]:
         return {"min": round(min(v), 1), "median": round(statistics.median(v), 1),
                 "max": round(max(v), 1)}
 
+    def by_minute(samples: list[dict[str, Any]], key: str) -> list[float]:
+        t0 = samples[0]["t"]
+        groups: dict[int, list[float]] = defaultdict(list)
+        for x in samples:
+            groups[int((x["t"] - t0) // 60)].append(x[key])
+        return [round(statistics.median(v), 1) for _, v in sorted(groups.items())]
+
     mismatch = (abs(acc["agent_run_events"] - acc["history_finished"]) +
                 abs(acc["history_finished"] - acc["log_headers"]) + acc["history_running"])
     results = [
@@ -222,11 +263,16 @@ def soak() -> list[dict[str, Any]]:
          "value": round(statistics.median(rss_last) - statistics.median(rss_first), 2),
          "unit": "MB (last − first minute)", "target": "<= 5",
          "detail": {"first_minute": stats(rss_first), "last_minute": stats(rss_last),
+                    "idle_before_mb": round(idle_before.rss_mb, 1),
+                    "idle_after_mb": round(idle_after.rss_mb, 1),
+                    "by_minute_mb": by_minute(samples, "rss_mb"),
                     "daemon_cpu_pct": round(cpu * 100, 1), **common}},
-        # The floor: descriptors of runs in flight come and go; a leak raises the floor.
-        {"metric": "soak_fd_growth", "value": min(fd_last) - min(fd_first),
-         "unit": "fds (floor, last − first)", "target": "<= 2",
-         "detail": {"first_minute": stats(fd_first), "last_minute": stats(fd_last),
+        # Idle before the agents came against idle after they left: descriptors of runs in
+        # flight come and go with the load; a leak stays.
+        {"metric": "soak_fd_growth", "value": idle_after.fds - idle_before.fds,
+         "unit": "fds (idle after − before)", "target": "<= 2",
+         "detail": {"idle_before": idle_before.fds, "idle_after": idle_after.fds,
+                    "first_minute": stats(fd_first), "last_minute": stats(fd_last),
                     "threads_max": max(s["threads"] for s in samples), **common}},
         {"metric": "soak_zombies", "value": len(persistent) + len(leftovers),
          "unit": "processes", "target": "<= 0",

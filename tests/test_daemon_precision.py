@@ -392,3 +392,59 @@ def test_a_finished_run_does_not_scan_the_windows_directory(
     state = daemon.entries[0].state
     assert state.window is not None and state.window.attempts == 1
     assert state.window.expected_at == now.replace(microsecond=0) + timedelta(seconds=20)
+
+
+def test_a_run_ending_while_a_worker_writes_the_snapshot_does_not_break_it(
+        dotagent_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker thread writes supervisor.json by iterating the running runs; the loop thread
+    # removed a finished run from that dict without the lock, so the worker's iteration
+    # failed ("dictionary changed size during iteration") and its run was never recorded
+    # (the soak hit it once in 21,600 runs).
+    import threading
+    from concurrent.futures import Future
+
+    from dotagent.runner.lifecycle import AgentBusy
+    from dotagent.state.supervisor import ProcessInfo, ProcessOwner
+
+    _agent(dotagent_home, "one", "*:*:0/10")
+    _agent(dotagent_home, "two", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    daemon.timer = _Timer()  # type: ignore[assignment]
+    now = datetime.now(UTC)
+    daemon.rescan(now)
+    runs = {}
+    for entry in daemon.entries:
+        run = daemon_loop._Running(entry, now, now, StopRequest())
+        run.processes[1] = ProcessInfo(
+            id=1, pid=os.getpid(), kind="agent",
+            owner=ProcessOwner(agent=entry.agent, schedule="s"), label=entry.agent,
+            started_at=now, deadline_seconds=10, pgid=os.getpid(), command="x")
+        runs[entry.agent] = daemon.running[entry.agent] = run
+    iterating, mutated = threading.Event(), threading.Event()
+    real_aged = ProcessInfo.aged
+
+    def aged(self: ProcessInfo, at: datetime) -> ProcessInfo:
+        iterating.set()
+        mutated.wait(0.5)  # the loop's change lands now, if nothing keeps it out
+        return real_aged(self, at)
+
+    monkeypatch.setattr(ProcessInfo, "aged", aged)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            daemon._write_snapshot()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert iterating.wait(5)
+    done: Future[Any] = Future()
+    done.set_exception(AgentBusy("busy"))
+    daemon._finished(runs["two"], done)  # the loop removes a finished run
+    mutated.set()
+    thread.join(5)
+    assert errors == []
+    assert "two" not in daemon.running
+    daemon.executor.shutdown(wait=True)
