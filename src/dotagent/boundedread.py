@@ -31,7 +31,7 @@ class NotRegularFile(OSError):
 
     def __init__(self, path: Path | str, mode: int) -> None:
         super().__init__(errno.EINVAL, "not a regular file", str(path))
-        self.kind = _kind(mode)
+        self.kind = file_kind(mode)
 
 
 class TooLarge(OSError):
@@ -43,7 +43,8 @@ class TooLarge(OSError):
         self.limit = limit
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages (`… is a named pipe`)."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):

@@ -70,6 +70,7 @@ from dotagent.audit.rotation import (
 )
 from dotagent.audit.scan import Head, Problem, ScanResult, scan
 from dotagent.audit.walk import ChainStatus, Scope, walk
+from dotagent.boundedread import file_kind
 from dotagent.errors import LinkRefusedError, StateError, SymlinkRefused, UsageError
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
@@ -184,20 +185,6 @@ def _os_errors(action: str, path: Path) -> Iterator[None]:
         raise error(f"cannot {action} {path}: {exc.strerror or exc}") from exc
 
 
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def _refuse_non_regular(path: Path, st: os.stat_result, action: str) -> None:
     if stat.S_ISREG(st.st_mode):
         return
@@ -205,7 +192,7 @@ def _refuse_non_regular(path: Path, st: os.stat_result, action: str) -> None:
     with contextlib.suppress(OSError):
         if path.is_symlink():
             link = f"a symlink to {os.readlink(path)}, "
-    raise StateError(f"cannot {action} {path}: it is {link}{_file_kind(st.st_mode)}, not a "
+    raise StateError(f"cannot {action} {path}: it is {link}{file_kind(st.st_mode)}, not a "
                      "regular file (move it aside; dotagent creates the file it needs)")
 
 
