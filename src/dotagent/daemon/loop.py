@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -41,7 +40,7 @@ from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
 from dotagent.state.windows import WindowStore
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "logger_log"]
 
 DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
@@ -791,13 +790,6 @@ def _windows_in(entry: Entry, after: datetime, upto: datetime) -> int:
     return max(1, count)
 
 
-def default_log(text: str) -> None:
-    """The daemon's messages before its log is configured (and in tests)."""
-    from dotagent.cli import _streams
-
-    _streams.say(f"[dotagent daemon] {text}\n")
-
-
 def logger_log(name: str = "dotagent.daemon") -> Callable[[str], None]:
     """The daemon's `log(text)` on top of its JSON log (`daemonlog.configure`): a leading
     `error:` / `warning:` chooses the level."""
@@ -815,7 +807,3 @@ def logger_log(name: str = "dotagent.daemon") -> Callable[[str], None]:
 
     return log
 
-
-
-__all__ += ["default_log", "logger_log"]
-_ = sys  # the daemon's stderr is its log until the JSON daemon log lands
