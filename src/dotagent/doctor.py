@@ -375,7 +375,7 @@ def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> An
 
 def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any,
                  env: Mapping[str, str]) -> None:
-    from dotagent.discovery import plugin_search_dirs
+    from dotagent.plugins.resolve import plugin_search_dirs
     from dotagent.security.plugins import plugin_fields
 
     shown = str(loaded.path)

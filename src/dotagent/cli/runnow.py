@@ -36,6 +36,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
     from dotagent.paths import Home
+    from dotagent.plugins.hooks import PluginHooks
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
     from dotagent.runner.process import StopRequest
@@ -54,6 +55,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
                        log_limits=log_limits(home), say=_streams.say)
+        deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         report = execute(request, deps)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")

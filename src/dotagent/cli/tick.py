@@ -33,6 +33,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.discovery import discover
     from dotagent.localzone import local_zone
     from dotagent.paths import Home
+    from dotagent.plugins.hooks import PluginHooks
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunRequest, execute
     from dotagent.security.manifests import check_manifests
@@ -60,6 +61,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
                        say=_streams.say)
+        deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
             action = decision.action

@@ -31,6 +31,7 @@ from dotagent.discovery import Discovery, discover, search_roots
 from dotagent.display import printable, quote_name
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
+from dotagent.plugins.hooks import PluginHooks
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
@@ -428,6 +429,8 @@ class Daemon:
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep))
+        deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
+                                 on_spawn=self._spawned, on_exit=self._exited)
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
@@ -442,15 +445,22 @@ class Daemon:
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
 
-    def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str) -> None:
+    def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
+                 kind: str = "agent", deadline: float | None = None) -> None:
+        """A process of a run began: the agent, or one of its hook plugins (`kind` the
+        plugin's call site: preflight, sink, notify)."""
         with self._lock:
             self._proc_ids += 1
             run = self.running.get(request.agent)
+            plugin = kind != "agent"
+            label = (f"{request.agent}.{request.schedule.id}" if not plugin else
+                     f"{request.agent}.{request.schedule.id}:{Path(executable).name}")
             info = ProcessInfo(
-                id=self._proc_ids, pid=pid, kind="agent",
+                id=self._proc_ids, pid=pid, kind=kind,
                 owner=ProcessOwner(agent=request.agent, schedule=request.schedule.id),
-                label=f"{request.agent}.{request.schedule.id}", started_at=self.clock.now(),
-                deadline_seconds=request.loaded.manifest.agent.timeout_seconds, pgid=pid,
+                label=label, started_at=self.clock.now(),
+                deadline_seconds=int(deadline) if deadline is not None else
+                request.loaded.manifest.agent.timeout_seconds, pgid=pid,
                 command=" ".join([executable, *argv[1:]]))
             if run is not None:
                 run.processes[pid] = info

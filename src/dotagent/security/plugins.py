@@ -16,7 +16,8 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.boundedread import NotRegularFile, read_bounded
-from dotagent.discovery import Discovery, resolve_plugin
+from dotagent.discovery import Discovery
+from dotagent.plugins.resolve import resolve_plugin
 from dotagent.display import printable
 from dotagent.filehash import sha256_file
 from dotagent.filelock import locked
