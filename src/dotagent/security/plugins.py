@@ -17,12 +17,12 @@ from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.boundedread import NotRegularFile, read_bounded
 from dotagent.discovery import Discovery
-from dotagent.plugins.resolve import resolve_plugin
 from dotagent.display import printable
 from dotagent.filehash import sha256_file
 from dotagent.filelock import locked
 from dotagent.manifest import Manifest, PluginNotifier
 from dotagent.paths import Home
+from dotagent.plugins.resolve import resolve_plugin
 from dotagent.timefmt import iso
 
 __all__ = ["REGISTRY_FILE", "PluginReport", "PluginStatus", "check_plugins",
