@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "tick": "dotagent.cli.tick:command",
     "reload": "dotagent.cli.reload:command",
     "daemon": "dotagent.cli.daemon:command",
+    "plugin": "dotagent.cli.plugin:group",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).

@@ -32,7 +32,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
-    from dotagent.cli.run import report_cache_findings
+    from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
     from dotagent.paths import Home
@@ -41,6 +41,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
     from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
+    from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
 
     env = invocation_env()
@@ -52,6 +53,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     audit = AuditLog(home)
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
+        report_plugin_findings(check_plugins(home, found, utc_now(), env=env, audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
                        log_limits=log_limits(home), say=_streams.say)

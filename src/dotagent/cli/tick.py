@@ -27,7 +27,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
-    from dotagent.cli.run import report_cache_findings
+    from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
     from dotagent.discovery import discover
@@ -37,6 +37,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunRequest, execute
     from dotagent.security.manifests import check_manifests
+    from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
     from dotagent.state.windows import WindowStore
     from dotagent.timefmt import iso
@@ -50,6 +51,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     if not dry_run:
         tighten_home(home)
         report_cache_findings(check_manifests(home, found, now, audit=audit))
+        report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
     windows = WindowStore(home, zone=zone)
     entries = load_entries(found, home, zone, windows=windows)
     decisions = plan(entries, now)

@@ -36,6 +36,7 @@ from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest,
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
 from dotagent.security.manifests import check_manifests
+from dotagent.security.plugins import check_plugins
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -125,6 +126,15 @@ class Daemon:
         read-only state directory) is reported and the scan goes on: the comparison is
         made again, and recorded then, at the next scan."""
         found = discover(self.env, include_cwd=False)
+        try:
+            plugins = check_plugins(self.home, found, now, env=self.env, audit=self.audit)
+        except (OSError, DotagentError) as exc:
+            self.log(f"error: cannot check the plugins against "
+                     f"{self.home.state_dir / 'known_plugins.json'}: {exc}")
+        else:
+            for drift in plugins.drifts:
+                self.log(f"warning: plugin {quote_name(drift.name)} changed since first seen "
+                         "(recorded)")
         try:
             report = check_manifests(self.home, found, now, audit=self.audit)
         except (OSError, DotagentError) as exc:
