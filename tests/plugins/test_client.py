@@ -157,3 +157,29 @@ def test_spawn_and_exit_callbacks(pdir: Path) -> None:
 def test_python_interpreter_is_this_one() -> None:
     assert Path(sys.executable).exists()
     assert json.loads(encode({"a": 1})) == {"a": 1}
+
+
+def test_a_stop_request_ends_the_call(pdir: Path) -> None:
+    import threading
+
+    from dotagent.runner.process import StopRequest
+
+    write_plugin(pdir, "hang2", "import time\ntime.sleep(60)\n")
+    stop = StopRequest()
+    try:
+        threading.Timer(0.3, stop.request).start()
+        t0 = time.monotonic()
+        r = call(pdir, "hang2", timeout=30, grace=0.5, stop=stop)
+        assert time.monotonic() - t0 < 5
+        assert not r.ok and not r.timed_out
+        assert r.error == "plugin hang2.invoke stopped: dotagent is shutting down"
+    finally:
+        stop.close()
+
+
+def test_resolution_uses_the_calls_home(tmp_path: Path) -> None:
+    home = Home(tmp_path / "otherhome")
+    write_plugin(tmp_path / "otherhome" / "plugins", "homed", "print('{\"ok\": true}')\n")
+    env = {k: v for k, v in os.environ.items() if k != "DOTAGENT_PLUGIN_PATH"}
+    r = invoke("homed", "invoke", None, home=home, env=env, timeout=10)
+    assert r.ok and r.path == tmp_path / "otherhome" / "plugins" / "dotagent-plugin-homed"

@@ -440,7 +440,8 @@ class Daemon:
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep))
         deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
-                                 on_spawn=self._spawned, on_exit=self._exited)
+                                 on_spawn=self._spawned, on_exit=self._exited,
+                                 grace=deps.grace)
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()

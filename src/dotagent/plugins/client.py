@@ -30,7 +30,7 @@ from dotagent.paths import Home
 from dotagent.plugins import protocol
 from dotagent.plugins.protocol import Verb
 from dotagent.plugins.resolve import not_found_message, resolve_plugin
-from dotagent.runner.process import GRACE_SECONDS, SpawnError, Stream, supervise
+from dotagent.runner.process import GRACE_SECONDS, SpawnError, StopRequest, Stream, supervise
 
 __all__ = ["MAX_STDOUT", "STDERR_TAIL", "PluginResult", "format_seconds", "invoke"]
 
@@ -89,18 +89,19 @@ def invoke(name: str, verb: Verb, payload: Any | None, *, home: Home,
            env: Mapping[str, str], timeout: float,
            on_spawn: Callable[[int, list[str], str], None] | None = None,
            on_exit: Callable[[int], None] | None = None,
-           grace: float = GRACE_SECONDS) -> PluginResult:
+           grace: float = GRACE_SECONDS, stop: StopRequest | None = None) -> PluginResult:
     """Run `dotagent-plugin-<name> <verb>` with `payload` as compact JSON on stdin (`info`
     gets an empty stdin; bytes are sent as they are) and return what it answered.
 
-    `home` is the state the call belongs to (resolution looks in `<home>/plugins` through
-    `env`'s DOTAGENT_HOME); `on_spawn(pid, argv, executable)` / `on_exit(pid)` let the
-    daemon list the process in supervisor.json."""
-    del home  # resolution reads DOTAGENT_HOME from env, as every command does
+    `home` is the state the call belongs to (its `plugins/` directory is searched);
+    `on_spawn(pid, argv, executable)` / `on_exit(pid)` let the daemon list the process in
+    supervisor.json; `stop` (the run's StopRequest) stops the plugin the way it stops the
+    agent when the daemon shuts down."""
     started = time.monotonic()
-    path = resolve_plugin(name, env)
+    search_env = {**env, "DOTAGENT_HOME": str(home.root)}
+    path = resolve_plugin(name, search_env)
     if path is None:
-        return PluginResult(False, not_found_message(name, env))
+        return PluginResult(False, not_found_message(name, search_env))
     if verb == "info":
         data: bytes | None = b""
     elif isinstance(payload, (bytes, bytearray)):
@@ -123,7 +124,7 @@ def invoke(name: str, verb: Verb, payload: Any | None, *, home: Home,
             cwd = Path("/")
         result = supervise(argv, executable=str(path), cwd=cwd, env=env,
                            timeout=max(0.0, timeout), on_output=capture, grace=grace,
-                           on_spawn=spawn_hook, stdin_data=data)
+                           on_spawn=spawn_hook, stdin_data=data, stop=stop)
     except SpawnError as exc:
         return _failed(f"plugin {name} could not start: {exc.message}", path, started)
     except (OSError, ValueError) as exc:
@@ -139,6 +140,9 @@ def invoke(name: str, verb: Verb, payload: Any | None, *, home: Home,
         return PluginResult(False, f"plugin {name}.{verb} exceeded "
                                    f"{format_seconds(timeout)}s — killed",
                             timed_out=True, **common)
+    if result.interrupted_by is not None and result.exit_code != 0:
+        return PluginResult(False, f"plugin {name}.{verb} stopped: dotagent is shutting down",
+                            **common)
     if capture.overflow:
         return PluginResult(False, f"plugin {name}.{verb} printed more than 1 MiB on stdout "
                                    "— killed", **common)

@@ -124,7 +124,7 @@ class PluginHooks:
             on_spawn=None if on_spawn is None else (
                 lambda pid, argv, exe: on_spawn(request, pid, argv, exe, kind, deadline)),
             on_exit=None if on_exit is None else (lambda pid: on_exit(request, pid)),
-            **extra)
+            stop=request.stop, **extra)
         self._record(request, ref.plugin, kind, result.ok)
         if not result.ok and kind != "preflight":
             self._report(request, ref.plugin, kind, result.error or "answered ok=false")
