@@ -156,3 +156,31 @@ def test_failing_sink_does_not_change_the_outcome(setup) -> None:  # type: ignor
     assert "plugin crash failed (exit 5): disk full" in r.stderr
     assert [row["outcome"] for row in history_rows(home)] == ["ok"]
     assert os.environ.get("DOTAGENT_HOME")
+
+
+def test_a_hanging_failure_hook_is_killed_at_its_deadline_and_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    pdir, _rec, env, home = setup
+    write_plugin(pdir, "hang", "import sys, time\nsys.stdin.read()\ntime.sleep(120)\n")
+    agent(home, "a", "import sys\nsys.exit(1)\n",
+          '[[on_failure]]\nplugin = "hang"\ntimeout_seconds = 1\n')
+    import time
+    t0 = time.monotonic()
+    r = dotagent("run-now", "a", env=env)
+    assert time.monotonic() - t0 < 30
+    assert "plugin hang.invoke exceeded 1s — killed" in r.stderr
+    assert [(e["plugin_kind"], e["ok"]) for e in audit_events(home, "plugin_invoked")] == [
+        ("notify", False)]
+    assert [row["outcome"] for row in history_rows(home)] == ["failed"]
+
+
+def test_stdout_over_the_sink_cap_is_not_sent(setup) -> None:  # type: ignore[no-untyped-def]
+    pdir, rec, env, home = setup
+    write_plugin(pdir, "rec", RECORDER)
+    agent(home, "a", "import sys\nsys.stdout.buffer.write(b'z' * (9 * 1024 * 1024))\n",
+          '[[on_success]]\nplugin = "rec"\n')
+    r = dotagent("run-now", "a", env=env)
+    assert r.returncode == 0
+    assert "larger than 8 MiB" in r.stderr
+    assert recorded(rec) == []
+    assert [(e["plugin_kind"], e["ok"]) for e in audit_events(home, "plugin_invoked")] == [
+        ("sink", False)]
