@@ -277,7 +277,13 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
           "its mode to you", "700")
     check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600",
           regular=True)
-    # The secrets file's mode is an error of its own (it is refused): _secrets_findings.
+    from dotagent.config import load_config
+    from dotagent.secrets import secrets_path
+
+    # A warning, as for the user's other files (S15.11), though the daemon refuses it (S6).
+    secrets = secrets_path(home, load_config(home).config, env)
+    check(secrets, 0o077, "; secrets must be owner-only, and such a file is refused",
+          "600", regular=True)
     agents = home / "agents"
     if agents.is_dir():
         check(agents, 0o022, ", so they could add or replace agents", "go-w")
@@ -454,8 +460,11 @@ def _secrets_findings(home: Path, env: Mapping[str, str]) -> tuple[Any, list[Pro
     except FileNotFoundError:
         return SecretStore.empty(), problems
     except SecretsError as exc:
+        if exc.message.startswith("insecure permissions"):
+            # Already a warning of _permission_warnings (S15.11), which says how to fix it.
+            return SecretStore(refused=exc.message), problems
         message = exc.reason if exc.line is not None else exc.message
-        if exc.line is None and message.startswith(("cannot read ", "insecure ")):
+        if exc.line is None:
             message += "; the daemon refuses this file (no secret is loaded)"
         problems.append(Problem(str(path), exc.line, "", message))
         return SecretStore(refused=exc.message), problems
