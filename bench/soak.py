@@ -24,6 +24,7 @@ Prints a table and writes bench/soak_results.json (the shape of bench/results.js
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -169,6 +170,27 @@ def account(home: kit.Home, schedules: dict[str, tuple[int, int]], start: float,
             "agents_off_count": len(off_by), "could_not_start_logs": cannot_start}
 
 
+def _scan_times(log: str, agents: int) -> tuple[float | None, float | None]:
+    """When the daemon itself saw the agents arrive (its first scan of all of them) and
+    leave (its last scan of none): the span whose windows it is accountable for. The
+    harness's own clock would stretch it by however long reading the log took."""
+    from datetime import datetime
+
+    arrived = left = None
+    for line in log.splitlines():
+        try:
+            rec = json.loads(line)
+            text = rec["fields"]["message"]
+            at = datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        if arrived is None and text.startswith(f"scanned {agents} agent(s)"):
+            arrived = at
+        elif arrived is not None and text.startswith("scanned 0 agent(s)"):
+            left = at
+    return arrived, left
+
+
 def _move_all(src: Path, dst: Path) -> None:
     for d in sorted(src.iterdir()):
         d.rename(dst / d.name)
@@ -184,7 +206,9 @@ def _minute(samples: list[dict[str, Any]], key: str, first: bool, span: float) -
 def soak() -> list[dict[str, Any]]:
     machine = {"nproc": os.cpu_count(), "load_before": kit.load_average(),
                "date": time.strftime("%Y-%m-%d %H:%M")}
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+    keep = os.environ.get("SOAK_KEEP")  # a directory to leave the home in, for a post-mortem
+    with (contextlib.nullcontext(tempfile.mkdtemp(prefix="soak-", dir=keep)) if keep
+          else tempfile.TemporaryDirectory(prefix="soak-")) as tmp:
         home = kit.make_home(Path(tmp), CONFIG)
         schedules = make_agents(home)
         samples: list[dict[str, Any]] = []
@@ -225,6 +249,8 @@ def soak() -> list[dict[str, Any]]:
             idle_after = kit.read_proc(d.pid)
             rc = d.stop(timeout=120)
             log = d.log_text()
+        arrived, left = _scan_times(log, AGENTS)
+        start, stop = arrived or start, left or stop
         leftovers = kit.group_members(pgids)
         verify = subprocess.run([kit.DOTAGENT, "audit", "verify", "--json"],
                                 env=home.env(), capture_output=True, text=True, check=False)
@@ -235,6 +261,8 @@ def soak() -> list[dict[str, Any]]:
         acc = account(home, schedules, start, stop)
     machine["load_after"] = kit.load_average()
     span = min(60.0, SECONDS / 3)
+    half = samples[0]["t"] + (samples[-1]["t"] - samples[0]["t"]) / 2
+    rss_mid = [x["rss_mb"] for x in samples if half - span / 2 <= x["t"] <= half + span / 2]
     rss_first = _minute(samples, "rss_mb", True, span)
     rss_last = _minute(samples, "rss_mb", False, span)
     fd_first = _minute(samples, "fds", True, span)
@@ -263,6 +291,8 @@ def soak() -> list[dict[str, Any]]:
          "value": round(statistics.median(rss_last) - statistics.median(rss_first), 2),
          "unit": "MB (last − first minute)", "target": "<= 5",
          "detail": {"first_minute": stats(rss_first), "last_minute": stats(rss_last),
+                    "growth_over_second_half_mb": round(statistics.median(rss_last) -
+                                                        statistics.median(rss_mid), 2),
                     "idle_before_mb": round(idle_before.rss_mb, 1),
                     "idle_after_mb": round(idle_after.rss_mb, 1),
                     "by_minute_mb": by_minute(samples, "rss_mb"),
