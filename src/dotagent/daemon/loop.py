@@ -35,6 +35,7 @@ from dotagent.plugins.hooks import PluginHooks
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
+from dotagent.secrets import SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.security.plugins import check_plugins
 from dotagent.state.heartbeat import HeartbeatStore
@@ -83,6 +84,8 @@ class Daemon:
         self.audit = AuditLog(home)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
+        # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
+        self.secrets: SecretStore = SecretStore.empty()
         self.snapshot = SupervisorSnapshot(home, zone=zone)
         self.entries: list[Entry] = []
         self.found: Discovery | None = None
@@ -438,7 +441,8 @@ class Daemon:
                        on_spawn=self._spawned, on_exit=self._exited,
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
-                                   self.config.logging.agent_log_keep))
+                                   self.config.logging.agent_log_keep),
+                       secrets=self.secrets)
         deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
                                  on_spawn=self._spawned, on_exit=self._exited,
                                  grace=deps.grace)
@@ -696,6 +700,7 @@ class Daemon:
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
         self.reload_config()
+        self.load_secrets()
         self.record(events.ConfigReloaded(reason="SIGHUP"))
         self._reload_due = True
         self.timer.poke()
@@ -710,6 +715,17 @@ class Daemon:
             self.log("config.toml has errors: keeping the previous configuration")
             return
         self.config = result.config
+
+    def load_secrets(self) -> None:
+        """(Re)load the secrets store (S6): a refused or vanished file drops the old store,
+        audited as `secrets_refused`; runs already dispatched keep what they were given."""
+        self.secrets = load_secrets(self.home, self.config, self.env, audit=self.audit,
+                                    say=lambda text: self.log(text.strip()),
+                                    previous=self.secrets)
+        if self.secrets.path is not None:
+            self.log(f"secrets: {len(self.secrets)} loaded from {self.secrets.path}"
+                     + (f", {self.secrets.unresolved} unresolved" if self.secrets.unresolved
+                        else ""))
 
     # ------------------------------------------------------------------ watching
     def _start_watcher(self) -> None:

@@ -142,6 +142,9 @@ class RunDeps:
     grace: float | None = None
     # [logging] agent_log_max_mb / agent_log_keep (None: the defaults, 10 MiB × 5)
     log_limits: tuple[int, int] | None = None
+    # The loaded secrets store (`dotagent.secrets.SecretStore`, or any mapping): the agent's
+    # environment gets the values its `[env] secrets` names, and nothing else of it.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,8 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
             stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
             log_limits=deps.log_limits, not_before=request.not_before,
             stdout_spool=request.hooks and not request.dry_run
-            and bool(request.loaded.manifest.on_success))
+            and bool(request.loaded.manifest.on_success),
+            secrets=deps.secrets)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
