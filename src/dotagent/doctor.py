@@ -160,9 +160,10 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                         notes=notes)
 
 
-SECURITY_NOTE = ("[security] is declared intent, not yet enforced: doctor checks it for "
-                 "consistency, but nothing stops an agent from doing more (see "
-                 "docs/security.md)")
+SECURITY_NOTE = ("[security] is partly enforced: a plugin outside allowed_plugins is not "
+                 "run; allowed_commands, network, filesystem_writable and env_passthrough "
+                 "are checked for consistency, but nothing stops an agent from doing more "
+                 "(see docs/security.md)")
 
 
 # dotagent's own places that every recording command opens: each must be what dotagent
