@@ -32,6 +32,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
+    from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -52,9 +53,14 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
+        outbox = foreground_outbox(home, audit, env)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
-                       log_limits=log_limits(home), say=_streams.say)
-        report = execute(request, deps)
+                       log_limits=log_limits(home), say=_streams.say,
+                       notifiers=run_notifiers(outbox, loaded))
+        try:
+            report = execute(request, deps)
+        finally:
+            outbox.close()
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
         return 0

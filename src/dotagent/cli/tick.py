@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -27,6 +29,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
     from dotagent.cli.app import invocation_env
+    from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
@@ -56,7 +59,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     dispatched: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     after = []
-    with History(home) as history:
+    outbox = foreground_outbox(home, audit, env)
+    with History(home) as history, contextlib.closing(outbox):
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
                        say=_streams.say)
@@ -78,7 +82,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                                      source="tick", window=entry.window(decision.window),
                                      policy=entry.policy, stdin_devnull=True)
                 try:
-                    report = execute(request, deps)
+                    report = execute(request, replace(
+                        deps, notifiers=run_notifiers(outbox, entry.loaded)))
                 except AgentBusy as exc:
                     lines.append(f"skipped {label}: {exc.message}")
                     after.append(entry)
