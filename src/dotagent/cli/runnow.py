@@ -31,8 +31,8 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     """
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
-    from dotagent.cli.app import invocation_env
     from dotagent.cli._notify import foreground_outbox, run_notifiers
+    from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.discovery import discover

@@ -28,8 +28,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     """
     from dotagent.audit import AuditLog
     from dotagent.cli._config import log_limits
-    from dotagent.cli.app import invocation_env
     from dotagent.cli._notify import foreground_outbox, run_notifiers
+    from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
