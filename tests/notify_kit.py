@@ -53,9 +53,9 @@ def http_endpoint() -> Iterator[Endpoint]:
             self.end_headers()
             self.wfile.write(b"{}")
 
-        do_POST = do_GET = _handle  # noqa: N815
+        do_POST = do_GET = _handle
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

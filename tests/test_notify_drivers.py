@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import socket
 import sys
 import urllib.parse
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notify_kit import Endpoint, http_endpoint
 
 from dotagent.audit import AuditLog
 from dotagent.notify.base import Message
@@ -23,6 +21,7 @@ from dotagent.notify.ntfy import header_text
 from dotagent.notify.outbox import Delivery, Outbox
 from dotagent.notify.telegram import escape_markdown_v2
 from dotagent.paths import Home
+from notify_kit import Endpoint, http_endpoint
 
 
 @pytest.fixture

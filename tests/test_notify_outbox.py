@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notify_kit import Endpoint, http_endpoint
 
 from dotagent.audit import AuditLog
 from dotagent.notify.base import Message, NotifyError, expand
 from dotagent.notify.outbox import Outbox
 from dotagent.notify.registry import NotifierConfigError, parse
 from dotagent.paths import Home
+from notify_kit import Endpoint, http_endpoint
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def smtp_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict
     received: list[Any] = []
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             received.append(envelope)
             return "250 OK"
 

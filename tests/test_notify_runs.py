@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import dotagent, write_agent
+
 from notify_kit import Endpoint, http_endpoint
+
+from helpers import dotagent, write_agent
 
 
 @pytest.fixture

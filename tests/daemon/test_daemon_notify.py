@@ -9,7 +9,9 @@ from pathlib import Path
 from daemon_kit import DaemonProcess, events_of, history_rows, wait_for, write_agent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from notify_kit import http_endpoint  # noqa: E402
+import itertools
+
+from notify_kit import http_endpoint
 
 
 def test_dispatch_stays_on_time_while_the_endpoint_hangs(home: Path,
@@ -35,7 +37,7 @@ timeout_seconds = 10
         fired = rows[1:]  # the first may be the catch-up of a window before the start
         windows = [float(r["window_at"]) for r in fired]
         # one run per second, back to back: no run waited for a notification
-        gaps = [b - a for a, b in zip(windows, windows[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(windows)]
         assert sum(1 for g in gaps if g != 1) <= 1, gaps
         for r in fired:
             assert float(r["started_at"]) - float(r["window_at"]) < 0.5, r
