@@ -196,7 +196,11 @@ class Outbox:
         return deliveries
 
     def close(self, wait: bool = True, timeout: float | None = None) -> None:
-        """Stop taking messages; with `wait`, let queued ones finish (up to `timeout`)."""
+        """Stop taking messages; with `wait`, let queued ones finish (up to `timeout`). A
+        foreground outbox has nothing queued by now (`send` waited); a worker still busy
+        with an abandoned delivery is not waited for (the threads are daemon threads)."""
+        if timeout is None and not self.background:
+            timeout = 1.0
         with self._lock:
             if self._closed:
                 return
