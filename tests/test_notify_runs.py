@@ -100,3 +100,25 @@ def test_run_now_waits_for_a_slow_endpoint_within_its_timeout(
     assert result.returncode == 0
     [failed] = audit_events(dotagent_home, "notifier_failed")
     assert failed["reason"] == "request failed: timed out" or "1s" in failed["reason"]
+
+
+def test_run_now_expands_from_the_secrets_store_and_never_writes_the_value(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    secret = "hook-path-from-the-store-77"
+    env_file = dotagent_home / "secrets.env"
+    env_file.write_text(f"HOOK_PATH={secret}\n")
+    env_file.chmod(0o600)
+    cli_env["HOOK_PATH"] = "from-the-environment"  # the store comes first
+    endpoint.status = 404
+    agent(dotagent_home, "echo hi", f"""
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/${{HOOK_PATH}}"
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert [r.path for r in endpoint.requests] == [f"/{secret}"]
+    assert "webhook returned 404" in result.stderr and secret not in result.stderr
+    for path in dotagent_home.rglob("*"):
+        if path.is_file() and path != env_file:
+            assert secret.encode() not in path.read_bytes(), path

@@ -3,7 +3,7 @@ delivery, bounded by the entry's timeout, before the command goes on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,9 +14,16 @@ if TYPE_CHECKING:
 
 
 def foreground_outbox(home: Home, audit: AuditLog | None, env: Mapping[str, str], *,
-                      lookup: Callable[[str], str | None] | None = None) -> Outbox:
+                      secrets: Mapping[str, str] | None = None) -> Outbox:
+    """`${NAME}` is looked up in `secrets` (the loaded store), then in `env`."""
     from dotagent.cli import _streams
     from dotagent.notify.outbox import Outbox
+    store = secrets or {}
+
+    def lookup(name: str) -> str | None:
+        value = store.get(name)
+        return value if value is not None else env.get(name)
+
     return Outbox(home, audit, env=env, lookup=lookup, background=False, say=_streams.say)
 
 

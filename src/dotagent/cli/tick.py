@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +28,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     exhausted ones as given up. With --dry-run nothing runs and nothing is written.
     """
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import log_limits
+    from dotagent.cli._config import load_store, log_limits
     from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
@@ -59,11 +60,14 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     dispatched: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     after = []
-    outbox = foreground_outbox(home, audit, env)
+    # Loaded before anything runs, so a bad file is reported before a notifier needs it
+    # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
+    secrets: Mapping[str, str] = {} if dry_run else load_store(home, env, audit)
+    outbox = foreground_outbox(home, audit, env, secrets=secrets)
     with History(home) as history, contextlib.closing(outbox):
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
-                       say=_streams.say)
+                       say=_streams.say, secrets=secrets)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
             action = decision.action

@@ -35,6 +35,7 @@ from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
+from dotagent.secrets import SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
@@ -84,6 +85,8 @@ class Daemon:
         self.audit = AuditLog(home)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
+        # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
+        self.secrets: SecretStore = SecretStore.empty()
         self.snapshot = SupervisorSnapshot(home, zone=zone)
         self.entries: list[Entry] = []
         self.found: Discovery | None = None
@@ -121,8 +124,7 @@ class Daemon:
     def lookup(self, name: str) -> str | None:
         """`${NAME}` in a notifier: the secrets store (when one is loaded), then the
         environment."""
-        store = getattr(self, "secrets", None)
-        value = store.get(name) if store is not None else None
+        value = self.secrets.get(name)
         return value if value is not None else self.env.get(name)
 
     # ------------------------------------------------------------------ audit & logging
@@ -443,7 +445,7 @@ class Daemon:
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep),
-                       notifiers=self._notifiers(entry))
+                       secrets=self.secrets, notifiers=self._notifiers(entry))
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
@@ -696,6 +698,7 @@ class Daemon:
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
         self.reload_config()
+        self.load_secrets()
         self.record(events.ConfigReloaded(reason="SIGHUP"))
         self._reload_due = True
         self.timer.poke()
@@ -710,6 +713,17 @@ class Daemon:
             self.log("config.toml has errors: keeping the previous configuration")
             return
         self.config = result.config
+
+    def load_secrets(self) -> None:
+        """(Re)load the secrets store (S6): a refused or vanished file drops the old store,
+        audited as `secrets_refused`; runs already dispatched keep what they were given."""
+        self.secrets = load_secrets(self.home, self.config, self.env, audit=self.audit,
+                                    say=lambda text: self.log(text.strip()),
+                                    previous=self.secrets)
+        if self.secrets.path is not None:
+            self.log(f"secrets: {len(self.secrets)} loaded from {self.secrets.path}"
+                     + (f", {self.secrets.unresolved} unresolved" if self.secrets.unresolved
+                        else ""))
 
     # ------------------------------------------------------------------ watching
     def _start_watcher(self) -> None:
