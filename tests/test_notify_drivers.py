@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import socket
 import sys
 import urllib.parse
@@ -308,3 +309,30 @@ def test_imessage_on_macos_runs_osascript(dotagent_home: Path, tmp_path: Path) -
     assert 'participant "me@example.com" of targetService' in argv[1]
     assert 'send "say \\"hi\\" \\\\" to targetBuddy' in argv[1]
 
+
+
+def test_plugin_driver(dotagent_home: Path, tmp_path: Path) -> None:
+    """Through the plugin client when this build has it (brief P); else a clear failure."""
+    plugins, record = tmp_path / "plugins", tmp_path / "payload.json"
+    plugins.mkdir()
+    plugin = plugins / "dotagent-plugin-notify-rec"
+    plugin.write_text(f"#!{sys.executable}\n"
+                      "import sys\n"
+                      f"open({str(record)!r}, 'w').write(sys.stdin.read())\n"
+                      "print('{\"ok\": true}')\n")
+    plugin.chmod(0o755)
+    env = {"PATH": os.environ.get("PATH", ""), "DOTAGENT_PLUGIN_PATH": str(plugins),
+           "HOME": str(tmp_path), "DOTAGENT_HOME": str(dotagent_home)}
+    d = send(dotagent_home, {"driver": "plugin", "name": "notify-rec",
+                             "config": {"room": "${ROOM}"}}, "body", event="given_up",
+             env={**env, "ROOM": "ops"})
+    try:
+        import dotagent.plugins.client  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError:
+        assert d.status == "failed" and "needs dotagent.plugins" in (d.reason or "")
+        return
+    assert d.status == "sent", d.reason
+    payload = json.loads(record.read_text())
+    assert list(payload) == ["kind", "agent", "schedule", "event", "message", "config"]
+    assert payload == {"kind": "notify", "agent": "nightly", "schedule": "main",
+                       "event": "given_up", "message": "body", "config": {"room": "ops"}}
