@@ -618,6 +618,15 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
                  "args")
     for field_name, message in _security_findings(loaded, env, resolved):
         warn(field_name, message)
+    if manifest.notifiers:
+        from dotagent.notify.doctor import check_entry
+        for i, notifier in enumerate(manifest.notifiers):
+            for level, key, message in check_entry(notifier, env):
+                where = f"notifiers[{i}].{key}"
+                if level == "error":
+                    report.errors.append(Problem(shown, loaded.line_of(where), where, message))
+                else:
+                    warn(where, message)
     return report
 
 
