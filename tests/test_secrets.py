@@ -101,6 +101,13 @@ def test_errors_and_warnings_never_show_a_value() -> None:
     assert warnings == [f"duplicate key TOKEN in {P} (lines 1 and 2): the last one wins"]
 
 
+def test_a_nul_byte_is_a_located_error_not_a_failed_exec_later() -> None:
+    for data in (b"A=1\nB=abc\0defghij\n", b"A=1\nB='x\0y'\n", b"A=1\nB\0=1\n"):
+        with pytest.raises(SecretsError, match=r"invalid line 2 in .*: contains a NUL byte") as c:
+            parse_secrets(data, P)
+        assert "abc" not in c.value.message and "defghij" not in c.value.message
+
+
 def test_invalid_utf8_is_a_located_error() -> None:
     with pytest.raises(SecretsError, match=r"invalid line 2 in .*: not valid UTF-8"):
         parse_secrets(b"A=1\nB=\xff\xfe\n", P)
@@ -357,3 +364,11 @@ def test_empty_store() -> None:
     store = SecretStore.empty()
     assert len(store) == 0 and store.names() == [] and store.get("A") is None
     assert store.path is None and store.unresolved == 0
+
+
+def test_an_op_answer_with_a_nul_byte_is_left_out(tmp_path: Path) -> None:
+    env = fake_op(tmp_path / "bin", "sys.stdout.write('abc\\0defghij')")
+    path = write(tmp_path / "secrets.env", "A=op://vault/item/field\nB=plainvalue\n")
+    store = read_store(path, env)
+    assert dict(store) == {"B": "plainvalue"} and store.unresolved == 1
+    assert any("op printed a NUL byte" in w for w in store.warnings)

@@ -145,6 +145,10 @@ def parse_secrets(data: bytes, path: Path) -> tuple[dict[str, str], list[str]]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise fail("not valid UTF-8") from None
+        if "\0" in text:
+            # An environment value cannot hold one: the agent's exec would fail later with a
+            # misleading "embedded null byte", and a notifier header would be cut there.
+            raise fail("contains a NUL byte (a secret cannot hold one)")
         line = text.lstrip()
         if not line or line.startswith("#"):
             continue
@@ -288,9 +292,12 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
     if proc.returncode != 0:
         return None, f"op exited {proc.returncode}"
     try:
-        return out.decode("utf-8"), ""
+        value = out.decode("utf-8")
     except UnicodeDecodeError:
         return None, "op printed something that is not UTF-8"
+    if "\0" in value:
+        return None, "op printed a NUL byte"
+    return value, ""
 
 
 # --------------------------------------------------------------------------------------
