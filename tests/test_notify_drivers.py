@@ -3,6 +3,7 @@ length caps of UPSTREAM-0.6 §8); desktop through a fake notify-send on PATH."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -336,3 +337,26 @@ def test_plugin_driver(dotagent_home: Path, tmp_path: Path) -> None:
     assert list(payload) == ["kind", "agent", "schedule", "event", "message", "config"]
     assert payload == {"kind": "notify", "agent": "nightly", "schedule": "main",
                        "event": "given_up", "message": "body", "config": {"room": "ops"}}
+
+
+def test_userinfo_in_a_url_is_sent_as_basic_auth_and_never_recorded(
+        dotagent_home: Path, endpoint: Endpoint) -> None:
+    # Before: urllib took `user:pass@127.0.0.1` for the host name ("Name or service not known").
+    host = endpoint.url.removeprefix("http://")
+    d = send(dotagent_home, {"driver": "webhook", "url": f"http://bob:${{PW}}@{host}/in"},
+             env={"PW": "pa55w0rd-xyz"})
+    assert d.status == "sent", d.reason
+    [req] = endpoint.requests
+    assert req.path == "/in"
+    assert req.headers["authorization"] == "Basic " + base64.b64encode(b"bob:pa55w0rd-xyz").decode()
+    assert "pa55w0rd-xyz" not in (dotagent_home / "audit.log").read_text()
+
+
+def test_a_header_value_with_a_newline_fails_without_showing_it(
+        dotagent_home: Path, endpoint: Endpoint) -> None:
+    d = send(dotagent_home, {"driver": "ntfy", "topic": "t", "base_url": endpoint.url,
+                             "token": "${TK}"}, env={"TK": "tk_line1\nX-Evil: 1"})
+    assert d.status == "failed"
+    assert d.reason == "request failed: invalid header value"
+    assert endpoint.requests == []
+    assert "tk_line1" not in (dotagent_home / "audit.log").read_text()

@@ -3,8 +3,10 @@ and errors that never carry the URL (webhook URLs and bot paths hold tokens)."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 
@@ -29,7 +31,12 @@ class UrllibTransport:
 
     def request(self, method: str, url: str, *, body: bytes | None,
                 headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
+        headers = dict(headers)
+        try:
+            url = _take_userinfo(url, headers)
+        except ValueError:
+            raise NotifyError("request failed: invalid URL") from None
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with self._opener.open(req, timeout=timeout) as resp:
                 return HttpResponse(resp.status, resp.read(MAX_RESPONSE_BYTES))
@@ -49,13 +56,30 @@ class UrllibTransport:
             raise NotifyError(f"request failed: {_reason(exc)}") from None
 
 
+def _take_userinfo(url: str, headers: dict[str, str]) -> str:
+    """`https://user:token@host/…` → the URL without its userinfo, and HTTP Basic auth in
+    `headers` (unless the driver set an Authorization of its own). urllib would otherwise
+    take `user:token@host` for the host name and fail with a DNS error."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if not any(k.lower() == "authorization" for k in headers):
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=hostport))
+
+
 def _reason(reason: object) -> str:
     if isinstance(reason, (TimeoutError, socket.timeout)):
         return "timed out"
     if isinstance(reason, OSError):
         return reason.strerror or type(reason).__name__
     if isinstance(reason, ValueError):
-        return "invalid URL"
+        # http.client refuses a header (a ${VAR} value holding a newline) or URL with
+        # control characters; neither the value nor the URL is shown.
+        return "invalid header value" if "header" in str(reason).lower() else "invalid URL"
     return type(reason).__name__ if not isinstance(reason, str) else "connection error"
 
 
