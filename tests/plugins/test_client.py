@@ -183,3 +183,16 @@ def test_resolution_uses_the_calls_home(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DOTAGENT_PLUGIN_PATH"}
     r = invoke("homed", "invoke", None, home=home, env=env, timeout=10)
     assert r.ok and r.path == tmp_path / "otherhome" / "plugins" / "dotagent-plugin-homed"
+
+
+def test_control_characters_in_a_plugins_words_are_shown_as_escapes(pdir: Path) -> None:
+    # Before: an answer's error/suggest (and a failing plugin's stderr) reached the terminal
+    # and the daemon log raw: ANSI escapes ran, a newline faked a line of dotagent's own.
+    write_plugin(pdir, "ansi", "import json\nprint(json.dumps({'ok': False, "
+                 "'error': 'e\\x1b[31mRED\\x1b]0;pwn\\x07\\nfake line', "
+                 "'suggest': 's\\x1b[2Jclear'}))\n")
+    r = call(pdir, "ansi")
+    assert r.error == "e\\x1b[31mRED\\x1b]0;pwn\\x07\\nfake line"
+    assert r.suggest == "s\\x1b[2Jclear"
+    write_plugin(pdir, "ansi2", "import sys\nsys.stderr.write('a\\x1b[2J\\nb\\n')\nsys.exit(2)\n")
+    assert call(pdir, "ansi2").error == "plugin ansi2 failed (exit 2): a\\x1b[2J\\nb"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dotagent import redaction
+from dotagent.display import printable
 from dotagent.paths import Home
 from dotagent.plugins import protocol
 from dotagent.plugins.protocol import Verb
@@ -147,7 +148,7 @@ def invoke(name: str, verb: Verb, payload: Any | None, *, home: Home,
         return PluginResult(False, f"plugin {name}.{verb} printed more than 1 MiB on stdout "
                                    "— killed", **common)
     if result.exit_code != 0:
-        tail = stderr.strip()[-STDERR_IN_MESSAGE:]
+        tail = printable(stderr.strip()[-STDERR_IN_MESSAGE:])
         return PluginResult(False, f"plugin {name} failed (exit {result.exit_code}): {tail}",
                             **common)
     answer = protocol.parse_answer(bytes(capture.stdout), verb)
@@ -155,12 +156,14 @@ def invoke(name: str, verb: Verb, payload: Any | None, *, home: Home,
         return PluginResult(False, f"plugin {name}.{verb}: {answer.problem}",
                             data=answer.data, **common)
     suggest = answer.data.get("suggest")
-    suggest = redaction.redact(suggest) if isinstance(suggest, str) else None
+    # A plugin's words reach a terminal, the daemon log and notifications: its control
+    # characters (ANSI escapes, a newline faking a log line) are shown as escapes.
+    suggest = printable(redaction.redact(suggest)) if isinstance(suggest, str) else None
     if verb == "info":
         return PluginResult(True, None, data=answer.data, **common)
     ok = bool(answer.data["ok"])
     error = answer.data.get("error")
-    error = redaction.redact(error) if isinstance(error, str) else None
+    error = printable(redaction.redact(error)) if isinstance(error, str) else None
     return PluginResult(ok, error, data=answer.data, suggest=suggest, **common)
 
 
