@@ -122,3 +122,42 @@ def test_run_now_expands_from_the_secrets_store_and_never_writes_the_value(
     for path in dotagent_home.rglob("*"):
         if path.is_file() and path != env_file:
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_allowed_plugins_is_enforced_on_a_plugin_notifier(dotagent_home: Path,
+                                                          cli_env: dict[str, str]) -> None:
+    # Before: doctor warned "not in security.allowed_plugins", but run-now ran the plugin.
+    ran = dotagent_home / "plugin-ran"
+    plugins = dotagent_home / "plugins"
+    plugins.mkdir()
+    (plugins / "dotagent-plugin-rec").write_text(
+        f"#!/bin/sh\ncat > {ran}\necho '{{\"ok\":true}}'\n")
+    (plugins / "dotagent-plugin-rec").chmod(0o755)
+    write_agent(dotagent_home / "agents", "nightly", """
+        [agent]
+        name = "nightly"
+        [run]
+        command = "./run.sh"
+        [security]
+        allowed_plugins = ["sink-file"]
+        [[schedules]]
+        id = "main"
+        type = "interval"
+        interval_minutes = 60
+        [[notifiers]]
+        driver = "plugin"
+        name = "rec"
+        """, files={"run.sh": "#!/bin/sh\necho hi\n"})
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert not ran.exists()
+    [refused] = audit_events(dotagent_home, "plugin_not_allowed")
+    assert (refused["plugin"], refused["plugin_kind"], refused["agent"]) == ("rec", "notify",
+                                                                             "nightly")
+    [failed] = audit_events(dotagent_home, "notifier_failed")
+    assert failed["reason"] == "plugin rec is not in security.allowed_plugins (sink-file); not run"
+    # Allowed, it runs.
+    toml = dotagent_home / "agents" / "nightly" / "agent.toml"
+    toml.write_text(toml.read_text().replace('["sink-file"]', '["sink-file", "rec"]'))
+    assert dotagent("run-now", "nightly", env=cli_env).returncode == 0
+    assert json.loads(ran.read_text())["kind"] == "notify"

@@ -29,4 +29,6 @@ def foreground_outbox(home: Home, audit: AuditLog | None, env: Mapping[str, str]
 
 def run_notifiers(outbox: Outbox, loaded: LoadedManifest) -> tuple[Any, ...]:
     declared = loaded.manifest.notifiers
-    return (outbox.for_run(declared),) if declared else ()
+    security = loaded.manifest.security
+    allowed = security.allowed_plugins if security is not None else []
+    return (outbox.for_run(declared, allowed_plugins=allowed),) if declared else ()

@@ -476,7 +476,9 @@ class Daemon:
 
     def _notifiers(self, entry: Entry) -> tuple[Any, ...]:
         declared = entry.loaded.manifest.notifiers
-        return (self.outbox.for_run(declared),) if declared else ()
+        security = entry.loaded.manifest.security
+        allowed = security.allowed_plugins if security is not None else []
+        return (self.outbox.for_run(declared, allowed_plugins=allowed),) if declared else ()
 
     def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
                  kind: str = "agent", deadline: float | None = None) -> None:

@@ -15,6 +15,7 @@ threads fed by a bounded queue:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -158,8 +159,13 @@ class Outbox:
         self._closed = False
 
     # ----------------------------------------------------------------------------------
-    def for_run(self, entries: Iterable[BaseModel | Mapping[str, Any]]) -> RunNotifier:
-        return RunNotifier(self, [self._entry(e, i) for i, e in enumerate(entries)])
+    def for_run(self, entries: Iterable[BaseModel | Mapping[str, Any]], *,
+                allowed_plugins: Sequence[str] = ()) -> RunNotifier:
+        """`allowed_plugins`: the manifest's `[security] allowed_plugins`, enforced on its
+        `plugin` entries as on its hooks."""
+        allowed = tuple(allowed_plugins)
+        return RunNotifier(self, [dataclasses.replace(self._entry(e, i), allowed_plugins=allowed)
+                                  for i, e in enumerate(entries)])
 
     def send(self, message: Message, entries: Iterable[BaseModel | Mapping[str, Any] | Entry],
              *, ignore_events: bool = False) -> list[Delivery]:
@@ -259,6 +265,11 @@ class Outbox:
             self._record(delivery, "failed", exc.message)
             return
         redaction.register_secrets(used)
+        if item.driver_name == "plugin" and item.allowed_plugins:
+            name = str(fields.get("name") or "")
+            if name not in item.allowed_plugins:
+                self._refuse_plugin(delivery, name)
+                return
         ctx = SendContext(home=self.home, env=self.env, lookup=self.lookup,
                           transport=self.transport, fields=fields, timeout=item.timeout,
                           clock=self.clock, platform=self.platform,
@@ -281,6 +292,16 @@ class Outbox:
             if path is not None:
                 self._write_limit(path, item, fields)
         self._record(delivery, "sent")
+
+    def _refuse_plugin(self, delivery: Delivery, name: str) -> None:
+        allowed = delivery.entry.allowed_plugins
+        if self.audit is not None:
+            with contextlib.suppress(OSError, DotagentError):
+                self.audit.append(events.PluginNotAllowed(
+                    agent=delivery.message.agent, schedule=delivery.message.schedule,
+                    plugin=name, plugin_kind="notify"))
+        self._record(delivery, "failed", f"plugin {name} is not in security.allowed_plugins "
+                                         f"({', '.join(allowed)}); not run")
 
     def _key_lock(self, path: Path) -> threading.Lock:
         with self._lock:

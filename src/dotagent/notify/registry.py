@@ -86,6 +86,9 @@ class Entry:
     events: tuple[str, ...]
     rate_limit_minutes: int
     timeout: float
+    # The manifest's `[security] allowed_plugins` (empty: any plugin): a `plugin` entry
+    # naming another one is not run.
+    allowed_plugins: tuple[str, ...] = ()
 
     @property
     def driver(self) -> Driver:
