@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -121,7 +122,10 @@ class Daemon:
         # run's worker (nor the agent's lock), so it never delays a dispatch.
         self.outbox = Outbox(home, self.audit, env=self.env, lookup=self.lookup,
                              clock=lambda: self.clock.now().timestamp(), background=True,
-                             say=lambda text: self.log(text.strip()))
+                             say=lambda text: self.log(text.strip()), on_plugin=self)
+        # A `plugin` notifier's process, listed in supervisor.json while it runs (kind
+        # `notify`): it outlives the run that fired it, so it is kept apart from `running`.
+        self._notify_procs: dict[int, ProcessInfo] = {}
 
     def lookup(self, name: str) -> str | None:
         """`${NAME}` in a notifier: the secrets store (when one is loaded), then the
@@ -501,6 +505,24 @@ class Daemon:
                 run.processes[pid] = info
         self._write_snapshot()
 
+    def spawned(self, message: Any, pid: int, argv: list[str], executable: str,
+                deadline: float) -> None:
+        """The outbox started a `plugin` notifier's process (PluginProcesses)."""
+        with self._lock:
+            self._proc_ids += 1
+            self._notify_procs[pid] = ProcessInfo(
+                id=self._proc_ids, pid=pid, kind="notify",
+                owner=ProcessOwner(agent=message.agent, schedule=message.schedule),
+                label=f"{message.agent}.{message.schedule}:{Path(executable).name}",
+                started_at=self.clock.now(), deadline_seconds=max(1, int(deadline)),
+                pgid=pid, command=" ".join([executable, *argv[1:]]))
+        self._write_snapshot()
+
+    def exited(self, pid: int) -> None:
+        with self._lock:
+            self._notify_procs.pop(pid, None)
+        self._write_snapshot()
+
     def _exited(self, request: RunRequest, pid: int) -> None:
         with self._lock:
             run = self.running.get(request.agent)
@@ -517,6 +539,7 @@ class Daemon:
                 now = self.clock.now()
                 entries = [p.aged(now) for r in self.running.values()
                            for p in r.processes.values()]
+                entries += [p.aged(now) for p in self._notify_procs.values()]
             try:
                 if entries:
                     self.snapshot.write(entries)
@@ -714,9 +737,29 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
             self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
+            self._stop_notify_plugins()
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()
+
+    def _stop_notify_plugins(self) -> None:
+        """A `plugin` notifier still running after the outbox's drain is stopped with the
+        daemon (its group: TERM, the shutdown grace, KILL) rather than left behind."""
+        with self._lock:
+            pids = list(self._notify_procs)
+        if not pids:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + float(self.config.daemon.shutdown_grace_seconds)
+            while time.monotonic() < deadline:
+                with self._lock:
+                    pids = list(self._notify_procs)
+                if not pids:
+                    return
+                time.sleep(0.05)
 
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")

@@ -90,6 +90,10 @@ class SendContext:
     # (None: $XDG_RUNTIME_DIR, else /run/user/<uid>). Tests point it at a temp dir.
     runtime_dir: Path | None = None
     x11_dir: Path = Path("/tmp/.X11-unix")
+    # The `plugin` driver's process: `on_spawn(pid, argv, executable)` / `on_exit(pid)`, so
+    # that the daemon lists it in supervisor.json and a daemon killed meanwhile reaps it.
+    on_spawn: Callable[[int, list[str], str], None] | None = None
+    on_exit: Callable[[int], None] | None = None
 
     def text(self, key: str, default: str | None = None) -> str | None:
         value = self.fields.get(key)

@@ -100,6 +100,15 @@ class _RunEventLike(Protocol):
     message: str
 
 
+class PluginProcesses(Protocol):
+    """Who keeps the list of a `plugin` notifier's processes (the daemon's supervisor)."""
+
+    def spawned(self, message: Message, pid: int, argv: list[str], executable: str,
+                deadline: float) -> None: ...
+
+    def exited(self, pid: int) -> None: ...
+
+
 class RunNotifier:
     """`runner.lifecycle.Notifier` for one manifest's `[[notifiers]]`."""
 
@@ -136,7 +145,8 @@ class Outbox:
                  transport: Transport | None = None, background: bool = False,
                  workers: int = DEFAULT_WORKERS, queue_limit: int = DEFAULT_QUEUE_LIMIT,
                  say: Callable[[str], None] | None = None, platform: str = sys.platform,
-                 runtime_dir: Path | None = None) -> None:
+                 runtime_dir: Path | None = None,
+                 on_plugin: PluginProcesses | None = None) -> None:
         self.home = home
         self.audit = audit
         self.env: Mapping[str, str] = dict(os.environ) if env is None else env
@@ -151,6 +161,7 @@ class Outbox:
         self.say = say or (lambda text: None)
         self.platform = platform
         self.runtime_dir = runtime_dir
+        self.on_plugin = on_plugin
         self._queue: queue.Queue[Delivery | None] = queue.Queue(maxsize=max(1, queue_limit))
         self._workers = max(1, workers)
         self._threads: list[threading.Thread] = []
@@ -270,10 +281,19 @@ class Outbox:
             if name not in item.allowed_plugins:
                 self._refuse_plugin(delivery, name)
                 return
+        on_spawn: Callable[[int, list[str], str], None] | None = None
+        on_exit: Callable[[int], None] | None = None
+        watcher = self.on_plugin
+        if watcher is not None and item.driver_name == "plugin":
+            deadline = item.timeout
+
+            def on_spawn(pid: int, argv: list[str], exe: str) -> None:
+                watcher.spawned(message, pid, argv, exe, deadline)
+            on_exit = watcher.exited
         ctx = SendContext(home=self.home, env=self.env, lookup=self.lookup,
                           transport=self.transport, fields=fields, timeout=item.timeout,
                           clock=self.clock, platform=self.platform,
-                          runtime_dir=self.runtime_dir)
+                          runtime_dir=self.runtime_dir, on_spawn=on_spawn, on_exit=on_exit)
         limit = item.rate_limit_minutes
         path = rate_limit_path(self.home, item, fields) if limit > 0 else None
         lock = self._key_lock(path) if path is not None else contextlib.nullcontext()

@@ -23,6 +23,6 @@ class PluginDriver:
                                    "schedule": message.schedule, "event": message.event,
                                    "message": message.body, "config": ctx.fields.get("config")}
         result = client.invoke(name, "invoke", payload, home=ctx.home, env=ctx.env,
-                               timeout=ctx.timeout)
+                               timeout=ctx.timeout, on_spawn=ctx.on_spawn, on_exit=ctx.on_exit)
         if not result.ok:
             raise NotifyError(result.error or f"plugin {name} answered ok=false")
