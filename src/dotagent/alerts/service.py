@@ -133,6 +133,11 @@ class Alerts:
     def deliver(self, message: Message, entries: Sequence[Any], now: datetime, *,
                 quiet: bool = True, snooze: bool = True) -> str:
         """'sent', 'held' (quiet hours), 'snoozed' or 'nobody' (no entry listens)."""
+        with self._lock:
+            return self._deliver(message, entries, now, quiet=quiet, snooze=snooze)
+
+    def _deliver(self, message: Message, entries: Sequence[Any], now: datetime, *,
+                 quiet: bool, snooze: bool) -> str:
         chosen = [e for e in entries if listens(e, message.event)]
         if not chosen:
             return "nobody"
@@ -309,11 +314,17 @@ class Alerts:
 
     # ------------------------------------------------------------------ daemon-wide
     def daemon_event(self, event: events.Event, now: datetime) -> str:
-        if event.event_type not in DAEMON_WIDE or not self.config.notifiers:
+        if event.event_type not in DAEMON_WIDE:
             return "nobody"
         agent = getattr(event, "agent", None) or ""
-        message = Message(event.event_type, str(agent), "", daemon_wide_text(event),
-                          title="dotagent: security", critical=True)
+        return self.daemon_notice(event.event_type, daemon_wide_text(event), now,
+                                  agent=str(agent))
+
+    def daemon_notice(self, kind: str, text: str, now: datetime, *, agent: str = "") -> str:
+        """A critical notice that belongs to no agent, to config.toml's [[notifiers]]."""
+        if not self.config.notifiers:
+            return "nobody"
+        message = Message(kind, agent, "", text, title="dotagent: security", critical=True)
         # Daemon-wide notices are about the machine, not an agent's runs: no snooze.
         return self.deliver(message, self.config.notifiers, now, snooze=False)
 
@@ -330,7 +341,10 @@ class Alerts:
         if (now - opened).total_seconds() > ds.grace_minutes * 60:
             return None  # missed by more than the grace: skipped
         day = opened.astimezone(self.zone).date()
-        if day in (self._sent_day, None) or self.guard.sent_for() == day.isoformat():
+        if day == self._sent_day:
+            return None
+        if self.guard.sent_for() == day.isoformat():
+            self._sent_day = day
             return None
         return day
 

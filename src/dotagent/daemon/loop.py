@@ -22,6 +22,9 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+from dotagent.alerts.seam import LocalSender
+from dotagent.alerts.service import DAEMON_WIDE, Alerts
+from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
 from dotagent.config import MAX_CONCURRENT_RUNS, Config
@@ -33,7 +36,13 @@ from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
+from dotagent.schedule.windows import (
+    Decision,
+    IntervalRule,
+    ScheduleState,
+    WindowState,
+    health,
+)
 from dotagent.security.manifests import check_manifests
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
@@ -65,6 +74,23 @@ class _Running:
     catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
 
 
+class _ObservedAudit(AuditLog):
+    """The daemon's audit log: every event it (or a run, or the manifest check) records is
+    also shown to `observe`, which routes the daemon-wide ones to `[[notifiers]]`."""
+
+    def __init__(self, home: Home, observe: Callable[[events.Event], None],
+                 announce: Callable[[str], None]) -> None:
+        super().__init__(home, announce=announce)
+        self._observe = observe
+
+    def append(self, event: events.Event, *, now: datetime | None = None,
+               severity: events.Severity | None = None) -> str:
+        line = super().append(event, now=now, severity=severity)
+        if event.event_type in DAEMON_WIDE:
+            self._observe(event)
+        return line
+
+
 class Daemon:
     """One daemon for one home. `serve()` runs until SIGTERM/SIGINT (or `stop()`)."""
 
@@ -78,7 +104,11 @@ class Daemon:
         self.zone = zone
         self.log = log
         self.power_probe = power_probe
-        self.audit = AuditLog(home)
+        self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
+        # Notices leave from their own thread: a slow notifier never delays a dispatch.
+        self.outbox = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
+        self.alerts = Alerts(home, config, LocalSender(self.env, log=log), zone=zone, log=log,
+                             record=self.record, submit=self._submit_notice)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
         self.snapshot = SupervisorSnapshot(home, zone=zone)
@@ -113,6 +143,46 @@ class Daemon:
             self.audit.append(event)
         except (OSError, DotagentError) as exc:
             self.log(f"error: could not record {event.event_type} in the audit log: {exc}")
+
+    # ------------------------------------------------------------------ alerts
+    def _submit_notice(self, work: Callable[[], None]) -> None:
+        try:
+            self.outbox.submit(work)
+        except RuntimeError:  # shutting down: deliver in this thread, bounded by its timeout
+            work()
+
+    def _daemon_wide(self, event: events.Event) -> None:
+        try:
+            self.alerts.daemon_event(event, self.clock.now())
+        except Exception as exc:  # routing a notice must never break the recording of it
+            self.log(f"error: daemon-wide notice for {event.event_type} failed: {exc}")
+
+    def _announced(self, text: str) -> None:
+        """A critical event the audit writer recorded on its own (a broken chain)."""
+        self.log(f"warning: {text.strip()}")
+        try:
+            self.alerts.daemon_notice("audit_chain_broken", text.strip(), self.clock.now())
+        except Exception as exc:
+            self.log(f"error: daemon-wide notice failed: {exc}")
+
+    def alert_step(self, now: datetime) -> datetime | None:
+        """After dispatch: the health sweep, the daily summary, the digest at the end of
+        quiet hours. Returns the next instant alerts need the loop (None: never)."""
+        alerts = self.alerts
+        try:
+            alerts.flush_held(now)
+            alerts.sweep(self.entries, now, skip=self._deferred)
+            day = alerts.summary_due(now)
+            if day is not None:
+                lines = [SummaryLine(e.agent, e.schedule.id, h.state, h.reason)
+                         for e in self.entries
+                         for h in (health(e.rule, e.state, e.policy, now),)]
+                alerts.send_summary(day, lines, now)
+                self.log(f"daily summary for {day.isoformat()} sent")
+            return alerts.next_wake(now)
+        except Exception as exc:  # alerts must never take the scheduler down
+            self.log(f"error: alerts: {''.join(traceback.format_exception(exc)).rstrip()}")
+            return None
 
     # ------------------------------------------------------------------ scanning
     def rescan(self, now: datetime) -> None:
@@ -275,6 +345,9 @@ class Daemon:
                 self.log(f"deferring {key[0]}/{key[1]}: on battery")
         self._deferred = deferred_now
         wakes.append(self._next_retention(now))
+        alert_wake = self.alert_step(now)
+        if alert_wake is not None:
+            wakes.append(max(alert_wake, now))
         return min(wakes) if wakes else None
 
     def _with_heartbeat(self, entry: Entry) -> Entry:
@@ -416,9 +489,14 @@ class Daemon:
 
         def work() -> RunReport:
             try:
-                return execute(request, deps)
+                report = execute(request, deps)
             finally:
                 run.ended = self.clock.now()
+            try:
+                self.alerts.run_finished(entry, report, self.clock.now(), history=self.history)
+            except Exception as exc:  # never the run's outcome
+                self.log(f"error: alerts after {entry.agent}/{entry.schedule.id}: {exc}")
+            return report
 
         future = self.executor.submit(work)
         run.future = future
@@ -650,6 +728,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
+            self.outbox.shutdown(wait=True)
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()
@@ -671,6 +750,7 @@ class Daemon:
             self.log("config.toml has errors: keeping the previous configuration")
             return
         self.config = result.config
+        self.alerts.config = result.config
 
     # ------------------------------------------------------------------ watching
     def _start_watcher(self) -> None:
