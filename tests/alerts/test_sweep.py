@@ -246,3 +246,22 @@ def test_daemon_wide_notice_goes_to_config_notifiers(dotagent_home: Path) -> Non
     assert Alerts(Home(dotagent_home), Config(), sender, zone=UTC).daemon_event(
         events.OrphanReaped(agent="x", kind="agent", label="l", pid=1, age_seconds=1,
                             deadline_seconds=1), NOW) == "nobody"
+
+
+def test_first_given_up_from_the_run_then_the_sweep_only_reminds(dotagent_home: Path) -> None:
+    from types import SimpleNamespace
+
+    base = _agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n')
+    before = _with(base, last_success=NINE - timedelta(days=1), last_start=NINE,
+                   window=WindowState(expected_at=NINE, attempts=1, last_exit_code=3,
+                                      last_attempt_at=NINE))
+    after = WindowState(expected_at=NINE, attempts=2, last_exit_code=3,
+                        last_attempt_at=NINE, given_up=True)
+    report = SimpleNamespace(given_up=True, window=after, ok=False, history_id=None)
+    sender = Recorder()
+    alerts = Alerts(Home(dotagent_home), Config(), sender, zone=UTC)
+    alerts.run_finished(before, report, NOW)
+    assert [m.body for m, _ in sender.sent] == ["🚨 a/main gave up after 2 attempts (exit 3)"]
+    alerts.sweep([replace(before, state=replace(before.state, window=after))],
+                 NOW + timedelta(seconds=1))
+    assert len(sender.sent) == 1  # the same failure is not announced twice
