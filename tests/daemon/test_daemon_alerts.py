@@ -87,3 +87,26 @@ def test_daemon_wide_notifier_hears_a_phantom_agent(home: Path, daemons: DaemonF
     assert argv[-1].startswith("🛡️ dotagent: phantom agent 'sneaky' appeared at ")
     assert argv[-1].endswith("[phantom_agent_detected]")
     daemon.stop()
+
+
+def test_given_up_is_announced_once_by_the_daemon(home: Path, daemons: DaemonFactory,
+                                                  daemon_env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    record = _with_notify_send(daemon_env, tmp_path)
+    (home / "config.toml").write_text(
+        "[daemon]\nshutdown_grace_seconds = 1\n[daily_summary]\nenabled = false\n")
+    write_agent(home / "agents", "flaky", schedule='type = "interval"\ninterval_minutes = 60',
+                script="echo 'disk on fire' >&2\nexit 3\n", retry="max_retries = 0",
+                extra='[[notifiers]]\ndriver = "desktop"\nevents = ["given_up"]\n')
+    daemon = daemons()
+    daemon.start()
+    wait_for(lambda: events_of(home, "agent_given_up", agent="flaky"), 20, "agent_given_up")
+    (argv,) = wait_for(lambda: _calls(record), 10, "the given_up notice")
+    assert argv[-1] == "🚨 flaky/main gave up after 1 attempts (exit 3)\ndisk on fire"
+    ladder = json.loads((home / "state/notify/alerts.json").read_text())
+    assert ladder["episodes"]["flaky/main/given_up"]["count"] == 1
+    daemon.signal(1)  # SIGHUP: a rescan and another sweep of the same failure
+    daemon.wait_log("SIGHUP", 10)
+    daemon.wait_log("scanned", 10, count=2)
+    daemon.stop()
+    assert len(_calls(record)) == 1

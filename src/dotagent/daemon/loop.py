@@ -159,9 +159,13 @@ class Daemon:
 
     def _announced(self, text: str) -> None:
         """A critical event the audit writer recorded on its own (a broken chain)."""
+        import re
+
         self.log(f"warning: {text.strip()}")
+        kind = re.search(r"recorded as ([a-z_]+)", text)
         try:
-            self.alerts.daemon_notice("audit_chain_broken", text.strip(), self.clock.now())
+            self.alerts.daemon_notice(kind.group(1) if kind else "audit_chain_broken",
+                                      text.strip(), self.clock.now())
         except Exception as exc:
             self.log(f"error: daemon-wide notice failed: {exc}")
 
