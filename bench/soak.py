@@ -24,6 +24,7 @@ Prints a table and writes bench/soak_results.json (the shape of bench/results.js
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -205,7 +206,9 @@ def _minute(samples: list[dict[str, Any]], key: str, first: bool, span: float) -
 def soak() -> list[dict[str, Any]]:
     machine = {"nproc": os.cpu_count(), "load_before": kit.load_average(),
                "date": time.strftime("%Y-%m-%d %H:%M")}
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+    keep = os.environ.get("SOAK_KEEP")  # a directory to leave the home in, for a post-mortem
+    with (contextlib.nullcontext(tempfile.mkdtemp(prefix="soak-", dir=keep)) if keep
+          else tempfile.TemporaryDirectory(prefix="soak-")) as tmp:
         home = kit.make_home(Path(tmp), CONFIG)
         schedules = make_agents(home)
         samples: list[dict[str, Any]] = []

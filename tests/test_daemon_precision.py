@@ -311,6 +311,36 @@ def test_a_catch_up_run_records_the_windows_it_passes_over(dotagent_home: Path) 
     assert row["window_at"] == (t0 + timedelta(seconds=30)).timestamp()
 
 
+def test_windows_passed_before_a_new_agents_first_run_are_recorded(
+        dotagent_home: Path) -> None:
+    # The soak's start: 200 new agents at once, the cap lets 10 run; an agent whose turn
+    # came three windows later ran only the latest. The two it passed over had come due
+    # while the daemon watched it: recorded as skipped, as after any run (S14.1).
+    _agent(dotagent_home, "newcomer", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    t0 -= timedelta(seconds=t0.second % 10)
+    daemon.rescan(t0 + timedelta(seconds=3))  # first seen: the window at t0 is due
+    assert _run_step(daemon, t0 + timedelta(seconds=25)) == ["newcomer"]
+    (missed,) = _audit(dotagent_home, "window_missed")
+    assert missed["reason"].startswith("2 window(s) passed")
+    assert missed["expected_at_iso"].startswith(t0.strftime("%Y-%m-%dT%H:%M:%S"))
+    (row,) = _history(dotagent_home)
+    assert row["window_at"] == (t0 + timedelta(seconds=20)).timestamp()
+
+
+def test_a_new_agent_first_seen_between_windows_counts_from_then(
+        dotagent_home: Path) -> None:
+    # Nothing before the daemon first saw it is counted: its first window ran on time.
+    _agent(dotagent_home, "punctual", "*:*:0/10")
+    daemon = _daemon(dotagent_home)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    t0 -= timedelta(seconds=t0.second % 10)
+    daemon.rescan(t0 + timedelta(seconds=3))
+    assert _run_step(daemon, t0 + timedelta(seconds=3)) == ["punctual"]
+    assert _audit(dotagent_home, "window_missed") == []
+
+
 def test_under_the_cap_the_longest_waiting_window_goes_first(dotagent_home: Path) -> None:
     (dotagent_home / "config.toml").write_text("[daemon]\nmax_concurrent_runs = 1\n")
     _agent(dotagent_home, "aaa-recent", "*:*:0/10")

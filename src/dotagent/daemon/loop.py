@@ -130,6 +130,9 @@ class Daemon:
         self._deferred: set[tuple[str, str]] = set()
         self._held: dict[tuple[str, str], tuple[datetime | None, datetime]] = {}
         self._unsaved: dict[tuple[str, str], WindowState] = {}
+        # Never-run calendar schedules: just before the first window the daemon saw come
+        # due (see ScheduleState.watched_since). Forgotten on restart, where nothing ran.
+        self._watched_since: dict[tuple[str, str], datetime] = {}
         # schedule → (the state it was judged on, when, the instant it next needs a look)
         self._idle_until: dict[tuple[str, str], tuple[ScheduleState, datetime, datetime]] = {}
         # Threads are made on demand; the cap is `config.daemon.max_concurrent_runs`, counted
@@ -211,8 +214,17 @@ class Daemon:
                 self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
                          "`dotagent doctor`)")
         self.found = found
-        self.entries = [self._overlay(e) for e in
-                        load_entries(found, self.home, self.zone, windows=self.windows)]
+        entries = load_entries(found, self.home, self.zone, windows=self.windows)
+        current = {e.key for e in entries}
+        for key in [k for k in self._watched_since if k not in current]:
+            del self._watched_since[key]  # gone: if it comes back, it is new again
+        for e in entries:
+            if e.key not in self._watched_since and _never_ran(e) and \
+                    not isinstance(e.rule, IntervalRule):
+                due = e.decide(now)
+                first = due.window if due.action in ("run", "missed") else None
+                self._watched_since[e.key] = (first - _INSTANT) if first is not None else now
+        self.entries = [self._overlay(e) for e in entries]
         self._idle_until.clear()
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
@@ -378,6 +390,12 @@ class Daemon:
         read-only state directory), so that an attempt made or a window settled is not made
         or settled again while the disk refuses it. Forgotten once the file has caught up;
         lost on restart (then the file is all there is)."""
+        watched = self._watched_since.get(entry.key)
+        if watched is not None:
+            if _never_ran(entry):
+                entry = replace(entry, state=replace(entry.state, watched_since=watched))
+            else:
+                del self._watched_since[entry.key]
         mem = self._unsaved.get(entry.key)
         if mem is None:
             return entry
@@ -837,6 +855,12 @@ class Daemon:
 
 
 _COUNT_LIMIT = 100_000
+_INSTANT = timedelta(microseconds=1)
+
+
+def _never_ran(entry: Entry) -> bool:
+    state = entry.state
+    return state.window is None and state.last_start is None and state.last_success is None
 
 
 def _settled(entry: Entry, decision: Decision) -> WindowState:

@@ -139,6 +139,10 @@ class ScheduleState:
     last_start: datetime | None = None  # heartbeat started_at
     last_success: datetime | None = None  # heartbeat last_success_at
     window: WindowState | None = None  # the latest window the daemon has recorded
+    # A schedule that has never run, watched by a caller since before this instant (the
+    # daemon since it first saw it): windows after it that pass before the first run are
+    # counted as skipped, as they are after a run (SPEC S14.1), not dropped unseen.
+    watched_since: datetime | None = None
 
     @property
     def interval_anchor(self) -> datetime | None:
@@ -358,7 +362,8 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
     if exp is not None and (window is None or exp > window.expected_at):
         done = state.last_success is not None and state.last_success >= exp
         if not done:
-            since = window.expected_at if window is not None else state.last_start
+            since = (window.expected_at if window is not None else
+                     state.last_start or state.watched_since)
             skipped, first = _count_skipped(rule, state, since, exp)
             if is_stale(exp + delay, now, policy.stale_after_minutes):
                 return Decision("missed", exp, skipped=skipped, first_skipped=first)
