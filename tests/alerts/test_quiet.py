@@ -107,3 +107,17 @@ def test_corrupt_held_file_is_empty(dotagent_home: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("{{{")
     assert HeldQueue(Home(dotagent_home)).load() == ([], 0)
+
+
+def test_held_bodies_are_redacted(dotagent_home: Path) -> None:
+    from dotagent.redaction import clear_secrets, register_secret
+
+    register_secret("hunter2-very-secret")
+    try:
+        HeldQueue(Home(dotagent_home)).add(
+            Message("stale", "a", "main", "stderr: token hunter2-very-secret"),
+            [{"driver": "desktop"}], 1.0)
+    finally:
+        clear_secrets()
+    raw = (dotagent_home / "state/notify/held.json").read_text()
+    assert "hunter2-very-secret" not in raw

@@ -265,3 +265,20 @@ def test_first_given_up_from_the_run_then_the_sweep_only_reminds(dotagent_home: 
     alerts.sweep([replace(before, state=replace(before.state, window=after))],
                  NOW + timedelta(seconds=1))
     assert len(sender.sent) == 1  # the same failure is not announced twice
+
+
+def test_unchanged_schedules_are_not_judged_again(dotagent_home: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import dotagent.alerts.service as service
+
+    entry = _with(_agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'), **HEALTHY)
+    calls: list[int] = []
+    real = service.health
+    monkeypatch.setattr(service, "health", lambda *a: calls.append(1) or real(*a))
+    alerts = Alerts(Home(dotagent_home), Config(), Recorder(), zone=UTC)
+    for seconds in range(0, 60, 5):  # a wake every 5 s, nothing changed
+        alerts.sweep([entry], NOW + timedelta(seconds=seconds))
+    assert len(calls) == 1
+    alerts.sweep([entry], NOW + timedelta(seconds=60))  # the once-a-minute look
+    alerts.sweep([replace(entry, state=replace(entry.state))], NOW + timedelta(seconds=61))
+    assert len(calls) == 3  # ... and a changed state is judged at once

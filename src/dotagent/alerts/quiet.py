@@ -83,6 +83,14 @@ class HeldQueue:
         return out, dropped if isinstance(dropped, int) and dropped >= 0 else 0
 
     def add(self, message: Message, entries: Sequence[Any], now: float) -> None:
+        """Hold `message` for `entries`; its body and title are redacted first (the file
+        is state, and no secret value is ever written to state)."""
+        from dataclasses import replace
+
+        from dotagent.redaction import redact
+
+        message = replace(message, body=redact(message.body),
+                          title=None if message.title is None else redact(message.title))
         held, dropped = self.load()
         held.append(Held(message, [entry_table(e) for e in entries], int(now)))
         if len(held) > MAX_HELD:
