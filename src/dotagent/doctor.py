@@ -110,8 +110,10 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     cache = _cache_findings(home, found)
     plugins = _plugin_findings(home, found, env)
     reports: list[ManifestReport] = []
+    store, secret_problems = _secrets_findings(home, env)
     for loaded in found.agents.values():
         report = _check_agent(loaded, env)
+        _check_agent_secrets(report, loaded, store)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
         _add_schedules(report, loaded, Home(home), zone, now)
@@ -143,6 +145,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     general.extend(_config_problems(home))
     general.extend(_root_problems(env))
     general.extend(_permission_warnings(home, env))
+    general.extend(secret_problems)
     notes = []
     if any(loaded.manifest.security is not None for loaded in found.agents.values()):
         notes.append(SECURITY_NOTE)
@@ -274,8 +277,11 @@ def _permission_warnings(home: Path, env: Mapping[str, str]) -> list[Problem]:
           "its mode to you", "700")
     check(home / "config.toml", 0o066, "; dotagent leaves its mode to you", "600",
           regular=True)
-    explicit = env.get("DOTAGENT_SECRETS_FILE", "")
-    secrets = Path(explicit) if os.path.isabs(explicit) else home / "secrets.env"
+    from dotagent.config import load_config
+    from dotagent.secrets import secrets_path
+
+    # A warning, as for the user's other files (S15.11), though the daemon refuses it (S6).
+    secrets = secrets_path(home, load_config(home).config, env)
     check(secrets, 0o077, "; secrets must be owner-only, and such a file is refused",
           "600", regular=True)
     agents = home / "agents"
@@ -427,6 +433,61 @@ def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
         out.setdefault(name, []).append(
             "not in known_manifests.json: the next run will report it as a phantom agent")
     return out
+
+
+def _secrets_findings(home: Path, env: Mapping[str, str]) -> tuple[Any, list[Problem]]:
+    """The secrets store as the daemon would load it (doctor's own copy: nothing is audited
+    or registered), and what is wrong with it: a refusal (mode, kind, a line of the grammar,
+    located) is an error; duplicate keys and unreadable `op://` references are warnings."""
+    from dotagent.config import load_config
+    from dotagent.secrets import (
+        SecretsError,
+        SecretStore,
+        read_store,
+        relative_override,
+        secrets_path,
+    )
+
+    problems: list[Problem] = []
+    note = relative_override(env)
+    if note is not None:
+        problems.append(Problem("", None, "DOTAGENT_SECRETS_FILE", note, "warning"))
+    if home.exists() and not home.is_dir():
+        return SecretStore.empty(), problems
+    path = secrets_path(home, load_config(home).config, env)
+    try:
+        store = read_store(path, env)
+    except FileNotFoundError:
+        return SecretStore.empty(), problems
+    except SecretsError as exc:
+        if exc.message.startswith("insecure permissions"):
+            # Already a warning of _permission_warnings (S15.11), which says how to fix it.
+            return SecretStore(refused=exc.message), problems
+        message = exc.reason if exc.line is not None else exc.message
+        if exc.line is None:
+            message += "; the daemon refuses this file (no secret is loaded)"
+        problems.append(Problem(str(path), exc.line, "", message))
+        return SecretStore(refused=exc.message), problems
+    for warning in store.warnings:
+        problems.append(Problem(str(path), None, "", warning, "warning"))
+    return store, problems
+
+
+def _check_agent_secrets(report: ManifestReport, loaded: LoadedManifest, store: Any) -> None:
+    """`[env] secrets` names the store does not hold: the run would not start (an error)."""
+    for i, name in enumerate(loaded.manifest.env.secrets):
+        if store.get(name) is not None:
+            continue
+        field_name = f"env.secrets[{i}]"
+        if store.refused:
+            why = "the secrets file is refused (see below)"
+        elif store.path is None:
+            why = "there is no secrets file"
+        else:
+            why = f"{store.path} does not define it"
+        report.errors.append(Problem(str(loaded.path), loaded.line_of(field_name), field_name,
+                                     f"secret {name} is not available: {why}; runs of this "
+                                     "agent will not start"))
 
 
 def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestReport:

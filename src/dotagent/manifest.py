@@ -162,6 +162,18 @@ SafeName = Annotated[str, AfterValidator(_safe_name)]
 NonEmpty = Annotated[str, AfterValidator(_non_empty), AfterValidator(_no_nul)]
 Arg = Annotated[str, AfterValidator(_no_nul)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+def _secret_name(key: str) -> str:
+    # The names a secrets.env line may define (SPEC S6's key grammar).
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise PydanticCustomError("secret_name", "{msg}", {
+            "msg": f"{key!r} is not a secret name (letters, digits and _, not starting "
+                   "with a digit, as in secrets.env)"})
+    return key
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
 Minute = Annotated[int, _in_range(0, 59)]
 Hour = Annotated[int, _in_range(0, 23)]
 Weekday = Annotated[int, _in_range(0, 6)]
@@ -204,6 +216,9 @@ class RunSection(_Model):
 class EnvSection(_Model):
     inherit: bool = True
     extra: dict[EnvName, Arg] = Field(default_factory=dict)
+    # Beyond upstream: these secrets-store values, and only these, go into the agent's env
+    # (after `extra`, before AGENT_*). A name the store lacks stops the run (docs/secrets.md).
+    secrets: list[SecretName] = []
 
 
 class Defaults(_Model):

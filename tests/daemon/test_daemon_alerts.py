@@ -110,3 +110,23 @@ def test_given_up_is_announced_once_by_the_daemon(home: Path, daemons: DaemonFac
     daemon.wait_log("scanned", 10, count=2)
     daemon.stop()
     assert len(_calls(record)) == 1
+
+
+def test_daemon_wide_notifier_hears_secrets_refused(home: Path, daemons: DaemonFactory,
+                                                    daemon_env: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    record = _with_notify_send(daemon_env, tmp_path)
+    (home / "config.toml").write_text(
+        "[daemon]\nshutdown_grace_seconds = 1\n[daily_summary]\nenabled = false\n"
+        '[[notifiers]]\ndriver = "desktop"\n')
+    secrets = home / "secrets.env"
+    secrets.write_text("TOKEN=abc\n")
+    secrets.chmod(0o644)
+    daemon = daemons()
+    daemon.start()
+    wait_for(lambda: events_of(home, "secrets_refused"), 10, "secrets_refused")
+    calls = wait_for(lambda: [c for c in _calls(record) if "secrets_refused" in c[-1]], 10,
+                     "the secrets_refused notice")
+    assert "--urgency=critical" in calls[0]
+    assert "abc" not in json.dumps(_calls(record))
+    daemon.stop()

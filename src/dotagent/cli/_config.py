@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from dotagent.cli import _streams
 from dotagent.paths import Home
 
-__all__ = ["log_limits"]
+if TYPE_CHECKING:
+    from dotagent.audit import AuditLog
+    from dotagent.secrets import SecretStore
+
+__all__ = ["load_store", "log_limits"]
 
 
 def log_limits(home: Home) -> tuple[int, int] | None:
@@ -21,3 +28,14 @@ def log_limits(home: Home) -> tuple[int, int] | None:
         return None
     logging = result.config.logging
     return (logging.agent_log_max_bytes, logging.agent_log_keep)
+
+
+def load_store(home: Home, env: Mapping[str, str], audit: AuditLog | None) -> SecretStore:
+    """The secrets store for one foreground command (S14.10: every command that fires
+    notifiers, and `run` for an agent with `[env] secrets`). A refused file is audited and
+    said on stderr; the command goes on with an empty store."""
+    from dotagent.config import load_config
+    from dotagent.secrets import load_secrets
+
+    config = load_config(home).config  # None (broken config.toml): [secrets].file unknown
+    return load_secrets(home, config, env, audit=audit, say=_streams.say)

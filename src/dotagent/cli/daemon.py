@@ -80,6 +80,7 @@ def command() -> int:
         daemon = Daemon(home, config, env=env, zone=local_zone(env), log=log)
         daemon.recover(now)
         daemon.record(events.DaemonStarted(version=__version__, pid=os.getpid()))
+        daemon.load_secrets()
         log(f"daemon started (pid {os.getpid()}, home {home.root})")
         try:
             asyncio.run(daemon.serve())

@@ -67,7 +67,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     import signal
 
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import log_limits
+    from dotagent.cli._config import load_store, log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -103,8 +103,12 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
             # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
             request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                                  hooks=False, echo=_echo, stop=stop)
+            # Secrets only when this agent asks for some (`[env] secrets`): `run` fires no
+            # notifiers, so otherwise it has no use for them (S3.7).
+            secrets = load_store(home, env, audit) if loaded.manifest.env.secrets else {}
             report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
-                                              say=_say, log_limits=log_limits(home)))
+                                              say=_say, log_limits=log_limits(home),
+                                              secrets=secrets))
     except StoppedBeforeStart as exc:
         signame = signal.Signals(exc.signum).name
         _say(f"[dotagent] agent {quote_name(loaded.name)}: {signame} received before the agent "

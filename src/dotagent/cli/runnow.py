@@ -30,7 +30,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     schedule's window. Refused with exit 1 while the agent is already running.
     """
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import log_limits
+    from dotagent.cli._config import load_store, log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
@@ -52,8 +52,9 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
+        secrets = load_store(home, env, audit)  # notifiers and [env] secrets need it (S14.10)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
-                       log_limits=log_limits(home), say=_streams.say)
+                       log_limits=log_limits(home), say=_streams.say, secrets=secrets)
         report = execute(request, deps)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")

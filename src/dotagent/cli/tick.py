@@ -25,7 +25,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     exhausted ones as given up. With --dry-run nothing runs and nothing is written.
     """
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import log_limits
+    from dotagent.cli._config import load_store, log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings
     from dotagent.clock import utc_now
@@ -57,9 +57,12 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     settled: list[dict[str, Any]] = []
     after = []
     with History(home) as history:
+        # Loaded before anything runs, so a bad file is reported before a notifier needs it
+        # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
+        secrets = {} if dry_run else load_store(home, env, audit)
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
-                       say=_streams.say)
+                       say=_streams.say, secrets=secrets)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
             action = decision.action

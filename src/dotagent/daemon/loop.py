@@ -43,6 +43,7 @@ from dotagent.schedule.windows import (
     WindowState,
     health,
 )
+from dotagent.secrets import SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
@@ -111,6 +112,8 @@ class Daemon:
                              record=self.record, submit=self._submit_notice)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
+        # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
+        self.secrets: SecretStore = SecretStore.empty()
         self.snapshot = SupervisorSnapshot(home, zone=zone)
         self.entries: list[Entry] = []
         self.found: Discovery | None = None
@@ -504,7 +507,8 @@ class Daemon:
                        on_spawn=self._spawned, on_exit=self._exited,
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
-                                   self.config.logging.agent_log_keep))
+                                   self.config.logging.agent_log_keep),
+                       secrets=self.secrets)
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
@@ -758,6 +762,7 @@ class Daemon:
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
         self.reload_config()
+        self.load_secrets()
         self.record(events.ConfigReloaded(reason="SIGHUP"))
         self._reload_due = True
         self.timer.poke()
@@ -773,6 +778,17 @@ class Daemon:
             return
         self.config = result.config
         self.alerts.config = result.config
+
+    def load_secrets(self) -> None:
+        """(Re)load the secrets store (S6): a refused or vanished file drops the old store,
+        audited as `secrets_refused`; runs already dispatched keep what they were given."""
+        self.secrets = load_secrets(self.home, self.config, self.env, audit=self.audit,
+                                    say=lambda text: self.log(text.strip()),
+                                    previous=self.secrets)
+        if self.secrets.path is not None:
+            self.log(f"secrets: {len(self.secrets)} loaded from {self.secrets.path}"
+                     + (f", {self.secrets.unresolved} unresolved" if self.secrets.unresolved
+                        else ""))
 
     # ------------------------------------------------------------------ watching
     def _start_watcher(self) -> None:

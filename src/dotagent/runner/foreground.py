@@ -80,6 +80,7 @@ def run_schedule(
     on_log_start: Callable[[Path, int], None] | None = None,
     log_limits: tuple[int, int] | None = None,
     not_before: float | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
 
@@ -132,7 +133,7 @@ def run_schedule(
                     if on_spawn is not None:
                         on_spawn(pid, argv, executable)
 
-                env = build_env(ctx, parent_env)
+                env = build_env(ctx, parent_env, secrets)
                 if not_before is not None:
                     _wait_until(not_before, clock, stop)
                 result = supervise(
@@ -171,8 +172,11 @@ def run_schedule(
     return RunOutcome(
         agent=name, schedule=schedule.id, slug=slug, dry_run=dry_run, exit_code=exit_code,
         ok=succeeded, timed_out=timed_out, duration_seconds=duration, started_at=started_at,
-        finished_at=finished_at, stdout_tail=collector.tail("stdout"),
-        stderr_tail=collector.tail("stderr"), stdout_dropped=collector.dropped("stdout"),
+        finished_at=finished_at,
+        # Tails go to history, window files, --json, notifiers and sinks: redacted like the log.
+        stdout_tail=redaction.redact(collector.tail("stdout")),
+        stderr_tail=redaction.redact(collector.tail("stderr")),
+        stdout_dropped=collector.dropped("stdout"),
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
         manifest_sha256=loaded.sha256, interrupted_by=interrupted_by,
         log_error=log.error, heartbeat_error=heartbeat_error,

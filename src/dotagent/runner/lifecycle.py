@@ -142,6 +142,9 @@ class RunDeps:
     grace: float | None = None
     # [logging] agent_log_max_mb / agent_log_keep (None: the defaults, 10 MiB × 5)
     log_limits: tuple[int, int] | None = None
+    # The loaded secrets store (`dotagent.secrets.SecretStore`, or any mapping): the agent's
+    # environment gets the values its `[env] secrets` names, and nothing else of it.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,8 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
             request.loaded, sched, home=deps.home, dry_run=request.dry_run, echo=request.echo,
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
             stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
-            log_limits=deps.log_limits, not_before=request.not_before)
+            log_limits=deps.log_limits, not_before=request.not_before,
+            secrets=deps.secrets)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotagent.manifest import LoadedManifest, Schedule, expand_user
 from dotagent.runner.process import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, SpawnError
 
-__all__ = ["RunContext", "build_env", "resolve_command"]
+__all__ = ["EXIT_CONFIG", "RunContext", "build_env", "resolve_command", "secret_env"]
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,17 @@ class RunContext:
         return [run.command, *run.args, *self.schedule.args]
 
 
-def build_env(ctx: RunContext, parent: Mapping[str, str]) -> dict[str, str]:
-    """Parent env (unless `inherit = false`) + `[env].extra` + the AGENT_* contract."""
+EXIT_CONFIG = 78  # sysexits EX_CONFIG: a secret the manifest asks for is not available
+
+
+def build_env(ctx: RunContext, parent: Mapping[str, str],
+              secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Parent env (unless `inherit = false`) + `[env].extra` + the `[env].secrets` values +
+    the AGENT_* contract. SpawnError (exit 78) when a named secret is not in `secrets`."""
     manifest = ctx.loaded.manifest
     env = dict(parent) if manifest.env.inherit else {}
     env.update(manifest.env.extra)
+    env.update(secret_env(manifest.env.secrets, secrets))
     env.update({
         "AGENT_NAME": manifest.agent.name,
         "AGENT_SCHEDULE_ID": ctx.schedule.id,
@@ -53,6 +59,29 @@ def build_env(ctx: RunContext, parent: Mapping[str, str]) -> dict[str, str]:
     else:
         env.pop("AGENT_HEARTBEAT_FILE", None)
     return env
+
+
+def secret_env(names: Sequence[str], secrets: Mapping[str, str] | None) -> dict[str, str]:
+    """The `[env] secrets` part of an agent's environment: exactly the named values.
+
+    A name the store lacks stops the run before it starts (a clear failed attempt, retried
+    and notified like any other) rather than running the agent without its credential."""
+    if not names:
+        return {}
+    store: Mapping[str, str] = secrets if secrets is not None else {}
+    missing = [name for name in dict.fromkeys(names) if store.get(name) is None]
+    if missing:
+        listed = ", ".join(missing)
+        path = getattr(store, "path", None)
+        refused = getattr(store, "refused", None)
+        if refused:
+            why = f"the secrets file was refused: {refused}"
+        elif path is None:
+            why = "no secrets file is loaded (see docs/secrets.md for where it is read from)"
+        else:
+            why = f"{path} does not define {'it' if len(missing) == 1 else 'them'}"
+        raise SpawnError(f"[env] secrets asks for {listed}, but {why}", EXIT_CONFIG)
+    return {name: store[name] for name in names}
 
 
 def resolve_command(command: str, working_dir: Path, path_env: str | None) -> str:

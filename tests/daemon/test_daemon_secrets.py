@@ -1,0 +1,115 @@
+"""The daemon's secrets store: loaded at start, reloaded on SIGHUP (a failure drops the old
+store), handed to `[env] secrets` agents, and never written anywhere under the home."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from daemon_kit import DaemonProcess, events_of, history_rows, wait_for, write_agent
+
+TOKEN = "tok-daemon-Xy7-unguessable"
+OTHER = "other-daemon-secret-kept-back"
+NEVER = 'type = "expression"\nexpression = "2099-01-01 00:00:00"'
+
+
+@pytest.fixture
+def secrets_file(tmp_path: Path, daemon_env: dict[str, str]) -> Path:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    path = vault / "secrets.env"
+    path.write_text(f"API_TOKEN={TOKEN}\nOTHER_SECRET=\"{OTHER}\"\n")
+    path.chmod(0o600)
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(path)
+    return path
+
+
+def scan(root: Path, *values: str) -> list[str]:
+    hits = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                hits += [f"{path}: {v}" for v in values if v.encode() in data]
+    return hits
+
+
+def test_reload_drops_the_store_on_failure_and_when_the_file_vanishes(
+        home: Path, daemon: DaemonProcess, secrets_file: Path) -> None:
+    write_agent(home / "agents", "idle", schedule=NEVER, script="exit 0\n")
+    daemon.start()
+    loaded = wait_for(lambda: events_of(home, "secrets_loaded"), 10, "secrets_loaded")
+    assert loaded[0]["path"] == str(secrets_file) and loaded[0]["key_count"] == 2
+    assert loaded[0]["unresolved_references"] == 0
+    secrets_file.write_text(f"API_TOKEN={TOKEN}\nnot a line\n")
+    daemon.signal(signal.SIGHUP)
+    refused = wait_for(lambda: events_of(home, "secrets_refused"), 10, "secrets_refused")
+    assert refused[0]["reason"] == (f"invalid line 2 in {secrets_file}: no '=' (expected "
+                                    "KEY=value); previous store dropped")
+    assert refused[0]["severity"] == "critical"
+    secrets_file.write_text(f"API_TOKEN={TOKEN}\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: len(events_of(home, "secrets_loaded")) == 2, 10, "the second load")
+    assert events_of(home, "secrets_loaded")[1]["key_count"] == 1
+    secrets_file.unlink()
+    daemon.signal(signal.SIGHUP)
+    gone = wait_for(lambda: events_of(home, "secrets_refused",
+                                      reason="file no longer exists; previous store dropped"),
+                    10, "the vanished file to be reported")
+    assert gone[0]["path"] == str(secrets_file)
+    assert daemon.stop() == 0
+    assert TOKEN not in daemon.log()
+
+
+def test_a_loose_file_is_refused_at_start_and_the_daemon_keeps_running(
+        home: Path, daemon: DaemonProcess, secrets_file: Path) -> None:
+    write_agent(home / "agents", "idle", schedule=NEVER, script="exit 0\n")
+    secrets_file.chmod(0o644)
+    daemon.start()
+    refused = wait_for(lambda: events_of(home, "secrets_refused"), 10, "secrets_refused")
+    assert refused[0]["reason"].startswith(f"insecure permissions on {secrets_file}: mode is "
+                                           "0644")
+    assert not refused[0]["reason"].endswith("dropped")  # nothing was loaded before
+    assert "insecure permissions" in daemon.log()
+    assert daemon.stop() == 0
+
+
+def test_no_file_at_start_is_silent(home: Path, daemon: DaemonProcess,
+                                    daemon_env: dict[str, str], tmp_path: Path) -> None:
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(tmp_path / "nowhere.env")
+    write_agent(home / "agents", "idle", schedule=NEVER, script="exit 0\n")
+    daemon.start()
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: events_of(home, "config_reloaded"), 10, "the reload")
+    assert not events_of(home, "secrets_loaded") and not events_of(home, "secrets_refused")
+    assert daemon.stop() == 0
+
+
+def test_daemon_runs_get_their_secret_and_nothing_under_the_home_keeps_it(
+        home: Path, daemon: DaemonProcess, secrets_file: Path, tmp_path: Path) -> None:
+    dump = tmp_path / "env.txt"
+    script = (f'printf "stdout token=%s\\n" "$API_TOKEN"\n'
+              f'printf "stderr token=%s\\n" "$API_TOKEN" >&2\n'
+              f'/bin/sh -c "echo child got \\$1" child "$API_TOKEN"\n'
+              f'env > "{dump}.tmp" && mv "{dump}.tmp" "{dump}"\n'
+              "exit 3\n")
+    write_agent(home / "agents", "leaky", script=script,
+                schedule='type = "interval"\ninterval_minutes = 60',
+                extra='[env]\nsecrets = ["API_TOKEN"]\n', retry="max_retries = 0")
+    daemon.start()
+    wait_for(lambda: events_of(home, "agent_given_up", agent="leaky"), 30,
+             "the failed run to be given up")
+    wait_for(lambda: any(r["finished_at"] is not None for r in history_rows(home, "leaky")),
+             10, "the history row to be finished")
+    env = dump.read_text()
+    assert f"API_TOKEN={TOKEN}\n" in env and "OTHER_SECRET" not in env and OTHER not in env
+    assert daemon.stop() == 0
+    rows = history_rows(home, "leaky")
+    assert rows[0]["stderr_tail"] == "stderr token=[REDACTED]"
+    log = (home / "logs/agents/leaky/leaky.log").read_text()
+    assert "stdout token=[REDACTED]" in log and "child got [REDACTED]" in log
+    assert scan(home, TOKEN, OTHER) == []
+    assert TOKEN not in daemon.log() and OTHER not in daemon.log()
