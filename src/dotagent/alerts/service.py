@@ -365,6 +365,10 @@ class Alerts:
     def next_wake(self, now: datetime) -> datetime | None:
         """The exact instants something here needs the loop: the summary's opening, the
         end of quiet hours while notices are held, the next ladder reminder."""
+        with self._lock:  # a run's worker may be recording an episode meanwhile
+            return self._next_wake(now)
+
+    def _next_wake(self, now: datetime) -> datetime | None:
         wakes: list[datetime] = []
         ds = self.config.daily_summary
         if ds.enabled:
