@@ -107,7 +107,7 @@ class Daemon:
         self.power_probe = power_probe
         self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
         # Notices leave from their own thread: a slow notifier never delays a dispatch.
-        self.outbox = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
+        self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
         self.alerts = Alerts(home, config, LocalSender(self.env, log=log), zone=zone, log=log,
                              record=self.record, submit=self._submit_notice)
         self.windows = WindowStore(home, zone=zone)
@@ -153,7 +153,7 @@ class Daemon:
     # ------------------------------------------------------------------ alerts
     def _submit_notice(self, work: Callable[[], None]) -> None:
         try:
-            self.outbox.submit(work)
+            self._notice_pool.submit(work)
         except RuntimeError:  # shutting down: deliver in this thread, bounded by its timeout
             work()
 
@@ -754,7 +754,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
-            self.outbox.shutdown(wait=True)
+            self._notice_pool.shutdown(wait=True)
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()
