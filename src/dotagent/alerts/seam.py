@@ -27,6 +27,13 @@ class Message:
     title: str | None = None
     critical: bool = False
 
+    @property
+    def label(self) -> str:
+        """`agent/schedule`, or `dotagent` for a daemon-wide notice (as notify's)."""
+        if not self.agent:
+            return "dotagent"
+        return f"{self.agent}/{self.schedule}" if self.schedule else self.agent
+
 
 class Sender(Protocol):
     def send(self, message: Message, entries: Sequence[Any]) -> None: ...
