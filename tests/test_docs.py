@@ -44,7 +44,7 @@ def test_manifest_reference_example_passes_doctor(tmp_path: Path,
     plugins.mkdir()
     for name in ("preflight-cmd", "sink-file", "notify-custom"):
         stub = plugins / f"dotagent-plugin-{name}"
-        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.write_text("#!/bin/sh\ncat >/dev/null\necho '{\"ok\": true}'\n")
         stub.chmod(0o755)
     cli_env.update(DOTAGENT_ROOT=str(tmp_path / "agents"), DOTAGENT_PLUGIN_PATH=str(plugins))
     p = dotagent("doctor", "--json", env=cli_env, cwd=tmp_path)

@@ -156,7 +156,8 @@ def test_doctor_warns_where_a_manifest_contradicts_its_security_section(
     for d, name in ((bin_dir, "mytool"), (plugins, "dotagent-plugin-sink-a"),
                     (plugins, "dotagent-plugin-notify-b")):
         d.mkdir(exist_ok=True)
-        (d / name).write_text("#!/bin/sh\n")
+        # plugins that answer every verb (doctor calls info and validate)
+        (d / name).write_text("#!/bin/sh\ncat >/dev/null\necho '{\"ok\": true}'\n")
         (d / name).chmod(0o755)
     write_agent(root, "loose", f"""
     [agent]

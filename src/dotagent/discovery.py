@@ -28,8 +28,7 @@ from dotagent.display import quote_name
 from dotagent.manifest import LoadedManifest, LoadResult, Problem, load_manifest
 from dotagent.paths import resolve_home
 
-__all__ = ["Discovery", "Duplicate", "claimed_name", "discover", "plugin_search_dirs",
-           "resolve_plugin", "search_roots"]
+__all__ = ["Discovery", "Duplicate", "claimed_name", "discover", "search_roots"]
 
 MANIFEST_NAME = "agent.toml"
 
@@ -196,38 +195,3 @@ def _name_line(result: LoadResult) -> int | None:
     from dotagent._tomllines import LineIndex
 
     return LineIndex(result.text).line_of(("agent", "name")) if result.text else None
-
-
-# --------------------------------------------------------------------------------------
-# Plugin binaries (S14.27)
-# --------------------------------------------------------------------------------------
-PLUGIN_PREFIX = "dotagent-plugin-"
-SYSTEM_PLUGIN_DIR = Path("/usr/local/lib/dotagent/plugins")
-
-
-def plugin_search_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
-    """`$DOTAGENT_PLUGIN_PATH` → `$DOTAGENT_HOME/plugins` → `~/.config/dotagent/plugins`
-    (when different) → `/usr/local/lib/dotagent/plugins` → `$PATH`."""
-    env = os.environ if env is None else env
-    dirs = [Path(p) for p in env.get("DOTAGENT_PLUGIN_PATH", "").split(os.pathsep) if p]
-    home_plugins = resolve_home(env) / "plugins"
-    dirs.append(home_plugins)
-    if env.get("HOME"):
-        upstream = Path(env["HOME"]) / ".config" / "dotagent" / "plugins"
-        if upstream != home_plugins:
-            dirs.append(upstream)
-    dirs.append(SYSTEM_PLUGIN_DIR)
-    dirs.extend(Path(p) for p in env.get("PATH", "").split(os.pathsep) if p)
-    return dirs
-
-
-def resolve_plugin(name: str, env: Mapping[str, str] | None = None) -> Path | None:
-    """The first regular file named `dotagent-plugin-<name>` on the search path."""
-    for directory in plugin_search_dirs(env):
-        candidate = directory / f"{PLUGIN_PREFIX}{name}"
-        try:
-            if candidate.is_file():
-                return candidate
-        except OSError:
-            continue
-    return None

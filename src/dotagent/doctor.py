@@ -109,6 +109,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     zone, now = local_zone(env), utc_now()
     cache = _cache_findings(home, found)
     plugins = _plugin_findings(home, found, env)
+    answers = _plugin_answers(home, found, env, plugins)
     reports: list[ManifestReport] = []
     store, secret_problems = _secrets_findings(home, env)
     for loaded in found.agents.values():
@@ -118,6 +119,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
         _add_schedules(report, loaded, Home(home), zone, now)
         _add_plugins(report, loaded, plugins, env)
+        _add_plugin_answers(report, loaded, answers)
         reports.append(report)
     for failure in found.failures:
         reports.append(ManifestReport(failure.path, None, list(failure.errors),
@@ -381,7 +383,7 @@ def _plugin_findings(home: Path, found: Discovery, env: Mapping[str, str]) -> An
 
 def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any,
                  env: Mapping[str, str]) -> None:
-    from dotagent.discovery import plugin_search_dirs
+    from dotagent.plugins.resolve import plugin_search_dirs
     from dotagent.security.plugins import plugin_fields
 
     shown = str(loaded.path)
@@ -413,6 +415,101 @@ def _add_plugins(report: ManifestReport, loaded: LoadedManifest, plugins: Any,
                 shown, line, field_name,
                 f"plugin {quote_name(name)} changed since first seen (registered "
                 f"{status.known_sha256[:12]} → now {status.sha256[:12]})", "warning"))
+
+
+PLUGIN_INFO_TIMEOUT = 10.0
+PLUGIN_VALIDATE_TIMEOUT = 30.0
+_OS_NAMES = {"linux": "linux", "darwin": "macos"}
+
+
+def _plugin_configs(loaded: LoadedManifest) -> list[tuple[str, str, Any]]:
+    """(field path of the plugin name, plugin, config) for every plugin reference."""
+    from dotagent.manifest import PluginNotifier
+
+    out: list[tuple[str, str, Any]] = []
+    manifest = loaded.manifest
+    for section in ("preflight", "on_success", "on_failure"):
+        for i, ref in enumerate(getattr(manifest, section)):
+            out.append((f"{section}[{i}].plugin", ref.plugin, ref.config))
+    for i, notifier in enumerate(manifest.notifiers):
+        if isinstance(notifier, PluginNotifier):
+            out.append((f"notifiers[{i}].name", notifier.name, notifier.config))
+    return out
+
+
+def _plugin_answers(home: Path, found: Discovery, env: Mapping[str, str],
+                    plugins: Any) -> dict[Any, Any]:
+    """`info` of every referenced plugin that resolves, and `validate` of every reference
+    with its config (S14.11), all at once in threads; nothing at all when no manifest names
+    a plugin, so doctor stays fast then."""
+    calls: list[tuple[Any, str, str, Any]] = []  # (key, name, verb, payload)
+    for loaded in found.agents.values():
+        for field_name, name, config in _plugin_configs(loaded):
+            status = plugins.plugins.get(name)
+            if status is None or status.path is None:
+                continue
+            calls.append((("validate", loaded.name, field_name), name, "validate", config))
+            if ("info", name) not in {c[0] for c in calls}:
+                calls.append((("info", name), name, "info", None))
+    if not calls:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dotagent.paths import Home
+    from dotagent.plugins.client import invoke
+
+    def one(call: tuple[Any, str, str, Any]) -> Any:
+        _, name, verb, payload = call
+        timeout = PLUGIN_INFO_TIMEOUT if verb == "info" else PLUGIN_VALIDATE_TIMEOUT
+        return invoke(name, verb, payload, home=Home(home), env=env,  # type: ignore[arg-type]
+                      timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
+        results = list(pool.map(one, calls))
+    return {call[0]: result for call, result in zip(calls, results, strict=True)}
+
+
+def _add_plugin_answers(report: ManifestReport, loaded: LoadedManifest,
+                        answers: dict[Any, Any]) -> None:
+    if not answers:
+        return
+    import sys
+
+    shown = str(loaded.path)
+    ours = _OS_NAMES.get(sys.platform, sys.platform)
+    checked_platform: set[str] = set()
+    for field_name, name, _config in _plugin_configs(loaded):
+        line = loaded.line_of(field_name)
+        info = answers.get(("info", name))
+        if info is not None and name not in checked_platform:
+            checked_platform.add(name)
+            platforms = info.data.get("platforms") if info.ok else None
+            if not info.ok:
+                report.warnings.append(Problem(shown, line, field_name,
+                                               f"plugin {quote_name(name)} info: {info.error}",
+                                               "warning"))
+            elif isinstance(platforms, list) and platforms and ours not in platforms:
+                report.errors.append(Problem(
+                    shown, line, field_name,
+                    f"plugin {quote_name(name)} does not support {ours} (its info lists "
+                    f"platforms {', '.join(str(p) for p in platforms)})"))
+        result = answers.get(("validate", loaded.name, field_name))
+        if result is None:
+            continue
+        for entry in report.plugins:
+            if entry.get("name") == name:
+                entry.setdefault("validate", {})[field_name] = (
+                    result.data if result.data else {"ok": False, "error": result.error})
+        if result.ok:
+            report.notes.append(f"plugin {quote_name(name)} ({field_name}) validate: ok")
+        elif result.data.get("ok") is False:
+            report.errors.append(Problem(
+                shown, line, field_name, f"plugin {quote_name(name)} rejects its config: "
+                f"{result.error or 'validate answered ok=false'}"))
+        else:
+            report.errors.append(Problem(shown, line, field_name,
+                                         f"plugin {quote_name(name)} validate failed: "
+                                         f"{result.error}"))
 
 
 def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:

@@ -84,7 +84,7 @@ def test_every_event_type_is_defined_once() -> None:
                 "secrets_loaded", "secrets_refused", "orphan_reaped", "audit_log_rotated"}
     ours = {"manifest_invalid", "manifest_cache_missing", "plugin_drift_detected",
             "selfcheck_failed", "audit_repaired", "window_missed", "run_skipped_overlap",
-            "run_interrupted", "notifier_failed", "command_not_allowed",
+            "run_interrupted", "notifier_failed", "command_not_allowed", "plugin_not_allowed",
             "sandbox_unavailable", "manifest_signature_invalid", "agent_approved",
             "selfcheck_recorded", "audit_break_acknowledged", "duration_anomaly",
             "agent_snoozed"}

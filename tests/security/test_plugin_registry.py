@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dotagent.discovery import plugin_search_dirs, resolve_plugin
+from dotagent.plugins.resolve import plugin_search_dirs, resolve_plugin
 
 from helpers import dotagent, write_agent
 

@@ -46,6 +46,7 @@ __all__ = [
     "PhantomAgentDetected",
     "PluginDriftDetected",
     "PluginInvoked",
+    "PluginNotAllowed",
     "PreflightFailed",
     "RunInterrupted",
     "RunSkippedOverlap",
@@ -478,6 +479,19 @@ class CommandNotAllowed(Event):
     agent: str
     schedule: str
     command: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PluginNotAllowed(Event):
+    """A hook names a plugin outside `[security].allowed_plugins`; it was not run (also
+    recorded as `plugin_invoked` with ok=false)."""
+
+    event_type: ClassVar[str] = "plugin_not_allowed"
+    default_severity: ClassVar[Severity] = Severity.CRITICAL
+    agent: str
+    schedule: str
+    plugin: str
+    plugin_kind: str
 
 
 @dataclass(frozen=True, kw_only=True)

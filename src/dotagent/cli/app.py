@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "daemon": "dotagent.cli.daemon:command",
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
+    "plugin": "dotagent.cli.plugin:group",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).

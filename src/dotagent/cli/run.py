@@ -50,6 +50,16 @@ def report_cache_findings(report: Any) -> None:
              "critical manifest_invalid; `dotagent doctor` shows why)\n")
 
 
+def report_plugin_findings(plugins: Any) -> None:
+    """The plugin registry's findings (security.plugins.check_plugins), for the terminal."""
+    if plugins.registry_problem is not None:
+        _say(f"[dotagent] warning: {plugins.registry_problem}\n")
+    for drift in plugins.drifts:
+        _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
+             f"{printable(str(drift.path))} changed since first seen (recorded in the "
+             "audit log)\n")
+
+
 @click.command("run", cls=AgentStatusCommand)
 @click.argument("name", shell_complete=complete_agent)
 @click.option("--schedule", "-s", "schedule_id", metavar="ID",
@@ -93,13 +103,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
             # Like every command that executes agents: check every manifest before running any.
             now = utc_now()
             report_cache_findings(check_manifests(home, found, now, audit=audit))
-            plugins = check_plugins(home, found, now, env=env, audit=audit)
-            if plugins.registry_problem is not None:
-                _say(f"[dotagent] warning: {plugins.registry_problem}\n")
-            for drift in plugins.drifts:
-                _say(f"[dotagent] warning: plugin {quote_name(drift.name)} at "
-                     f"{printable(str(drift.path))} changed since first seen (recorded in the "
-                     "audit log)\n")
+            report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
             # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
             request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                                  hooks=False, echo=_echo, stop=stop)

@@ -32,14 +32,16 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import load_store, log_limits
     from dotagent.cli.app import invocation_env
-    from dotagent.cli.run import report_cache_findings
+    from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
     from dotagent.paths import Home
+    from dotagent.plugins.hooks import PluginHooks
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import RunDeps, RunRequest, execute
     from dotagent.runner.process import StopRequest
     from dotagent.security.manifests import check_manifests
+    from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
 
     env = invocation_env()
@@ -51,10 +53,12 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     audit = AuditLog(home)
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
+        report_plugin_findings(check_plugins(home, found, utc_now(), env=env, audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
         secrets = load_store(home, env, audit)  # notifiers and [env] secrets need it (S14.10)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
                        log_limits=log_limits(home), say=_streams.say, secrets=secrets)
+        deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         report = execute(request, deps)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")

@@ -27,15 +27,17 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import load_store, log_limits
     from dotagent.cli.app import invocation_env
-    from dotagent.cli.run import report_cache_findings
+    from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
     from dotagent.discovery import discover
     from dotagent.localzone import local_zone
     from dotagent.paths import Home
+    from dotagent.plugins.hooks import PluginHooks
     from dotagent.private import tighten_home
     from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunRequest, execute
     from dotagent.security.manifests import check_manifests
+    from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
     from dotagent.state.windows import WindowStore
     from dotagent.timefmt import iso
@@ -49,6 +51,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     if not dry_run:
         tighten_home(home)
         report_cache_findings(check_manifests(home, found, now, audit=audit))
+        report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
     windows = WindowStore(home, zone=zone)
     entries = load_entries(found, home, zone, windows=windows)
     decisions = plan(entries, now)
@@ -63,6 +66,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
                        say=_streams.say, secrets=secrets)
+        deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
             action = decision.action

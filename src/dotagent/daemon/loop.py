@@ -34,6 +34,7 @@ from dotagent.discovery import Discovery, discover, search_roots
 from dotagent.display import printable, quote_name
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
+from dotagent.plugins.hooks import PluginHooks
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
 from dotagent.schedule.windows import (
@@ -45,6 +46,7 @@ from dotagent.schedule.windows import (
 )
 from dotagent.secrets import SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
+from dotagent.security.plugins import check_plugins
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -201,6 +203,15 @@ class Daemon:
         read-only state directory) is reported and the scan goes on: the comparison is
         made again, and recorded then, at the next scan."""
         found = discover(self.env, include_cwd=False)
+        try:
+            plugins = check_plugins(self.home, found, now, env=self.env, audit=self.audit)
+        except (OSError, DotagentError) as exc:
+            self.log(f"error: cannot check the plugins against "
+                     f"{self.home.state_dir / 'known_plugins.json'}: {exc}")
+        else:
+            for drift in plugins.drifts:
+                self.log(f"warning: plugin {quote_name(drift.name)} changed since first seen "
+                         "(recorded)")
         try:
             report = check_manifests(self.home, found, now, audit=self.audit)
         except (OSError, DotagentError) as exc:
@@ -509,6 +520,9 @@ class Daemon:
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep),
                        secrets=self.secrets)
+        deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
+                                 on_spawn=self._spawned, on_exit=self._exited,
+                                 grace=deps.grace)
         self.log(f"dispatching {entry.agent}/{entry.schedule.id} attempt {attempt}/"
                  f"{entry.policy.max_attempts} (window {window.isoformat()})")
         loop = asyncio.get_running_loop()
@@ -528,15 +542,22 @@ class Daemon:
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
 
-    def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str) -> None:
+    def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
+                 kind: str = "agent", deadline: float | None = None) -> None:
+        """A process of a run began: the agent, or one of its hook plugins (`kind` the
+        plugin's call site: preflight, sink, notify)."""
         with self._lock:
             self._proc_ids += 1
             run = self.running.get(request.agent)
+            plugin = kind != "agent"
+            label = (f"{request.agent}.{request.schedule.id}" if not plugin else
+                     f"{request.agent}.{request.schedule.id}:{Path(executable).name}")
             info = ProcessInfo(
-                id=self._proc_ids, pid=pid, kind="agent",
+                id=self._proc_ids, pid=pid, kind=kind,
                 owner=ProcessOwner(agent=request.agent, schedule=request.schedule.id),
-                label=f"{request.agent}.{request.schedule.id}", started_at=self.clock.now(),
-                deadline_seconds=request.loaded.manifest.agent.timeout_seconds, pgid=pid,
+                label=label, started_at=self.clock.now(),
+                deadline_seconds=int(deadline) if deadline is not None else
+                request.loaded.manifest.agent.timeout_seconds, pgid=pid,
                 command=" ".join([executable, *argv[1:]]))
             if run is not None:
                 run.processes[pid] = info

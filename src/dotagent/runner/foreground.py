@@ -20,7 +20,7 @@ from dotagent.audit import events
 from dotagent.errors import DotagentError
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
-from dotagent.runner.output import OutputCollector, open_run_log
+from dotagent.runner.output import OutputCollector, StdoutSpool, open_run_log
 from dotagent.runner.process import (
     EXIT_CANNOT_EXECUTE,
     GRACE_SECONDS,
@@ -62,6 +62,9 @@ class RunOutcome:
     log_error: str | None = None
     heartbeat_error: str | None = None
     echo_errors: tuple[tuple[str, str], ...] = ()
+    # The whole stdout for the sinks (only when asked for, `stdout_spool=True`); whoever
+    # asked closes it (runner.lifecycle does, after the sinks ran).
+    stdout_spool: StdoutSpool | None = None
 
 
 def run_schedule(
@@ -80,6 +83,7 @@ def run_schedule(
     on_log_start: Callable[[Path, int], None] | None = None,
     log_limits: tuple[int, int] | None = None,
     not_before: float | None = None,
+    stdout_spool: bool = False,
     secrets: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
@@ -102,6 +106,7 @@ def run_schedule(
         heartbeat_file=None if dry_run else heartbeats.path(name, slug),
     )
     heartbeat_error: str | None = None
+    spool: StdoutSpool | None = None
     try:
         # Refusals (log or heartbeat cannot be written) happen before anything is logged.
         limits = {} if log_limits is None else {"max_bytes": log_limits[0],
@@ -120,6 +125,14 @@ def run_schedule(
             log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
                       f"slug={slug} ===\n".encode())
             collector = OutputCollector(log, echo=echo, redact=_redact_line)
+            on_output: Callable[[Stream, bytes], None] = collector
+            if stdout_spool:
+                spool = StdoutSpool()
+
+                def on_output(stream: Stream, chunk: bytes) -> None:
+                    if stream == "stdout":
+                        spool.write(chunk)
+                    collector(stream, chunk)
             start_error: str | None = None
             timed_out = False
             duration = 0.0
@@ -139,7 +152,7 @@ def run_schedule(
                 result = supervise(
                     argv, executable=executable, cwd=loaded.working_dir(),
                     env=env, timeout=manifest.agent.timeout_seconds,
-                    on_output=collector, grace=GRACE_SECONDS if grace is None else grace,
+                    on_output=on_output, grace=GRACE_SECONDS if grace is None else grace,
                     stop=stop, stdin_devnull=stdin_devnull, on_spawn=spawned,
                 )
                 exit_code, timed_out, duration = result.exit_code, result.timed_out, \
@@ -167,6 +180,10 @@ def run_schedule(
                 except DotagentError as exc:
                     # The agent ran: the run is still recorded, and the caller says this.
                     heartbeat_error = exc.message
+    except BaseException:
+        if spool is not None:
+            spool.close()
+        raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return RunOutcome(
@@ -182,6 +199,7 @@ def run_schedule(
         log_error=log.error, heartbeat_error=heartbeat_error,
         echo_errors=tuple((stream, f"{type(exc).__name__}: {exc}")
                           for stream, exc in collector.echo_errors.items()),
+        stdout_spool=spool,
     )
 
 

@@ -288,10 +288,24 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
             parent_env=deps.env, clock=deps.clock, grace=deps.grace, stop=request.stop,
             stdin_devnull=request.stdin_devnull, on_spawn=spawned, on_log_start=log_start,
             log_limits=deps.log_limits, not_before=request.not_before,
+            stdout_spool=request.hooks and not request.dry_run
+            and bool(request.loaded.manifest.on_success),
             secrets=deps.secrets)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])
+    try:
+        return _after_run(request, deps, outcome, problems, record, history_id, log_at,
+                          started_wall)
+    finally:
+        if outcome.stdout_spool is not None:
+            outcome.stdout_spool.close()
+
+
+def _after_run(request: RunRequest, deps: RunDeps, outcome: RunOutcome, problems: list[str],
+               record: Callable[..., None], history_id: int | None,
+               log_at: dict[str, Any], started_wall: float) -> RunReport:
+    agent, sched = request.agent, request.schedule
     for problem in (outcome.log_error, outcome.heartbeat_error):
         if problem is not None:
             problems.append(problem)

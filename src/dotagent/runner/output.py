@@ -11,7 +11,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dotagent.fserrors import reason, reporting
 from dotagent.runner.process import Stream
@@ -23,7 +23,8 @@ from dotagent.state.agentlog import (
     Span,
 )
 
-__all__ = ["TAIL_LINES", "OutputCollector", "RunLog", "open_run_log"]
+__all__ = ["SINK_STDOUT_MAX", "TAIL_LINES", "OutputCollector", "RunLog", "StdoutSpool",
+           "open_run_log"]
 
 TAIL_LINES = 500
 MAX_LINE = 64 * 1024
@@ -211,3 +212,55 @@ def open_run_log(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
     run or in the middle of one, always between lines."""
     with reporting("append to the log", path):
         return RunLog(path, open_log(path, max_bytes=max_bytes, keep=keep))
+
+
+SINK_STDOUT_MAX = 8 * 1024 * 1024
+
+
+class StdoutSpool:
+    """A run's whole stdout, byte for byte, for its `[[on_success]]` sinks (S14.10): kept in
+    an unnamed temporary file (gone when closed or when the process dies), never in memory
+    while the agent runs. Up to `limit` bytes; beyond it the spool only counts (`overflow`),
+    and the sinks are not handed a cut document."""
+
+    def __init__(self, limit: int = SINK_STDOUT_MAX) -> None:
+        import tempfile
+
+        self.limit = limit
+        self.size = 0
+        self.overflow = False
+        self._fh: Any = tempfile.TemporaryFile(prefix="dotagent-stdout-")  # noqa: SIM115
+        self.error: str | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.overflow or self._fh is None:
+            return
+        if self.size > self.limit:
+            self.overflow = True
+            with contextlib.suppress(OSError):
+                self._fh.truncate(0)
+            return
+        try:
+            self._fh.write(chunk)
+        except OSError as exc:
+            self.error = f"cannot keep stdout for the sinks: {reason(exc)}"
+            self.close()
+
+    def read(self) -> bytes | None:
+        """The stdout, or None when it was over the limit or could not be kept."""
+        if self.overflow or self._fh is None:
+            return None
+        try:
+            self._fh.seek(0)
+            data: bytes = self._fh.read()
+        except OSError as exc:
+            self.error = f"cannot read back stdout for the sinks: {reason(exc)}"
+            return None
+        return data
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()

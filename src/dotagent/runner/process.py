@@ -34,7 +34,9 @@ EXIT_NOT_FOUND = 127
 _POLL = 0.05
 
 Stream = Literal["stdout", "stderr"]
-OnOutput = Callable[[Stream, bytes], None]
+# A callback that returns True asks for the group to be killed at once (an output cap hit):
+# the pipes are still drained to EOF, the callback decides what to keep.
+OnOutput = Callable[[Stream, bytes], "bool | None"]
 
 
 class SpawnError(Exception):
@@ -157,18 +159,26 @@ def supervise(
     on_spawn: Callable[[int], None] | None = None,
     stop: StopRequest | None = None,
     stdin_devnull: bool = False,
+    stdin_data: bytes | None = None,
 ) -> ProcessResult:
     """Run `argv` (argv[0] as declared, `executable` the resolved path) to completion.
 
     stdin is inherited (the foreground `run` keeps the terminal) unless `stdin_devnull`
-    (the daemon, S15.14)."""
+    (the daemon, S15.14) or `stdin_data` (a plugin's payload): those bytes are written
+    through the same selector loop, never blocking, and stdin is closed after them — a child
+    that never reads them, or exits early, neither hangs nor breaks the supervisor."""
+    stdin_arg: int | None = None
+    if stdin_data is not None:
+        stdin_arg = subprocess.PIPE
+    elif stdin_devnull:
+        stdin_arg = subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
             list(argv),
             executable=executable,
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL if stdin_devnull else None,
+            stdin=stdin_arg,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,
@@ -201,6 +211,13 @@ def supervise(
     if stop is not None:
         sel.register(stop.fileno(), selectors.EVENT_READ, "stop")
     stops_seen = 0
+    pending_in = memoryview(stdin_data or b"")
+    if proc.stdin is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
+        if pending_in:
+            sel.register(proc.stdin, selectors.EVENT_WRITE, "stdin")
+        else:
+            proc.stdin.close()
 
     deadline = started + timeout
     kill_at: float | None = None  # set once the group has been sent SIGTERM
@@ -263,12 +280,29 @@ def supervise(
                     assert stop is not None
                     stop.drain()
                     continue
+                if key.data == "stdin":
+                    assert proc.stdin is not None
+                    try:
+                        written = os.write(proc.stdin.fileno(), pending_in[:65536])
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # EPIPE: the child closed stdin or exited; fine
+                        written = len(pending_in)
+                    pending_in = pending_in[written:]
+                    if not pending_in:
+                        sel.unregister(proc.stdin)
+                        with contextlib.suppress(OSError):
+                            proc.stdin.close()
+                    continue
                 try:
                     chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
                 except BlockingIOError:
                     continue
                 if chunk:
-                    on_output(key.data, chunk)
+                    if on_output(key.data, chunk) and not killed:
+                        _signal_group(pgid, signal.SIGKILL)
+                        killed = True
+                        kill_at = now
                 else:
                     sel.unregister(key.fileobj)
                     open_pipes -= 1
@@ -276,8 +310,10 @@ def supervise(
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
-        for pipe in (proc.stdout, proc.stderr):
-            pipe.close()
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         if returncode is None:
             _signal_group(pgid, signal.SIGKILL)
             returncode = proc.wait()

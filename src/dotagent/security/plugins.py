@@ -16,16 +16,17 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.audit import AuditLog, events
 from dotagent.boundedread import NotRegularFile, read_bounded
-from dotagent.discovery import Discovery, resolve_plugin
+from dotagent.discovery import Discovery
 from dotagent.display import printable
 from dotagent.filehash import sha256_file
 from dotagent.filelock import locked
 from dotagent.manifest import Manifest, PluginNotifier
 from dotagent.paths import Home
+from dotagent.plugins.resolve import resolve_plugin
 from dotagent.timefmt import iso
 
 __all__ = ["REGISTRY_FILE", "PluginReport", "PluginStatus", "check_plugins",
-           "referenced_plugins"]
+           "read_registry", "referenced_plugins"]
 
 REGISTRY_FILE = "known_plugins.json"
 
@@ -91,6 +92,12 @@ def _load(path: Path) -> tuple[dict[str, Any], str | None]:
     if not isinstance(entries, dict):
         return {}, 'not a known_plugins.json document (no "entries" object)'
     return entries, None
+
+
+def read_registry(home: Home) -> tuple[dict[str, Any], str | None]:
+    """known_plugins.json's entries (name -> {path, sha256, …}), read-only, and why it
+    cannot be used (None when fine or absent)."""
+    return _load(home.state_dir / REGISTRY_FILE)
 
 
 def check_plugins(home: Home, found: Discovery, now: datetime, *,
