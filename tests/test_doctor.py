@@ -199,7 +199,7 @@ def test_doctor_warns_where_a_manifest_contradicts_its_security_section(
         f"{toml}:20: security.filesystem_writable[2]: {os.environ['HOME']}/nowhere-xyz "
         "does not exist",
     ]
-    assert p.stdout.count("note: [security] is declared intent, not yet enforced") == 1
+    assert p.stdout.count("note: [security] is partly enforced") == 1
 
     # The command matches as the absolute path PATH resolves it to; the plugin is allowed;
     # without inherit the passthrough is consistent: no [security] warning left.
@@ -229,7 +229,7 @@ def test_no_security_note_when_no_manifest_declares_the_section(
     simple_agent(root, "plain", "true", [])
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("doctor", env=cli_env, cwd=tmp_path)
-    assert "not yet enforced" not in p.stdout
+    assert "partly enforced" not in p.stdout
     report = json.loads(dotagent("doctor", "--json", env=cli_env, cwd=tmp_path).stdout)
     assert report["notes"] == []
 

@@ -160,9 +160,10 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                         notes=notes)
 
 
-SECURITY_NOTE = ("[security] is declared intent, not yet enforced: doctor checks it for "
-                 "consistency, but nothing stops an agent from doing more (see "
-                 "docs/security.md)")
+SECURITY_NOTE = ("[security] is partly enforced: a plugin outside allowed_plugins is not "
+                 "run; allowed_commands, network, filesystem_writable and env_passthrough "
+                 "are checked for consistency, but nothing stops an agent from doing more "
+                 "(see docs/security.md)")
 
 
 # dotagent's own places that every recording command opens: each must be what dotagent
@@ -617,6 +618,15 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
                  "args")
     for field_name, message in _security_findings(loaded, env, resolved):
         warn(field_name, message)
+    if manifest.notifiers:
+        from dotagent.notify.doctor import check_entry
+        for i, notifier in enumerate(manifest.notifiers):
+            for level, key, message in check_entry(notifier, env):
+                where = f"notifiers[{i}].{key}"
+                if level == "error":
+                    report.errors.append(Problem(shown, loaded.line_of(where), where, message))
+                else:
+                    warn(where, message)
     return report
 
 

@@ -152,7 +152,8 @@ def _env_name(key: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
+    # A value built from `${VAR}` is checked once expanded, when it is sent.
+    if not value.startswith(("http://", "https://", "${")):
         raise PydanticCustomError("bad_url", "{msg}",
                                   {"msg": f"{value!r} is not an http(s) URL"})
     return value
@@ -286,6 +287,10 @@ class PluginRef(_Model):
 
 class _NotifierBase(_Model):
     events: list[str] = []
+    # Available on every driver (upstream: imessage only); 0 = off. See docs/notifiers.md.
+    rate_limit_minutes: Minutes = 0
+    # Bounds one delivery (default 10 s; the plugin driver's default is S4's 15 s).
+    timeout_seconds: Annotated[int, _in_range(1, 300)] | None = None
 
 
 class DesktopNotifier(_NotifierBase):
@@ -322,6 +327,7 @@ class PushoverNotifier(_NotifierBase):
     user: NonEmpty
     priority: int | str | None = None
     title: str | None = None
+    base_url: HttpUrl = "https://api.pushover.net"
 
 
 class TelegramNotifier(_NotifierBase):
@@ -330,12 +336,12 @@ class TelegramNotifier(_NotifierBase):
     chat_id: str | int
     parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = None
     disable_notification: bool = False
+    base_url: HttpUrl = "https://api.telegram.org"
 
 
 class IMessageNotifier(_NotifierBase):
     driver: Literal["imessage"]
     to: NonEmpty
-    rate_limit_minutes: Minutes = 0
 
 
 class PluginNotifier(_NotifierBase):
@@ -344,17 +350,41 @@ class PluginNotifier(_NotifierBase):
     config: Any = None
 
 
+class EmailNotifier(_NotifierBase):
+    driver: Literal["email"]
+    host: NonEmpty
+    port: Annotated[int, _in_range(1, 65535)] = 587
+    username: str | None = None
+    password: str | None = None
+    from_: Annotated[NonEmpty, Field(alias="from")]
+    to: Annotated[list[NonEmpty], Field(min_length=1)]
+    starttls: bool | None = None  # None: when the server offers it
+    ca_file: str | None = None  # trust this CA bundle instead of the system's
+
+
+class WebhookNotifier(_NotifierBase):
+    driver: Literal["webhook"]
+    url: HttpUrl
+    secret: str | None = None
+
+
+class PingNotifier(_NotifierBase):
+    driver: Literal["ping"]
+    url: HttpUrl
+
+
 Notifier = Annotated[
     Union[  # noqa: UP007
         DesktopNotifier, SlackNotifier, NtfyNotifier, PushoverNotifier, TelegramNotifier,
-        IMessageNotifier, PluginNotifier,
+        IMessageNotifier, PluginNotifier, EmailNotifier, WebhookNotifier, PingNotifier,
     ],
     Field(discriminator="driver"),
 ]
 NOTIFIER_TYPES: dict[str, type[_Model]] = {
     "desktop": DesktopNotifier, "slack": SlackNotifier, "ntfy": NtfyNotifier,
     "pushover": PushoverNotifier, "telegram": TelegramNotifier,
-    "imessage": IMessageNotifier, "plugin": PluginNotifier,
+    "imessage": IMessageNotifier, "plugin": PluginNotifier, "email": EmailNotifier,
+    "webhook": WebhookNotifier, "ping": PingNotifier,
 }
 
 
@@ -764,7 +794,7 @@ _FREE_FORM = {"config", "extra"}  # tables whose keys belong to the user
 
 
 def _known(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _unknown_keys(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:

@@ -31,6 +31,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     """
     from dotagent.audit import AuditLog
     from dotagent.cli._config import load_store, log_limits
+    from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
@@ -56,10 +57,15 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
         report_plugin_findings(check_plugins(home, found, utc_now(), env=env, audit=audit))
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
         secrets = load_store(home, env, audit)  # notifiers and [env] secrets need it (S14.10)
+        outbox = foreground_outbox(home, audit, env, secrets=secrets)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
-                       log_limits=log_limits(home), say=_streams.say, secrets=secrets)
+                       log_limits=log_limits(home), say=_streams.say, secrets=secrets,
+                       notifiers=run_notifiers(outbox, loaded))
         deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
-        report = execute(request, deps)
+        try:
+            report = execute(request, deps)
+        finally:
+            outbox.close()
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
         return 0

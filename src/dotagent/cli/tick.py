@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -26,6 +29,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     """
     from dotagent.audit import AuditLog
     from dotagent.cli._config import load_store, log_limits
+    from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
@@ -59,10 +63,11 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     dispatched: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     after = []
-    with History(home) as history:
-        # Loaded before anything runs, so a bad file is reported before a notifier needs it
-        # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
-        secrets = {} if dry_run else load_store(home, env, audit)
+    # Loaded before anything runs, so a bad file is reported before a notifier needs it
+    # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
+    secrets: Mapping[str, str] = {} if dry_run else load_store(home, env, audit)
+    outbox = foreground_outbox(home, audit, env, secrets=secrets)
+    with History(home) as history, contextlib.closing(outbox):
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
                        say=_streams.say, secrets=secrets)
@@ -85,7 +90,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                                      source="tick", window=entry.window(decision.window),
                                      policy=entry.policy, stdin_devnull=True)
                 try:
-                    report = execute(request, deps)
+                    report = execute(request, replace(
+                        deps, notifiers=run_notifiers(outbox, entry.loaded)))
                 except AgentBusy as exc:
                     lines.append(f"skipped {label}: {exc.message}")
                     after.append(entry)

@@ -33,6 +33,7 @@ from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
 from dotagent.display import printable, quote_name
 from dotagent.errors import DotagentError
+from dotagent.notify.outbox import Outbox
 from dotagent.paths import Home
 from dotagent.plugins.hooks import PluginHooks
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
@@ -57,6 +58,8 @@ __all__ = ["Daemon", "logger_log"]
 DEBOUNCE_SECONDS = 0.25
 POWER_RECHECK = timedelta(minutes=2)
 SNAPSHOT_SECONDS = 2.0
+# On shutdown, queued notifications get this long to leave before the daemon exits.
+NOTIFY_DRAIN_SECONDS = 12.0
 HOLD_OFF = timedelta(seconds=30)  # before a window whose run could not begin is tried again
 # How long before its instant a run is handed to a worker, which prepares it and spawns the
 # agent at the instant (dispatch precision: the preparation costs milliseconds, more on a
@@ -75,6 +78,19 @@ class _Running:
     processes: dict[int, ProcessInfo] = field(default_factory=dict)
     ended: datetime | None = None  # when `execute` returned (set by the worker thread)
     catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
+
+
+class _LadderOwnsGivenUp:
+    """A run's notifiers without its `given_up` event: in the daemon the first given_up
+    notice is the alert ladder's (`Alerts.run_finished`), so one failure is announced once
+    (docs/decisions.md, "given_up is announced by the ladder")."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def notify(self, event: Any) -> None:
+        if event.kind != "given_up":
+            self.inner.notify(event)
 
 
 class _ObservedAudit(AuditLog):
@@ -144,6 +160,17 @@ class Daemon:
         # in `running`, so that a reload that raises it takes effect.
         self.executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_RUNS,
                                            thread_name_prefix="run")
+        # Notifications leave on the outbox's own threads: a slow endpoint never holds a
+        # run's worker (nor the agent's lock), so it never delays a dispatch.
+        self.outbox = Outbox(home, self.audit, env=self.env, lookup=self.lookup,
+                             clock=lambda: self.clock.now().timestamp(), background=True,
+                             say=lambda text: self.log(text.strip()))
+
+    def lookup(self, name: str) -> str | None:
+        """`${NAME}` in a notifier: the secrets store (when one is loaded), then the
+        environment."""
+        value = self.secrets.get(name)
+        return value if value is not None else self.env.get(name)
 
     # ------------------------------------------------------------------ audit & logging
     def record(self, event: events.Event) -> None:
@@ -519,7 +546,7 @@ class Daemon:
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep),
-                       secrets=self.secrets)
+                       secrets=self.secrets, notifiers=self._notifiers(entry))
         deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
                                  on_spawn=self._spawned, on_exit=self._exited,
                                  grace=deps.grace)
@@ -541,6 +568,10 @@ class Daemon:
         future = self.executor.submit(work)
         run.future = future
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finished, run, f))
+
+    def _notifiers(self, entry: Entry) -> tuple[Any, ...]:
+        declared = entry.loaded.manifest.notifiers
+        return (_LadderOwnsGivenUp(self.outbox.for_run(declared)),) if declared else ()
 
     def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
                  kind: str = "agent", deadline: float | None = None) -> None:
@@ -776,6 +807,7 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
             self._notice_pool.shutdown(wait=True)
+            self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
             with contextlib.suppress(OSError, DotagentError):
                 self.snapshot.delete()
             self.history.close()

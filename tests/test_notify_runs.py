@@ -1,0 +1,124 @@
+"""Notifiers in the run lifecycle: run-now delivers S3.5's messages and waits for them; a
+failing endpoint leaves the run's outcome unchanged and is audited."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notify_kit import Endpoint, http_endpoint
+
+from helpers import dotagent, write_agent
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    with http_endpoint() as ep:
+        yield ep
+
+
+def audit_events(home: Path, kind: str) -> list[dict[str, Any]]:
+    lines = (home / "audit.log").read_text().splitlines()
+    return [e for e in (json.loads(x)["event"] for x in lines if x) if e["event_type"] == kind]
+
+
+def agent(home: Path, script: str, notifiers: str) -> None:
+    write_agent(home / "agents", "nightly", f"""
+        [agent]
+        name = "nightly"
+        [run]
+        command = "./run.sh"
+        [[schedules]]
+        id = "main"
+        type = "interval"
+        interval_minutes = 60
+        {notifiers}
+        """, files={"run.sh": f"#!/bin/sh\n{script}\n"})
+
+
+def test_run_now_sends_the_failure_message(dotagent_home: Path, cli_env: dict[str, str],
+                                           endpoint: Endpoint) -> None:
+    agent(dotagent_home, "echo oops >&2; exit 3", f"""
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/w"
+        events = ["attempt_failed"]
+        [[notifiers]]
+        driver = "slack"
+        webhook_url = "{endpoint.url}/s"
+        events = ["success"]
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    [req] = endpoint.requests  # the success-only entry stayed quiet
+    body = json.loads(req.body)
+    assert (req.path, body["event"], body["body"]) == ("/w", "attempt_failed",
+                                                       "nightly exited 3\noops")
+
+
+def test_a_failing_notifier_leaves_the_outcome_and_is_audited(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    endpoint.status = 500
+    agent(dotagent_home, "echo fine", f"""
+        [[notifiers]]
+        driver = "slack"
+        webhook_url = "{endpoint.url}/s"
+        [[notifiers]]
+        driver = "ntfy"
+        topic = "t"
+        base_url = "{endpoint.url}"
+        token = "${{UNSET_NTFY_TOKEN}}"
+        """)
+    cli_env.pop("UNSET_NTFY_TOKEN", None)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "notifier:slack" in result.stderr and "slack webhook returned 500" in result.stderr
+    assert [r.path for r in endpoint.requests] == ["/s"]  # the placeholder was never sent
+    failed = audit_events(dotagent_home, "notifier_failed")
+    assert sorted((f["plugin"], f["reason"]) for f in failed) == [
+        ("notifier:ntfy", "token: env var ${UNSET_NTFY_TOKEN} is unset"),
+        ("notifier:slack", "slack webhook returned 500")]
+    [run] = audit_events(dotagent_home, "agent_run")
+    assert run["exit_code"] == 0
+    assert all(not e["ok"] for e in audit_events(dotagent_home, "plugin_invoked"))
+
+
+def test_run_now_waits_for_a_slow_endpoint_within_its_timeout(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    endpoint.delay = 60
+    agent(dotagent_home, "echo out", f"""
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}"
+        timeout_seconds = 1
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env, timeout=30)
+    assert result.returncode == 0
+    [failed] = audit_events(dotagent_home, "notifier_failed")
+    assert failed["reason"] == "request failed: timed out" or "1s" in failed["reason"]
+
+
+def test_run_now_expands_from_the_secrets_store_and_never_writes_the_value(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    secret = "hook-path-from-the-store-77"
+    env_file = dotagent_home / "secrets.env"
+    env_file.write_text(f"HOOK_PATH={secret}\n")
+    env_file.chmod(0o600)
+    cli_env["HOOK_PATH"] = "from-the-environment"  # the store comes first
+    endpoint.status = 404
+    agent(dotagent_home, "echo hi", f"""
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/${{HOOK_PATH}}"
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert [r.path for r in endpoint.requests] == [f"/{secret}"]
+    assert "webhook returned 404" in result.stderr and secret not in result.stderr
+    for path in dotagent_home.rglob("*"):
+        if path.is_file() and path != env_file:
+            assert secret.encode() not in path.read_bytes(), path
