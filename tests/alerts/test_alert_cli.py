@@ -103,3 +103,47 @@ def test_snooze_refusals(dotagent_home: Path, cli_env: dict[str, str]) -> None:
     p = dotagent("snooze", "alpha", "1h", "--schedule", "nope", env=cli_env)
     assert p.returncode == 1 and "schedule id not found" in p.stderr
     assert not (dotagent_home / "state" / "notify" / "snoozes.json").exists()
+
+
+def test_summary_goes_through_the_outbox_to_any_driver(dotagent_home: Path,
+                                                      cli_env: dict[str, str]) -> None:
+    # Not only desktop: a webhook gets the summary over real HTTP, `${VAR}` comes from the
+    # secrets store, and each delivery is audited like any notifier's.
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from notify_kit import http_endpoint
+
+    _agents(dotagent_home)
+    secrets = dotagent_home / "secrets.env"
+    secrets.write_text("HOOK_TOKEN=s3cr3t-hook-token\n")
+    secrets.chmod(0o600)
+    with http_endpoint() as endpoint:
+        (dotagent_home / "config.toml").write_text(
+            '[[daily_summary.notifiers]]\ndriver = "webhook"\n'
+            f'url = "{endpoint.url}/hook/${{HOOK_TOKEN}}"\n')
+        p = dotagent("daily-summary", env=cli_env)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == "daily summary sent to: webhook\n"
+        (req,) = endpoint.requests
+    assert req.method == "POST" and req.path == "/hook/s3cr3t-hook-token"
+    body = json.loads(req.body)
+    assert "0/2 ok" in json.dumps(body, ensure_ascii=False)
+    audit = (dotagent_home / "audit.log").read_text()
+    assert '"plugin":"notifier:webhook","plugin_kind":"notify","ok":true' in audit
+    assert "s3cr3t-hook-token" not in audit
+
+
+def test_summary_that_reaches_nobody_fails(dotagent_home: Path,
+                                          cli_env: dict[str, str]) -> None:
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from notify_kit import http_endpoint
+
+    with http_endpoint() as endpoint:
+        endpoint.status = 500
+        (dotagent_home / "config.toml").write_text(
+            f'[[daily_summary.notifiers]]\ndriver = "webhook"\nurl = "{endpoint.url}/x"\n')
+        p = dotagent("daily-summary", env=cli_env)
+    assert p.returncode == 1
+    assert "daily summary not delivered to: webhook" in p.stderr
+    assert '"event_type":"notifier_failed"' in (dotagent_home / "audit.log").read_text()

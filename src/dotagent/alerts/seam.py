@@ -1,21 +1,18 @@
 """What the alerts need from delivery: a message and a `Sender`.
 
-`Message` has the shape of `notify.base.Message` (brief N: event, agent, schedule, body,
-title, critical); `Sender.send(message, entries)` is `notify.outbox.Outbox.send`'s shape,
-where `entries` are notifier tables (dicts as written in TOML) or notifier models. Until the
-notify package is on main, `LocalSender` delivers the `desktop` driver through `notify-send`
-(argv, no shell) and reports every other driver as not delivered.
+`Message` has the fields of `notify.base.Message` (event, agent, schedule, body, title,
+critical); `Sender.send(message, entries)` delivers it, where `entries` are notifier tables
+(dicts as written in TOML) or notifier models. `OutboxSender` is the production sender (the
+notify package's outbox); tests may pass any object with `send`.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["LocalSender", "Message", "Sender", "driver_of", "entry_table", "listens"]
+__all__ = ["Message", "OutboxSender", "Sender", "driver_of", "entry_table", "listens"]
 
 
 @dataclass(frozen=True)
@@ -62,37 +59,28 @@ def listens(entry: Any, event: str) -> bool:
     return not wanted or event in wanted
 
 
-class LocalSender:
-    """Stand-in outbox: `desktop` through notify-send, bounded by `timeout` seconds."""
+class OutboxSender:
+    """The production `Sender`: the notify package's outbox, the one delivery path (drivers,
+    `${VAR}`, caps, rate limits, audit). The alerts have already chosen the entries that
+    listen (and a summary listens to nothing), so the outbox's own `events` filter is not
+    applied again. `last` keeps the deliveries of the latest message (a foreground outbox has
+    finished them by the time `send` returns)."""
 
-    def __init__(self, env: Mapping[str, str], *, timeout: float = 10.0,
-                 log: Callable[[str], None] = lambda text: None) -> None:
-        self.env = dict(env)
-        self.timeout = timeout
-        self.log = log
+    def __init__(self, outbox: Any) -> None:
+        self.outbox = outbox
+        self.last: list[Any] = []
 
     def send(self, message: Message, entries: Sequence[Any]) -> None:
-        for entry in entries:
-            table = entry_table(entry)
-            if not listens(table, message.event) and message.event != "daily_summary":
-                continue
-            driver = table.get("driver")
-            if driver != "desktop":
-                self.log(f"warning: notifier driver {driver!r} is not available in this "
-                         "build; notice not delivered")
-                continue
-            exe = shutil.which("notify-send", path=self.env.get("PATH"))
-            if exe is None:
-                self.log("warning: notify-send not found on PATH; desktop notice not "
-                         "delivered")
-                continue
-            title = table.get("title") or message.title or f"dotagent: {message.agent}"
-            argv = [exe, "--app-name=dotagent",
-                    f"--urgency={'critical' if message.critical else 'normal'}",
-                    "--", str(title), message.body]
-            try:
-                subprocess.run(argv, env=self.env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=self.timeout, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                self.log(f"warning: desktop notice failed: {exc}")
+        from dotagent.notify.base import Message as Outgoing
+
+        outgoing = Outgoing(message.event, message.agent, message.schedule, message.body,
+                            message.title, message.critical)
+        self.last = self.outbox.send(outgoing, [_outbox_entry(e) for e in entries],
+                                     ignore_events=True)
+
+
+def _outbox_entry(entry: Any) -> Any:
+    """What the outbox takes: a notifier model as it is, a config.toml entry
+    (`SummaryNotifier`) as the table it was written as."""
+    table = getattr(entry, "table", None)
+    return table() if callable(table) and not isinstance(entry, Mapping) else entry

@@ -97,15 +97,23 @@ def _selfcheck_notice(home: Any, config: Any, env: dict[str, str], summary: str,
                       log: Any) -> None:
     """The daemon refuses to start on a self-hash mismatch: `[[notifiers]]` hear it first
     (the delivery is waited for, bounded by the notifier's timeout)."""
-    from dotagent.alerts.seam import LocalSender
+    from dotagent.alerts.seam import OutboxSender
     from dotagent.alerts.service import Alerts
+    from dotagent.audit import AuditLog
+    from dotagent.cli._config import load_store
+    from dotagent.cli._notify import foreground_outbox
     from dotagent.clock import utc_now
     from dotagent.localzone import local_zone
 
-    alerts = Alerts(home, config, LocalSender(env, log=log), zone=local_zone(env), log=log)
-    alerts.daemon_notice("selfcheck_failed", "🛡️ dotagent: the installed dotagent differs "
-                         f"from the recorded one ({summary}); the daemon did not start "
-                         "[selfcheck_failed]", utc_now())
+    audit = AuditLog(home)
+    outbox = foreground_outbox(home, audit, env, secrets=load_store(home, env, audit))
+    try:
+        alerts = Alerts(home, config, OutboxSender(outbox), zone=local_zone(env), log=log)
+        alerts.daemon_notice("selfcheck_failed", "🛡️ dotagent: the installed dotagent "
+                             f"differs from the recorded one ({summary}); the daemon did not "
+                             "start [selfcheck_failed]", utc_now())
+    finally:
+        outbox.close()
 
 
 def _cap_malloc_arenas(env: dict[str, str]) -> None:

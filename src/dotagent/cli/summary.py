@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from dotagent.alerts.seam import Sender
     from dotagent.alerts.summary import SummaryLine
     from dotagent.paths import Home
 
@@ -42,22 +41,44 @@ def command(dry_run: bool) -> int:
     now = utc_now()
     lines = summary_lines(home, env, zone, now)
     day = now.astimezone(zone).date()
-    sender = make_sender(home, env)
-    alerts = Alerts(home, config, sender, zone=zone, log=_say)
-    entries = alerts.summary_entries()
     if dry_run:
+        alerts = Alerts(home, config, _NoSender(), zone=zone, log=_say)
+        entries = alerts.summary_entries()
         sys.stdout.write(summary_body(day, lines) + "\n")
         sys.stdout.write(f"→ would deliver to: {', '.join(drivers(entries))}\n")
         return 0
-    from dotagent.alerts.seam import Message
-
-    message = Message("daily_summary", "", "", summary_body(day, lines),
-                      title="dotagent: daily summary")
+    from dotagent.alerts.seam import Message, OutboxSender
     from dotagent.alerts.service import _no_events
+    from dotagent.audit import AuditLog
+    from dotagent.cli._config import load_store
+    from dotagent.cli._notify import foreground_outbox
 
-    alerts.deliver(message, [_no_events(e) for e in entries], now, quiet=False, snooze=False)
-    sys.stdout.write(f"daily summary sent to: {', '.join(drivers(entries))}\n")
+    audit = AuditLog(home)
+    # S14.10: a command that fires notifiers loads the secrets store (`${VAR}`).
+    outbox = foreground_outbox(home, audit, env, secrets=load_store(home, env, audit))
+    sender = OutboxSender(outbox)
+    try:
+        alerts = Alerts(home, config, sender, zone=zone, log=_say)
+        entries = alerts.summary_entries()
+        message = Message("daily_summary", "", "", summary_body(day, lines),
+                          title="dotagent: daily summary")
+        alerts.deliver(message, [_no_events(e) for e in entries], now, quiet=False,
+                       snooze=False)
+    finally:
+        outbox.close()
+    sent = [d.driver for d in sender.last if d.ok]
+    failed = [f"{d.driver} ({d.reason or d.status})" for d in sender.last if not d.ok]
+    if sent:
+        sys.stdout.write(f"daily summary sent to: {', '.join(sent)}\n")
+    if failed:
+        _say(f"error: daily summary not delivered to: {'; '.join(failed)}")
+        return 1
     return 0
+
+
+class _NoSender:
+    def send(self, message: object, entries: object) -> None:
+        return None
 
 
 def _say(text: str) -> None:
@@ -80,10 +101,3 @@ def summary_lines(home: Home, env: Mapping[str, str], zone: tzinfo,
         h = health(entry.rule, entry.state, entry.policy, now)
         out.append(SummaryLine(entry.agent, entry.schedule.id, h.state, h.reason))
     return out
-
-
-def make_sender(home: Home, env: Mapping[str, str]) -> Sender:
-    """The notify package's outbox when it is installed, else the local stand-in."""
-    from dotagent.alerts.seam import LocalSender
-
-    return LocalSender(env, log=_say)

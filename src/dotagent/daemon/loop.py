@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from dotagent.alerts.seam import LocalSender
+from dotagent.alerts.seam import OutboxSender
 from dotagent.alerts.service import DAEMON_WIDE, Alerts
 from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
@@ -126,7 +126,8 @@ class Daemon:
         self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
         # Notices leave from their own thread: a slow notifier never delays a dispatch.
         self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
-        self.alerts = Alerts(home, config, LocalSender(self.env, log=log), zone=zone, log=log,
+        self._alert_sender = OutboxSender(None)  # its outbox is made below
+        self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
                              record=self.record, submit=self._submit_notice)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
@@ -165,6 +166,7 @@ class Daemon:
         self.outbox = Outbox(home, self.audit, env=self.env, lookup=self.lookup,
                              clock=lambda: self.clock.now().timestamp(), background=True,
                              say=lambda text: self.log(text.strip()))
+        self._alert_sender.outbox = self.outbox
 
     def lookup(self, name: str) -> str | None:
         """`${NAME}` in a notifier: the secrets store (when one is loaded), then the
