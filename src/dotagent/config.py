@@ -28,7 +28,15 @@ from datetime import time as TimeOfDay
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from dotagent._tomllines import LineIndex
@@ -39,6 +47,7 @@ from dotagent.manifest import (
     _TOML_POS,
     Clamp,
     NonEmpty,
+    Notifier,
     Problem,
     _describe,
     _http_url,
@@ -62,6 +71,7 @@ __all__ = [
     "LoggingSection",
     "OnBattery",
     "PowerSection",
+    "QuietHoursSection",
     "SecretsSection",
     "SecuritySection",
     "StateSection",
@@ -241,6 +251,43 @@ class DailySummarySection(_Model):
     notifiers: list[SummaryNotifier] = []
 
 
+def _zone_name(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    _no_nul(value)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError("bad_zone", "{msg}", {
+            "msg": f"{_show(value)} is not a time zone (expected an IANA name such as "
+                   "\"Europe/Berlin\"; leave it out for the local zone)"}) from None
+    return value
+
+
+class QuietHoursSection(_Model):
+    """`[quiet_hours]`: between `start` and `end` (local wall time, or `timezone`'s),
+    non-critical notices are held and delivered as one digest when they end."""
+
+    start: Annotated[TimeOfDay, BeforeValidator(_summary_time)] | None = None
+    end: Annotated[TimeOfDay, BeforeValidator(_summary_time)] | None = None
+    timezone: Annotated[str, AfterValidator(_zone_name)] | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> QuietHoursSection:
+        if (self.start is None) != (self.end is None):
+            missing = "end" if self.end is None else "start"
+            raise ValueError(f"`{missing}` is missing: quiet hours need both `start` and "
+                             "`end` (e.g. start = \"22:00\", end = \"07:00\")")
+        if self.start is not None and self.start == self.end:
+            raise ValueError("`start` and `end` are the same time; leave the section out "
+                             "for no quiet hours")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
 class SecuritySection(_Model):
     enforcement: Literal["enforce", "warn"] = "enforce"
 
@@ -256,6 +303,9 @@ class Config(_Model):
     state: StateSection = Field(default_factory=StateSection)
     daily_summary: DailySummarySection = Field(default_factory=DailySummarySection)
     security: SecuritySection = Field(default_factory=SecuritySection)
+    quiet_hours: QuietHoursSection = Field(default_factory=QuietHoursSection)
+    # Daemon-wide notifiers: critical events that belong to no single agent.
+    notifiers: list[Notifier] = []
 
 
 # --------------------------------------------------------------------------------------
@@ -493,6 +543,12 @@ def _render_errors(exc: ValidationError) -> list[tuple[Loc, str]]:
             continue
         elif kind == "literal_error":
             msg = f"{_show(value)} is not allowed (expected {ctx.get('expected', '')})"
+        elif kind == "union_tag_invalid":
+            msg = (f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} "
+                   f"{_show(str(ctx.get('tag', '')))} (expected one of "
+                   f"{ctx.get('expected_tags', '')})")
+        elif kind == "union_tag_not_found":
+            msg = f"required field {ctx.get('discriminator', '').strip(chr(39))} is missing"
         else:
             msg = err["msg"].removeprefix("Value error, ")
         seen.setdefault(loc, msg)

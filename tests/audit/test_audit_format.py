@@ -86,7 +86,8 @@ def test_every_event_type_is_defined_once() -> None:
             "selfcheck_failed", "audit_repaired", "window_missed", "run_skipped_overlap",
             "run_interrupted", "notifier_failed", "command_not_allowed", "plugin_not_allowed",
             "sandbox_unavailable", "manifest_signature_invalid", "agent_approved",
-            "selfcheck_recorded", "audit_break_acknowledged"}
+            "selfcheck_recorded", "audit_break_acknowledged", "duration_anomaly",
+            "agent_snoozed"}
     assert set(events.EVENT_TYPES) == upstream | ours
     assert {t for t, cls in events.EVENT_TYPES.items() if cls.upstream} == upstream
 

@@ -24,6 +24,7 @@ __all__ = [
     "AgentGivenUp",
     "AgentRecovered",
     "AgentRun",
+    "AgentSnoozed",
     "AuditBreakAcknowledged",
     "AuditChainBroken",
     "AuditLogRotated",
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigReloaded",
     "DaemonStarted",
     "DaemonStopped",
+    "DurationAnomaly",
     "Event",
     "ManifestCacheMissing",
     "ManifestDriftDetected",
@@ -522,6 +524,35 @@ class AgentApproved(Event):
     agent: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DurationAnomaly(Event):
+    """A successful run took more than 3× its p95, or under a tenth of its p50, over its last
+    successful runs (S15.13; docs/notifications.md). Durations in milliseconds."""
+
+    event_type: ClassVar[str] = "duration_anomaly"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    agent: str
+    schedule: str
+    duration_ms: int
+    p50_ms: int
+    p95_ms: int
+    runs: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSnoozed(Event):
+    """`dotagent snooze`: alerts for the agent (or one schedule, "" for all) are silenced
+    until `until_iso`; "" when the snooze is lifted (`snooze NAME off`)."""
+
+    event_type: ClassVar[str] = "agent_snoozed"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    agent: str
+    schedule: str
+    until_iso: str
+    reason: str
 
 
 def _collect() -> dict[str, type[Event]]:

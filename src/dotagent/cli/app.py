@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "tick": "dotagent.cli.tick:command",
     "reload": "dotagent.cli.reload:command",
     "daemon": "dotagent.cli.daemon:command",
+    "daily-summary": "dotagent.cli.summary:command",
+    "snooze": "dotagent.cli.snooze:command",
     "plugin": "dotagent.cli.plugin:group",
 }
 

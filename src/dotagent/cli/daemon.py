@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from dotagent.cli.app import AgentStatusCommand
@@ -69,6 +71,7 @@ def command() -> int:
         now = utc_now()
         check = selfhash.check(home, audit, now)
         if not check.ok:
+            _selfcheck_notice(home, config, env, check.summary(), log)
             raise InstallationChanged(
                 f"the installed dotagent differs from the one recorded in "
                 f"{home.root / selfhash.HASH_FILE} ({check.summary()}); recorded in the audit "
@@ -88,6 +91,29 @@ def command() -> int:
         daemon_logging.close()
         lock.release()
     return 0
+
+
+def _selfcheck_notice(home: Any, config: Any, env: dict[str, str], summary: str,
+                      log: Any) -> None:
+    """The daemon refuses to start on a self-hash mismatch: `[[notifiers]]` hear it first
+    (the delivery is waited for, bounded by the notifier's timeout)."""
+    from dotagent.alerts.seam import OutboxSender
+    from dotagent.alerts.service import Alerts
+    from dotagent.audit import AuditLog
+    from dotagent.cli._config import load_store
+    from dotagent.cli._notify import foreground_outbox
+    from dotagent.clock import utc_now
+    from dotagent.localzone import local_zone
+
+    audit = AuditLog(home)
+    outbox = foreground_outbox(home, audit, env, secrets=load_store(home, env, audit))
+    try:
+        alerts = Alerts(home, config, OutboxSender(outbox), zone=local_zone(env), log=log)
+        alerts.daemon_notice("selfcheck_failed", "🛡️ dotagent: the installed dotagent "
+                             f"differs from the recorded one ({summary}); the daemon did not "
+                             "start [selfcheck_failed]", utc_now())
+    finally:
+        outbox.close()
 
 
 def _cap_malloc_arenas(env: dict[str, str]) -> None:

@@ -23,6 +23,9 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+from dotagent.alerts.seam import OutboxSender
+from dotagent.alerts.service import DAEMON_WIDE, Alerts
+from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
 from dotagent.config import MAX_CONCURRENT_RUNS, Config
@@ -36,7 +39,13 @@ from dotagent.paths import Home
 from dotagent.plugins.hooks import PluginHooks
 from dotagent.runner.lifecycle import AgentBusy, RunDeps, RunReport, RunRequest, execute
 from dotagent.runner.process import StopRequest
-from dotagent.schedule.windows import Decision, IntervalRule, ScheduleState, WindowState
+from dotagent.schedule.windows import (
+    Decision,
+    IntervalRule,
+    ScheduleState,
+    WindowState,
+    health,
+)
 from dotagent.secrets import SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.security.plugins import check_plugins
@@ -72,6 +81,36 @@ class _Running:
     catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
 
 
+class _LadderOwnsGivenUp:
+    """A run's notifiers without its `given_up` event: in the daemon the first given_up
+    notice is the alert ladder's (`Alerts.run_finished`), so one failure is announced once
+    (docs/decisions.md, "given_up is announced by the ladder")."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def notify(self, event: Any) -> None:
+        if event.kind != "given_up":
+            self.inner.notify(event)
+
+
+class _ObservedAudit(AuditLog):
+    """The daemon's audit log: every event it (or a run, or the manifest check) records is
+    also shown to `observe`, which routes the daemon-wide ones to `[[notifiers]]`."""
+
+    def __init__(self, home: Home, observe: Callable[[events.Event], None],
+                 announce: Callable[[str], None]) -> None:
+        super().__init__(home, announce=announce)
+        self._observe = observe
+
+    def append(self, event: events.Event, *, now: datetime | None = None,
+               severity: events.Severity | None = None) -> str:
+        line = super().append(event, now=now, severity=severity)
+        if event.event_type in DAEMON_WIDE:
+            self._observe(event)
+        return line
+
+
 class Daemon:
     """One daemon for one home. `serve()` runs until SIGTERM/SIGINT (or `stop()`)."""
 
@@ -85,7 +124,12 @@ class Daemon:
         self.zone = zone
         self.log = log
         self.power_probe = power_probe
-        self.audit = AuditLog(home)
+        self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
+        # Notices leave from their own thread: a slow notifier never delays a dispatch.
+        self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
+        self._alert_sender = OutboxSender(None)  # its outbox is made below
+        self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
+                             record=self.record, submit=self._submit_notice)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
         # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
@@ -126,6 +170,7 @@ class Daemon:
         # A `plugin` notifier's process, listed in supervisor.json while it runs (kind
         # `notify`): it outlives the run that fired it, so it is kept apart from `running`.
         self._notify_procs: dict[int, ProcessInfo] = {}
+        self._alert_sender.outbox = self.outbox
 
     def lookup(self, name: str) -> str | None:
         """`${NAME}` in a notifier: the secrets store (when one is loaded), then the
@@ -139,6 +184,50 @@ class Daemon:
             self.audit.append(event)
         except (OSError, DotagentError) as exc:
             self.log(f"error: could not record {event.event_type} in the audit log: {exc}")
+
+    # ------------------------------------------------------------------ alerts
+    def _submit_notice(self, work: Callable[[], None]) -> None:
+        try:
+            self._notice_pool.submit(work)
+        except RuntimeError:  # shutting down: deliver in this thread, bounded by its timeout
+            work()
+
+    def _daemon_wide(self, event: events.Event) -> None:
+        try:
+            self.alerts.daemon_event(event, self.clock.now())
+        except Exception as exc:  # routing a notice must never break the recording of it
+            self.log(f"error: daemon-wide notice for {event.event_type} failed: {exc}")
+
+    def _announced(self, text: str) -> None:
+        """A critical event the audit writer recorded on its own (a broken chain)."""
+        import re
+
+        self.log(f"warning: {text.strip()}")
+        kind = re.search(r"recorded as ([a-z_]+)", text)
+        try:
+            self.alerts.daemon_notice(kind.group(1) if kind else "audit_chain_broken",
+                                      text.strip(), self.clock.now())
+        except Exception as exc:
+            self.log(f"error: daemon-wide notice failed: {exc}")
+
+    def alert_step(self, now: datetime) -> datetime | None:
+        """After dispatch: the health sweep, the daily summary, the digest at the end of
+        quiet hours. Returns the next instant alerts need the loop (None: never)."""
+        alerts = self.alerts
+        try:
+            alerts.flush_held(now)
+            alerts.sweep(self.entries, now, skip=self._deferred)
+            day = alerts.summary_due(now)
+            if day is not None:
+                lines = [SummaryLine(e.agent, e.schedule.id, h.state, h.reason)
+                         for e in self.entries
+                         for h in (health(e.rule, e.state, e.policy, now),)]
+                alerts.send_summary(day, lines, now)
+                self.log(f"daily summary for {day.isoformat()} sent")
+            return alerts.next_wake(now)
+        except Exception as exc:  # alerts must never take the scheduler down
+            self.log(f"error: alerts: {''.join(traceback.format_exception(exc)).rstrip()}")
+            return None
 
     # ------------------------------------------------------------------ scanning
     def rescan(self, now: datetime) -> None:
@@ -319,6 +408,9 @@ class Daemon:
                 self.log(f"deferring {key[0]}/{key[1]}: on battery")
         self._deferred = deferred_now
         wakes.append(self._next_retention(now))
+        alert_wake = self.alert_step(now)
+        if alert_wake is not None:
+            wakes.append(max(alert_wake, now))
         return min(wakes) if wakes else None
 
     def _with_heartbeat(self, entry: Entry) -> Entry:
@@ -470,9 +562,14 @@ class Daemon:
 
         def work() -> RunReport:
             try:
-                return execute(request, deps)
+                report = execute(request, deps)
             finally:
                 run.ended = self.clock.now()
+            try:
+                self.alerts.run_finished(entry, report, self.clock.now(), history=self.history)
+            except Exception as exc:  # never the run's outcome
+                self.log(f"error: alerts after {entry.agent}/{entry.schedule.id}: {exc}")
+            return report
 
         future = self.executor.submit(work)
         run.future = future
@@ -482,7 +579,8 @@ class Daemon:
         declared = entry.loaded.manifest.notifiers
         security = entry.loaded.manifest.security
         allowed = security.allowed_plugins if security is not None else []
-        return (self.outbox.for_run(declared, allowed_plugins=allowed),) if declared else ()
+        return (_LadderOwnsGivenUp(self.outbox.for_run(declared, allowed_plugins=allowed)),) \
+            if declared else ()
 
     def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
                  kind: str = "agent", deadline: float | None = None) -> None:
@@ -736,6 +834,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
+            self._notice_pool.shutdown(wait=True)
             self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
             self._stop_notify_plugins()
             with contextlib.suppress(OSError, DotagentError):
@@ -779,6 +878,7 @@ class Daemon:
             self.log("config.toml has errors: keeping the previous configuration")
             return
         self.config = result.config
+        self.alerts.config = result.config
 
     def load_secrets(self) -> None:
         """(Re)load the secrets store (S6): a refused or vanished file drops the old store,

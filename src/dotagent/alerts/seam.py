@@ -1,0 +1,86 @@
+"""What the alerts need from delivery: a message and a `Sender`.
+
+`Message` has the fields of `notify.base.Message` (event, agent, schedule, body, title,
+critical); `Sender.send(message, entries)` delivers it, where `entries` are notifier tables
+(dicts as written in TOML) or notifier models. `OutboxSender` is the production sender (the
+notify package's outbox); tests may pass any object with `send`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Message", "OutboxSender", "Sender", "driver_of", "entry_table", "listens"]
+
+
+@dataclass(frozen=True)
+class Message:
+    event: str
+    agent: str
+    schedule: str
+    body: str
+    title: str | None = None
+    critical: bool = False
+
+    @property
+    def label(self) -> str:
+        """`agent/schedule`, or `dotagent` for a daemon-wide notice (as notify's)."""
+        if not self.agent:
+            return "dotagent"
+        return f"{self.agent}/{self.schedule}" if self.schedule else self.agent
+
+
+class Sender(Protocol):
+    def send(self, message: Message, entries: Sequence[Any]) -> None: ...
+
+
+def entry_table(entry: Any) -> dict[str, Any]:
+    """A notifier entry as a plain table (a dict, a pydantic model, a SummaryNotifier)."""
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    table = getattr(entry, "table", None)
+    if callable(table):
+        return dict(table())
+    dump = getattr(entry, "model_dump", None)
+    if callable(dump):
+        return dict(dump())
+    return {"driver": getattr(entry, "driver", "?")}
+
+
+def driver_of(entry: Any) -> str:
+    return str(entry_table(entry).get("driver", "?"))
+
+
+def listens(entry: Any, event: str) -> bool:
+    """An `events` filter: empty (or absent) means every event."""
+    wanted = entry_table(entry).get("events") or []
+    return not wanted or event in wanted
+
+
+class OutboxSender:
+    """The production `Sender`: the notify package's outbox, the one delivery path (drivers,
+    `${VAR}`, caps, rate limits, audit). The alerts have already chosen the entries that
+    listen (and a summary listens to nothing), so the outbox's own `events` filter is not
+    applied again. `last` keeps the deliveries of the latest message (a foreground outbox has
+    finished them by the time `send` returns)."""
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox = outbox
+        self.last: list[Any] = []
+
+    def send(self, message: Message, entries: Sequence[Any]) -> None:
+        from dotagent.notify.base import Message as Outgoing
+
+        outgoing = Outgoing(message.event, message.agent, message.schedule, message.body,
+                            message.title, message.critical)
+        self.last = self.outbox.send(outgoing, [_outbox_entry(e) for e in entries],
+                                     ignore_events=True)
+
+
+def _outbox_entry(entry: Any) -> Any:
+    """What the outbox takes: a notifier model as it is, a config.toml entry
+    (`SummaryNotifier`) as the table it was written as."""
+    table = getattr(entry, "table", None)
+    return table() if callable(table) and not isinstance(entry, Mapping) else entry
