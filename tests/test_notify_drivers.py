@@ -8,8 +8,11 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,8 +285,49 @@ def test_desktop_falls_back_to_gdbus(dotagent_home: Path, tmp_path: Path) -> Non
     assert argv[:8] == ["call", "--session", "--dest", "org.freedesktop.Notifications",
                         "--object-path", "/org/freedesktop/Notifications", "--method",
                         "org.freedesktop.Notifications.Notify"]
-    assert argv[8:] == ["'dotagent'", "0", "''", "'nightly'", "'it\\'s done'", "@as []",
-                        "{'urgency': <byte 1>}", "-1"]
+    assert argv[8:] == ["--", "'dotagent'", "uint32 0", "''", "'nightly'", "'it\\'s done'",
+                        "@as []", "{'urgency': <byte 1>}", "int32 -1"]
+
+
+def test_desktop_gdbus_call_reaches_a_real_session_bus(dotagent_home: Path,
+                                                       tmp_path: Path) -> None:
+    # Before: the default expiry `-1` was parsed by gdbus as an option; it printed its usage
+    # and the fallback never sent anything (the reason shown was a line of that usage).
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "gdbus").symlink_to(shutil.which("gdbus") or "/usr/bin/gdbus")
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    monitor = None
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        log = tmp_path / "monitor.log"
+        with log.open("w") as out:
+            monitor = subprocess.Popen(["dbus-monitor", "--address", address,
+                                        "interface='org.freedesktop.Notifications'"],
+                                       stdout=out, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while "NameAcquired" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {"PATH": str(bindir), "DBUS_SESSION_BUS_ADDRESS": address}
+        d = send(dotagent_home, {"driver": "desktop", "title": "T"}, "body -1", env=env,
+                 platform="linux", runtime_dir=tmp_path)
+        while "member=Notify" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        for proc in (monitor, bus):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(5)
+    seen = log.read_text()
+    call = seen[seen.index("member=Notify"):]
+    for line in ('string "dotagent"', "uint32 0", 'string "T"', 'string "body -1"',
+                 "int32 -1"):
+        assert line in call, seen
+    # No notification service on this private bus: the reason is the bus's answer.
+    assert d.status == "failed"
+    assert d.reason is not None and "ServiceUnknown" in d.reason, d.reason
 
 
 def test_desktop_without_any_tool_fails_clearly(dotagent_home: Path, tmp_path: Path) -> None:

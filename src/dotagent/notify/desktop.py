@@ -128,10 +128,13 @@ class DesktopDriver:
             level = {"low": 0, "normal": 1, "critical": 2}[urgency]
             argv = [path, "call", "--session", "--dest", "org.freedesktop.Notifications",
                     "--object-path", "/org/freedesktop/Notifications", "--method",
-                    "org.freedesktop.Notifications.Notify", "'dotagent'", "0",
+                    # `--`: the default expiry `-1` is otherwise taken for an option (gdbus
+                    # printed its usage and every fallback delivery failed). Typed numbers:
+                    # without the service's introspection gdbus would guess int32.
+                    "org.freedesktop.Notifications.Notify", "--", "'dotagent'", "uint32 0",
                     _gvariant_string(icon), _gvariant_string(title), _gvariant_string(body),
                     "@as []", f"{{'urgency': <byte {level}>}}",
-                    str(expire if isinstance(expire, int) else -1)]
+                    f"int32 {expire if isinstance(expire, int) else -1}"]
         else:  # dbus-send
             level = {"low": 0, "normal": 1, "critical": 2}[urgency]
             argv = [path, "--session", "--type=method_call", "--print-reply",
@@ -155,6 +158,9 @@ def run_tool(name: str, argv: list[str], env: Mapping[str, str], timeout: float)
     except OSError as exc:
         raise NotifyError(f"cannot run {name}: {exc.strerror or exc}") from None
     if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise NotifyError(f"{name} exited {proc.returncode}" + (f": {err[-1][:300]}"
-                                                                if err else ""))
+        err = [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
+               if line.strip()]
+        # The line that says what went wrong (gdbus follows an error with its usage text).
+        said = next((line for line in err if "error" in line.lower()), err[-1] if err else "")
+        raise NotifyError(f"{name} exited {proc.returncode}" + (f": {said.strip()[:300]}"
+                                                                if said else ""))
