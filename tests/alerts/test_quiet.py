@@ -59,6 +59,24 @@ def test_end_across_dst_changes() -> None:
     assert end.astimezone(BERLIN).hour == 3 and end > datetime(2026, 3, 29, 0, 15, tzinfo=UTC)
 
 
+def test_end_at_a_dst_change_agrees_with_active() -> None:
+    # Before: in the gap the end was put at 03:30 CEST although `active` was false from 03:00;
+    # on the autumn night the second 02:00–02:30 was quiet but its end was put a day later,
+    # so held notices waited 24 hours for their digest.
+    q = QuietHours(time(22, 0), time(2, 30), BERLIN)
+    spring = datetime(2026, 3, 29, 0, 50, tzinfo=UTC)  # 01:50 CET
+    assert q.active(spring)
+    assert q.ends_at(spring) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00 CEST
+    first = datetime(2026, 10, 25, 0, 10, tzinfo=UTC)  # 02:10 CEST
+    second = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET, an hour later
+    assert q.active(first) and q.active(second)
+    assert q.ends_at(first) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    assert q.ends_at(second) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
+    for now in (spring, first, second):
+        end = q.ends_at(now)
+        assert not q.active(end) and q.active(end - timedelta(minutes=1))
+
+
 def test_config_is_located_and_zone_aware() -> None:
     bad = parse_config(b'[quiet_hours]\nstart = "22:00"\nend = "25:00"\n', Path("c.toml"))
     assert [str(p) for p in bad.errors] == [

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from dotagent.alerts._statefile import notify_path, read_object, write_object
@@ -33,16 +33,26 @@ class QuietHours:
         return t >= self.start or t < self.end  # across midnight
 
     def ends_at(self, now: datetime) -> datetime:
-        """The first end of quiet hours strictly after `now` (an exact wake-up reason)."""
+        """The first end of quiet hours strictly after `now` (an exact wake-up reason): the
+        first instant after `now` at which `active` turns false. Around DST changes the wall
+        time `end` may happen twice (autumn: the hours after it can be quiet again, until
+        its second occurrence) or never (spring: quiet hours end when the clocks jump past
+        it)."""
         local = now.astimezone(self.zone)
         for days in range(0, 3):
             day = local.date() + timedelta(days=days)
-            at = datetime.combine(day, self.end, tzinfo=self.zone)
-            # A wall time inside a DST gap does not exist: round-tripping through UTC moves
-            # it to the instant the clocks show after the jump.
-            at = at.astimezone(now.tzinfo).astimezone(self.zone)
-            if at > now:
-                return at.astimezone(now.tzinfo)
+            lo, hi = sorted(datetime.combine(day, self.end, tzinfo=self.zone)
+                            .replace(fold=fold).astimezone(UTC) for fold in (0, 1))
+            candidates = [lo, hi]
+            if lo != hi and lo.astimezone(self.zone).time().replace(tzinfo=None) != self.end:
+                # `end` falls in a gap: the first minute after the jump where it is over.
+                at = lo
+                while at < hi and self.active(at):
+                    at += timedelta(minutes=1)
+                candidates = [at]
+            for at in candidates:
+                if at > now and not self.active(at):
+                    return at.astimezone(now.tzinfo)
         raise AssertionError("unreachable: an end time exists within two days")
 
 
