@@ -94,6 +94,17 @@ def test_invoke(tmp_path: Path, env: dict[str, str]) -> None:
     assert r.returncode == 1 and "plugin not found: nothere" in r.stderr
 
 
+def test_invoke_refuses_a_name_a_manifest_would_refuse(tmp_path: Path,
+                                                       env: dict[str, str]) -> None:
+    # Before: the name went to the search as typed and came back raw in the error, escapes
+    # and newlines included.
+    for name in ("x/../../evil", "a\nb\x1b[31m", ".."):
+        r = dotagent("plugin", "invoke", name, "--kind", "notify", env=env)
+        assert r.returncode == 2, (name, r.stderr)
+        assert "\x1b" not in r.stderr and "Traceback" not in r.stderr
+        assert "plugin name" in r.stderr
+
+
 def test_doctor_validates_each_reference(tmp_path: Path, env: dict[str, str],
                                          dotagent_home: Path) -> None:
     demo(tmp_path)

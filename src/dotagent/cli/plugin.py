@@ -118,8 +118,12 @@ def invoke_command(name: str, kind: str, config_json: str | None, message: str |
     """Call `dotagent-plugin-NAME invoke` with the payload a hook would send and print its
     JSON answer. Exit 0 when it answered ok=true, else 1."""
     from dotagent.cli.app import invocation_env
-    from dotagent.paths import Home
+    from dotagent.paths import Home, unsafe_reason
     from dotagent.plugins.client import invoke
+
+    bad = unsafe_reason(name)  # the manifest's rule for a plugin name
+    if bad is not None:
+        raise click.BadParameter(f"plugin name {bad}", param_hint="NAME")
     from dotagent.plugins.hooks import DEFAULT_DEADLINES
     from dotagent.plugins.protocol import invoke_payload
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from dotagent.display import printable
 from dotagent.paths import resolve_home
 
 __all__ = ["PLUGIN_PREFIX", "SYSTEM_PLUGIN_DIR", "binary_name", "iter_installed",
@@ -60,7 +61,8 @@ def not_found_message(name: str, env: Mapping[str, str] | None = None) -> str:
     """`plugin not found: <name>` (upstream's words) and where we looked (S14.11)."""
     env = os.environ if env is None else env
     dirs = ", ".join(str(d) for d in plugin_search_dirs({**env, "PATH": ""}))
-    return (f"plugin not found: {name} (no {binary_name(name)} in {dirs} or on PATH)")
+    shown = printable(name)  # a name from a command line may hold escapes or newlines
+    return (f"plugin not found: {shown} (no {binary_name(shown)} in {dirs} or on PATH)")
 
 
 def iter_installed(env: Mapping[str, str] | None = None) -> Iterator[tuple[str, Path]]:
