@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -404,3 +405,38 @@ def test_a_header_value_with_a_newline_fails_without_showing_it(
     assert d.reason == "request failed: invalid header value"
     assert endpoint.requests == []
     assert "tk_line1" not in (dotagent_home / "audit.log").read_text()
+
+
+def test_an_endpoint_that_trickles_its_answer_is_cut_at_the_timeout(dotagent_home: Path) -> None:
+    # Before: urllib's timeout bounds each socket read, so an answer sent a byte every
+    # 0.2 s held a 1 s delivery for as long as the endpoint liked (a daemon worker with it).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        d = send(dotagent_home, {"driver": "webhook",
+                                 "url": f"http://127.0.0.1:{server.getsockname()[1]}/in",
+                                 "timeout_seconds": 1})
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)
+    assert (d.status, d.reason) == ("failed", "no answer within 1s")
+    assert elapsed < 4, elapsed

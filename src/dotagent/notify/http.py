@@ -4,11 +4,15 @@ and errors that never carry the URL (webhook URLs and bot paths hold tokens)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dotagent.notify.base import HttpResponse, NotifyError
 
@@ -25,12 +29,87 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class UrllibTransport:
-    def __init__(self) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirect())
+class _Deadline:
+    """The sockets of one request, shut down when its whole time is up. urllib's `timeout`
+    bounds each socket operation, not the request: an endpoint that trickles a byte a
+    second would hold a delivery (and a daemon's outbox worker) for as long as it likes."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self.expired = False
+
+    def add(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._socks.append(sock)
+            if self.expired:
+                _shut(sock)
+        return sock
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._socks:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connection(base: type[http.client.HTTPConnection],
+                deadline: _Deadline) -> type[http.client.HTTPConnection]:
+    class Connection(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            make: Callable[..., socket.socket] = self._create_connection  # type: ignore[has-type]
+            # The plain socket, registered before any TLS handshake.
+            self._create_connection = lambda *a, **k: deadline.add(make(*a, **k))
+    return Connection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection(http.client.HTTPConnection, self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection(http.client.HTTPSConnection, self.deadline), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+class UrllibTransport:
     def request(self, method: str, url: str, *, body: bytes | None,
                 headers: Mapping[str, str], timeout: float) -> HttpResponse:
+        deadline = _Deadline()
+        timer = threading.Timer(timeout, deadline.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._request(method, url, body=body, headers=headers, timeout=timeout,
+                                 deadline=deadline)
+        except NotifyError:
+            if deadline.expired:
+                raise NotifyError(f"no answer within {timeout:g}s") from None
+            raise
+        finally:
+            timer.cancel()
+
+    def _request(self, method: str, url: str, *, body: bytes | None,
+                 headers: Mapping[str, str], timeout: float,
+                 deadline: _Deadline) -> HttpResponse:
+        opener = urllib.request.build_opener(_NoRedirect(), _HTTPHandler(deadline),
+                                             _HTTPSHandler(deadline))
         headers = dict(headers)
         try:
             url = _take_userinfo(url, headers)
@@ -38,12 +117,15 @@ class UrllibTransport:
             raise NotifyError("request failed: invalid URL") from None
         req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            with self._opener.open(req, timeout=timeout) as resp:
-                return HttpResponse(resp.status, resp.read(MAX_RESPONSE_BYTES))
+            with opener.open(req, timeout=timeout) as resp:
+                data = resp.read(MAX_RESPONSE_BYTES)
+                if deadline.expired:
+                    raise NotifyError(f"no answer within {timeout:g}s")
+                return HttpResponse(resp.status, data)
         except urllib.error.HTTPError as exc:
             try:
                 data = exc.read(MAX_RESPONSE_BYTES)
-            except OSError:
+            except (OSError, ValueError):
                 data = b""
             finally:
                 exc.close()
@@ -52,6 +134,8 @@ class UrllibTransport:
             raise NotifyError(f"request failed: {_reason(exc.reason)}") from None
         except TimeoutError:
             raise NotifyError(f"no answer within {timeout:g}s") from None
+        except http.client.HTTPException as exc:  # a cut or malformed answer
+            raise NotifyError(f"request failed: {type(exc).__name__}") from None
         except (OSError, ValueError) as exc:
             raise NotifyError(f"request failed: {_reason(exc)}") from None
 
