@@ -372,3 +372,16 @@ def test_an_op_answer_with_a_nul_byte_is_left_out(tmp_path: Path) -> None:
     store = read_store(path, env)
     assert dict(store) == {"B": "plainvalue"} and store.unresolved == 1
     assert any("op printed a NUL byte" in w for w in store.warnings)
+
+
+def test_an_op_whose_helper_leaves_its_group_holding_stdout_is_bounded(tmp_path: Path) -> None:
+    # Before: after killing op's group at the deadline, the store waited for EOF on op's
+    # stdout, which a helper in a session of its own held open: the load never returned.
+    env = fake_op(tmp_path / "bin", "import subprocess\n"
+                                    "subprocess.Popen(['setsid', 'sleep', '30'])\n"
+                                    "time.sleep(300)")
+    path = write(tmp_path / "secrets.env", "A=op://vault/item/field\nB=plainvalue\n")
+    started = time.monotonic()
+    store = read_store(path, env, op_timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert dict(store) == {"B": "plainvalue"} and store.unresolved == 1

@@ -19,6 +19,7 @@ for `[env] secrets`, and `doctor` (its own copy, no audit).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -287,7 +288,12 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             proc.kill()
-        proc.communicate()
+        # Not communicate() again: a process that left op's group (setsid) may hold the
+        # pipe open for ever. Close our end and reap op itself.
+        if proc.stdout is not None:
+            proc.stdout.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
         return None, f"op did not answer within {timeout:g} s"
     if proc.returncode != 0:
         return None, f"op exited {proc.returncode}"
