@@ -1,7 +1,7 @@
 """What the alerts need from delivery: a message and a `Sender`.
 
-`Message` has the fields of `notify.base.Message` (event, agent, schedule, body, title,
-critical); `Sender.send(message, entries)` delivers it, where `entries` are notifier tables
+`Message` is `notify.base.Message` (event, agent, schedule, body, title, critical);
+`Sender.send(message, entries)` delivers it, where `entries` are notifier tables
 (dicts as written in TOML) or notifier models. `OutboxSender` is the production sender (the
 notify package's outbox); tests may pass any object with `send`.
 """
@@ -9,27 +9,11 @@ notify package's outbox); tests may pass any object with `send`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dotagent.notify.base import Message
+
 __all__ = ["Message", "OutboxSender", "Sender", "driver_of", "entry_table", "listens"]
-
-
-@dataclass(frozen=True)
-class Message:
-    event: str
-    agent: str
-    schedule: str
-    body: str
-    title: str | None = None
-    critical: bool = False
-
-    @property
-    def label(self) -> str:
-        """`agent/schedule`, or `dotagent` for a daemon-wide notice (as notify's)."""
-        if not self.agent:
-            return "dotagent"
-        return f"{self.agent}/{self.schedule}" if self.schedule else self.agent
 
 
 class Sender(Protocol):
@@ -71,11 +55,7 @@ class OutboxSender:
         self.last: list[Any] = []
 
     def send(self, message: Message, entries: Sequence[Any]) -> None:
-        from dotagent.notify.base import Message as Outgoing
-
-        outgoing = Outgoing(message.event, message.agent, message.schedule, message.body,
-                            message.title, message.critical)
-        self.last = self.outbox.send(outgoing, [_outbox_entry(e) for e in entries],
+        self.last = self.outbox.send(message, [_outbox_entry(e) for e in entries],
                                      ignore_events=True)
 
 
