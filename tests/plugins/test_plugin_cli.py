@@ -129,3 +129,18 @@ def test_doctor_checks_platforms(tmp_path: Path, env: dict[str, str],
     r = dotagent("doctor", env=env)
     assert r.returncode != 0
     assert "does not support linux" in r.stdout + r.stderr
+
+
+def test_invoke_does_not_show_a_secret_the_plugin_prints(tmp_path: Path,
+                                                        env: dict[str, str]) -> None:
+    # The plugin echoes the message it was sent; the message holds a value of secrets.env.
+    home = Path(env["DOTAGENT_HOME"])
+    secrets = home / "secrets.env"
+    secrets.write_text("API_TOKEN=tok-9f8e7d6c5b\n")
+    secrets.chmod(0o600)
+    demo(tmp_path)
+    r = dotagent("plugin", "invoke", "demo", "--kind", "notify", "--message",
+                 "token is tok-9f8e7d6c5b", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "tok-9f8e7d6c5b" not in r.stdout + r.stderr
+    assert json.loads(r.stdout)["echo"]["message"] == "token is [REDACTED]"

@@ -134,12 +134,19 @@ def invoke_command(name: str, kind: str, config_json: str | None, message: str |
         except ValueError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from None
     env = invocation_env()
+    home = Home.from_env(env)
+    # The store is loaded for its values' sake: registered for redaction, so a plugin that
+    # prints a secret does not show it here (nothing is audited: this is a manual call).
+    from dotagent.cli._config import load_store
+    from dotagent.redaction import redact
+
+    load_store(home, env, None)
     payload = invoke_payload(kind, agent, schedule, event or DEFAULT_EVENT[kind], message,
                              config)
-    result = invoke(name, "invoke", payload, home=Home.from_env(env), env=env,
+    result = invoke(name, "invoke", payload, home=home, env=env,
                     timeout=timeout if timeout is not None else DEFAULT_DEADLINES[kind])
     if result.data:
-        sys.stdout.write(json.dumps(result.data, ensure_ascii=False) + "\n")
+        sys.stdout.write(redact(json.dumps(result.data, ensure_ascii=False)) + "\n")
     if not result.ok:
         sys.stderr.write(f"[dotagent] error: {result.error or 'the plugin answered ok=false'}"
                          "\n")
