@@ -338,6 +338,33 @@ def test_desktop_without_any_tool_fails_clearly(dotagent_home: Path, tmp_path: P
     assert d.reason == "no notification tool found (notify-send, gdbus, dbus-send)"
 
 
+def test_a_desktop_tool_that_hangs_is_stopped_with_everything_it_started(
+        dotagent_home: Path, tmp_path: Path) -> None:
+    # Before: the tool alone was killed at the timeout; a helper it had started (a shell
+    # wrapper's child) lived on. Now its whole group is stopped.
+    import os
+    import signal
+
+    bindir, pidfile = tmp_path / "bin", tmp_path / "child.pid"
+    bindir.mkdir()
+    tool = bindir / "notify-send"
+    tool.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\nwait\n")
+    tool.chmod(0o755)
+    d = send(dotagent_home, {"driver": "desktop", "timeout_seconds": 1},
+             env={"PATH": f"{bindir}:/usr/bin:/bin", "DBUS_SESSION_BUS_ADDRESS": "unix:x"},
+             platform="linux")
+    assert d.status == "failed"
+    assert d.reason == "notify-send did not finish within 1s"
+    child = int(pidfile.read_text())
+    try:  # gone, or a zombie waiting for whoever reaps orphans here
+        state = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    if state not in ("gone", "Z", "X"):
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError(f"the tool's child outlived the delivery (state {state})")
+
+
 def test_imessage_off_macos_is_a_clear_failure(dotagent_home: Path) -> None:
     d = send(dotagent_home, {"driver": "imessage", "to": "+15550001"}, platform="linux")
     assert d.status == "failed"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotagent.notify.base import Message, NotifyError, SendContext
@@ -149,14 +149,24 @@ class DesktopDriver:
 
 
 def run_tool(name: str, argv: list[str], env: Mapping[str, str], timeout: float) -> None:
+    """Run a notification tool through the one supervisor: its own process group, stopped
+    whole (TERM, then KILL) at `timeout`, so nothing it started outlives the delivery."""
+    from dotagent.runner.process import SpawnError, supervise
+
+    stderr = bytearray()
+
+    def collect(stream: object, chunk: bytes) -> None:
+        if stream == "stderr" and len(stderr) < _STDERR_KEEP:
+            stderr.extend(chunk[:_STDERR_KEEP - len(stderr)])
+
     try:
-        proc = subprocess.run(argv, env=dict(env), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=timeout, check=False, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        raise NotifyError(f"{name} did not finish within {timeout:g}s") from None
-    except OSError as exc:
-        raise NotifyError(f"cannot run {name}: {exc.strerror or exc}") from None
+        result = supervise(argv, executable=argv[0], cwd=Path("/"), env=env, timeout=timeout,
+                           on_output=collect, grace=_TOOL_GRACE, stdin_devnull=True)
+    except SpawnError as exc:
+        raise NotifyError(f"cannot run {name}: {exc}") from None
+    if result.timed_out:
+        raise NotifyError(f"{name} did not finish within {timeout:g}s")
+    proc = _Finished(result.exit_code, bytes(stderr))
     if proc.returncode != 0:
         err = [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
                if line.strip()]
@@ -164,3 +174,13 @@ def run_tool(name: str, argv: list[str], env: Mapping[str, str], timeout: float)
         said = next((line for line in err if "error" in line.lower()), err[-1] if err else "")
         raise NotifyError(f"{name} exited {proc.returncode}" + (f": {said.strip()[:300]}"
                                                                 if said else ""))
+
+
+_STDERR_KEEP = 64 * 1024
+_TOOL_GRACE = 1.0
+
+
+@dataclass(frozen=True)
+class _Finished:
+    returncode: int
+    stderr: bytes
