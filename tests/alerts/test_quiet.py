@@ -139,3 +139,27 @@ def test_held_bodies_are_redacted(dotagent_home: Path) -> None:
         clear_secrets()
     raw = (dotagent_home / "state/notify/held.json").read_text()
     assert "hunter2-very-secret" not in raw
+
+
+def test_a_full_disk_at_the_end_of_quiet_hours_still_delivers_the_digest(
+        dotagent_home: Path) -> None:
+    # Before: emptying held.json failed on a full disk and the notices it had just read were
+    # dropped from this run, their digest a day late.
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tmpfs import fill, small_tmpfs
+
+    home = Home(dotagent_home)
+    config = _config('[quiet_hours]\nstart = "22:00"\nend = "07:00"\n'
+                     'timezone = "Europe/Berlin"\n[daily_summary]\nenabled = false\n')
+    sender = Recorder()
+    ntfy = {"driver": "ntfy", "topic": "t"}
+    night = datetime(2026, 12, 2, 22, 30, tzinfo=BERLIN)
+    with small_tmpfs(dotagent_home / "state" / "notify", 64):
+        alerts = Alerts(home, config, sender, zone=UTC)
+        assert alerts.deliver(Message("stale", "a", "main", "held one"), [ntfy], night) == \
+            "held"
+        fill(dotagent_home / "state" / "notify")
+        assert alerts.flush_held(datetime(2026, 12, 3, 7, 0, tzinfo=BERLIN)) == 1
+        (digest, _), = sender.sent
+        assert "held one" in digest.body

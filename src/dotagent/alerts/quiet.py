@@ -108,12 +108,8 @@ class HeldQueue:
             held = held[-MAX_HELD:]
         self._write(held, dropped)
 
-    def take(self) -> tuple[list[Held], int]:
-        """Everything held, and the queue emptied."""
-        held, dropped = self.load()
-        if held or dropped:
-            self._write([], 0)
-        return held, dropped
+    def clear(self) -> None:
+        self._write([], 0)
 
     def pending(self) -> bool:
         held, dropped = self.load()

@@ -174,12 +174,20 @@ class Alerts:
         if self._held_pending is False:
             return 0
         try:
-            held, dropped = self.held.take()
+            held, dropped = self.held.load()
         except (OSError, DotagentError) as exc:
             self.log(f"error: cannot read the held notices: {exc}")
             self._held_pending = False  # tried again at the next end of quiet hours
             return 0
         self._held_pending = False
+        if held or dropped:
+            try:
+                self.held.clear()
+            except (OSError, DotagentError) as exc:
+                # Deliver them now all the same: a digest a day late is worse than one that
+                # a restart (finding the file still full) may deliver a second time.
+                self.log(f"error: cannot empty the held notices ({exc}); delivering them "
+                         "now; a restart may deliver them again")
         for message, entries in digests(held, dropped):
             self._send(message, entries)
         return len(held)
