@@ -243,3 +243,21 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
     return sorted_values[k]
+
+
+def lateness_ms(home: Home, first: int, last: int) -> list[float]:
+    """For finished runs [first, last) in history order, how late each agent started: the
+    time it printed as its first act (`date +%s.%N`) minus its window, in milliseconds."""
+    import re
+
+    rows = [r for r in history_rows(home) if r["outcome"] != "running"]
+    out = []
+    for row in rows[first:last]:
+        with open(row["log_path"], "rb") as fh:
+            fh.seek(row["log_start"])
+            chunk = fh.read(row["log_end"] - row["log_start"])
+        m = re.search(rb"^(\d+\.\d+)$", chunk, re.M)
+        if m is None:
+            raise RuntimeError(f"run {row['id']}: no time in its output {chunk[:200]!r}")
+        out.append((float(m.group(1)) - row["window_at"]) * 1000)
+    return out

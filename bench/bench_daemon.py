@@ -76,16 +76,7 @@ def _ours_dispatch(base: Path) -> tuple[list[float], dict[str, Any]]:
         d.wait_for_log("scanned", 60)
         kit.wait_until(lambda: kit.finished_runs(home) >= FIRES + WARMUP,
                        timeout=FIRES * 0.25 * 3 + 30, what=f"{FIRES + WARMUP} runs")
-    rows = [r for r in kit.history_rows(home) if r["outcome"] != "running"]
-    lateness = []
-    for row in rows[WARMUP:FIRES + WARMUP]:
-        with open(row["log_path"], "rb") as fh:
-            fh.seek(row["log_start"])
-            chunk = fh.read(row["log_end"] - row["log_start"])
-        m = re.search(rb"^(\d+\.\d+)$", chunk, re.M)
-        if m is None:
-            raise RuntimeError(f"run {row['id']}: no time in its output {chunk[:200]!r}")
-        lateness.append((float(m.group(1)) - row["window_at"]) * 1000)
+    lateness = kit.lateness_ms(home, WARMUP, FIRES + WARMUP)
     skipped = sum(1 for e in kit.audit_events(home)
                   if e["event"]["event_type"] in ("run_skipped_overlap", "window_missed"))
     return lateness, {"load_before": load_before, "load_after": kit.load_average(),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -75,16 +74,7 @@ def measure() -> dict[str, Any]:
                 kit.wait_until(lambda: kit.finished_runs(home) >= FIRES + WARMUP,
                                timeout=FIRES * 0.25 * 3 + 30, what=f"{FIRES + WARMUP} runs")
                 stop.set()  # let the held requests answer so the daemon drains quickly
-            rows = [r for r in kit.history_rows(home) if r["outcome"] != "running"]
-            lateness = []
-            for row in rows[WARMUP:FIRES + WARMUP]:
-                with open(row["log_path"], "rb") as fh:
-                    fh.seek(row["log_start"])
-                    chunk = fh.read(row["log_end"] - row["log_start"])
-                m = re.search(rb"^(\d+\.\d+)$", chunk, re.M)
-                if m is None:
-                    raise RuntimeError(f"run {row['id']}: no time in its output")
-                lateness.append((float(m.group(1)) - row["window_at"]) * 1000)
+            lateness = kit.lateness_ms(home, WARMUP, FIRES + WARMUP)
             events = [e["event"] for e in kit.audit_events(home)]
             dropped = sum(1 for e in events if e["event_type"] == "notifier_failed"
                           and "queue full" in e.get("reason", ""))
