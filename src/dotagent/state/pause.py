@@ -59,7 +59,8 @@ class Pauses:
             if not isinstance(key, str) or not key or not isinstance(value, dict):
                 continue
             since, until = value.get("since"), value.get("until")
-            if not _is_int(since) or not (until is None or _is_int(until)):
+            if not isinstance(since, int) or isinstance(since, bool) \
+                    or not (until is None or _is_int(until)):
                 continue
             out[key] = Pause(key, since, until)
         return out
