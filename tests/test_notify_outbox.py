@@ -5,7 +5,6 @@ real SMTP server (aiosmtpd) with and without STARTTLS."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -210,44 +209,6 @@ def test_foreground_waits_for_each_delivery(dotagent_home: Path, endpoint: Endpo
 # --------------------------------------------------------------------------------------
 # email against a real SMTP server
 # --------------------------------------------------------------------------------------
-@pytest.fixture
-def smtp_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    from aiosmtpd.controller import Controller
-
-    tls = getattr(request, "param", False)
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    kwargs: dict[str, Any] = {}
-    info: dict[str, Any] = {"received": received}
-    if tls:
-        import ssl
-        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        kwargs.update(tls_context=context, require_starttls=True)
-        info["ca_file"] = str(cert)
-    import socket
-    with socket.socket() as probe:  # aiosmtpd cannot start on port 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
-    controller.start()
-    info["port"] = port
-    try:
-        yield info
-    finally:
-        controller.stop()
-
-
 def test_email_plain_smtp(dotagent_home: Path, smtp_server: dict[str, Any]) -> None:
     outbox = box(dotagent_home, env={"TO": "ops@example.com"})
     [d] = outbox.send(Message("given_up", "nightly", "main", "🚨 gave up", critical=True),

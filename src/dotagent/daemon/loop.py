@@ -129,7 +129,8 @@ class Daemon:
         self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
         self._alert_sender = OutboxSender(None)  # its outbox is made below
         self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
-                             record=self.record, submit=self._submit_notice)
+                             record=self.record, submit=self._submit_notice,
+                             hooks=self._alert_hooks)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
         # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
@@ -191,6 +192,20 @@ class Daemon:
             self._notice_pool.submit(work)
         except RuntimeError:  # shutting down: deliver in this thread, bounded by its timeout
             work()
+
+    def _alert_hooks(self, entry: Entry, message: Any) -> None:
+        """An alert between runs (`stale`, a `given_up` reminder) to the agent's
+        `[[on_failure]]` hooks, through the plugin client like a run's hooks (on the notice
+        thread; each call bounded by its hook's timeout; the supervisor lists it)."""
+        request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
+                             stdin_devnull=True)
+        hooks = PluginHooks(self.home, self.audit, self.env,
+                            say=lambda text: self.log(text.strip()),
+                            on_spawn=lambda _r, pid, argv, exe, _k, deadline:
+                                self.spawned(message, pid, argv, exe, deadline),
+                            on_exit=lambda _r, pid: self.exited(pid),
+                            grace=float(self.config.daemon.shutdown_grace_seconds))
+        hooks.notice(request, message.event, message.body)
 
     def _daemon_wide(self, event: events.Event) -> None:
         try:

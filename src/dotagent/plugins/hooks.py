@@ -80,10 +80,19 @@ class PluginHooks:
                     continue
                 self._call(request, ref, "sink", "success", message)
             return
-        for ref in manifest.on_failure:
-            if ref.events and event.kind not in ref.events:
+        self.notice(request, event.kind, event.message)
+
+    def notice(self, request: RunRequest, event: str, message: str) -> int:
+        """`event` to the agent's `[[on_failure]]` hooks that listen for it (kind `notify`):
+        a run's failure events, and the alerts the daemon raises between runs (`stale`, a
+        `given_up` reminder). Returns how many hooks listened."""
+        called = 0
+        for ref in request.loaded.manifest.on_failure:
+            if ref.events and event not in ref.events:
                 continue
-            self._call(request, ref, "notify", event.kind, event.message)
+            called += 1
+            self._call(request, ref, "notify", event, message)
+        return called
 
     # -- helpers -------------------------------------------------------------------------
     def _stdout(self, event: RunEvent) -> str | None:
