@@ -257,3 +257,40 @@ def test_threads_are_daemon_threads(dotagent_home: Path, endpoint: Endpoint) -> 
     workers = [t for t in threading.enumerate() if t.name == "dotagent-notify"]
     assert workers and all(t.daemon for t in workers)
     outbox.close(wait=True, timeout=10)
+
+
+def test_email_to_a_trickling_smtp_server_ends_at_its_timeout(dotagent_home: Path) -> None:
+    """Each answer arrives within the per-read timeout, a byte at a time: smtplib alone
+    would wait for ever; the entry's `timeout_seconds` bounds the whole conversation."""
+    import socket
+
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"220 slow.example ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"2")  # never a whole line
+                except OSError:
+                    return
+                stop.wait(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        [d] = box(dotagent_home).send(MSG, [{"driver": "email", "host": "127.0.0.1",
+                                             "port": port, "from": "a@x.org",
+                                             "to": ["b@x.org"], "timeout_seconds": 1}])
+    finally:
+        stop.set()
+        server.close()
+    elapsed = time.monotonic() - started
+    assert d.status == "failed"
+    assert d.reason == "127.0.0.1 did not finish within 1s", d.reason
+    assert elapsed < 1 + 2.0  # the deadline plus the outbox's margin, not "for ever"
