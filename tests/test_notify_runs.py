@@ -161,3 +161,39 @@ def test_allowed_plugins_is_enforced_on_a_plugin_notifier(dotagent_home: Path,
     toml.write_text(toml.read_text().replace('["sink-file"]', '["sink-file", "rec"]'))
     assert dotagent("run-now", "nightly", env=cli_env).returncode == 0
     assert json.loads(ran.read_text())["kind"] == "notify"
+
+
+def test_a_ping_check_hears_start_then_the_result(dotagent_home: Path, cli_env: dict[str, str],
+                                                  endpoint: Endpoint) -> None:
+    """`/start` when the agent is running (the agent reports it got the ping's request
+    before it finishes, so the order is real), then the result; other drivers hear no start."""
+    marker = dotagent_home / "ping-arrived"
+    agent(dotagent_home, f"""i=0
+while [ ! -e {marker} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+[ -e {marker} ] && echo saw-start
+exit 3""", f"""
+        [[notifiers]]
+        driver = "ping"
+        url = "{endpoint.url}/check"
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/hook"
+        """)
+
+    import threading
+
+    def mark_when_started() -> None:
+        endpoint.wait_requests(1, timeout=20)
+        marker.write_text("")
+
+    watcher = threading.Thread(target=mark_when_started, daemon=True)
+    watcher.start()
+    result = dotagent("run-now", "nightly", env=cli_env)
+    watcher.join(5)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    paths = [r.path for r in endpoint.requests]
+    assert paths[0] == "/check/start"
+    assert sorted(paths[1:]) == ["/check/fail", "/hook"]  # attempt_failed to both
+    assert endpoint.requests[0].body == b"nightly/main started"
+    log = dotagent_home / "logs" / "agents" / "nightly" / "nightly.log"
+    assert "saw-start" in log.read_text()  # the ping arrived while the agent ran

@@ -93,6 +93,9 @@ class _LadderOwnsGivenUp:
         if event.kind != "given_up":
             self.inner.notify(event)
 
+    def started(self, agent: str, schedule: str) -> None:
+        self.inner.started(agent, schedule)
+
 
 class _ObservedAudit(AuditLog):
     """The daemon's audit log: every event it (or a run, or the manifest check) records is
