@@ -130,6 +130,7 @@ class Daemon:
         self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
         # Notices leave from their own thread: a slow notifier never delays a dispatch.
         self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
+        self._secrets_pool: ThreadPoolExecutor | None = None  # SIGHUP's reloads
         self._alert_sender = OutboxSender(None)  # its outbox is made below
         self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
                              record=self.record, submit=self._submit_notice,
@@ -852,6 +853,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
+            if self._secrets_pool is not None:  # a reload still waiting on `op` is let go
+                self._secrets_pool.shutdown(wait=False, cancel_futures=True)
             self._notice_pool.shutdown(wait=True)
             self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
             self._stop_notify_plugins()
@@ -881,10 +884,24 @@ class Daemon:
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
         self.reload_config()
-        self.load_secrets()
-        self.record(events.ConfigReloaded(reason="SIGHUP"))
         self._reload_due = True
         self.timer.poke()
+        # The secrets are read off the loop: a secret reference's command (`op read …`) may
+        # take up to its timeout, and schedules keep firing meanwhile (with the store they
+        # had). `config_reloaded` is recorded once the whole reload is done.
+        if self._secrets_pool is None:
+            self._secrets_pool = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="secrets")
+        loop = asyncio.get_running_loop()
+        future = self._secrets_pool.submit(self.load_secrets)
+        future.add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._reloaded, f))
+
+    def _reloaded(self, future: Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None:
+            self.log(f"error: reloading the secrets failed: {type(exc).__name__}: {exc}")
+        self.record(events.ConfigReloaded(reason="SIGHUP"))
 
     def reload_config(self) -> None:
         from dotagent.config import load_config
