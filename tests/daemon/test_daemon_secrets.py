@@ -147,3 +147,20 @@ def test_a_slow_op_on_sighup_does_not_hold_the_schedules(
     wait_for(lambda: events_of(home, "config_reloaded"), 15, "the reload to finish")
     assert len(events_of(home, "secrets_loaded")) == 2
     assert daemon.stop() == 0
+
+
+def test_a_secret_in_the_arguments_never_reaches_supervisor_json(
+        home: Path, daemon: DaemonProcess, secrets_file: Path) -> None:
+    d = write_agent(home / "agents", "argy", script='sleep 3\nexit 0\n',
+                    schedule='type = "interval"\ninterval_minutes = 60')
+    manifest = (d / "agent.toml").read_text()
+    (d / "agent.toml").write_text(manifest.replace(
+        f'command = "{d / "run.sh"}"', f'command = "{d / "run.sh"}"\nargs = ["--key", "{TOKEN}"]'))
+    daemon.start()
+    snapshot = home / "state" / "supervisor.json"
+    wait_for(lambda: snapshot.exists() and "argy" in snapshot.read_text(), 15,
+             "the running agent in supervisor.json")
+    text = snapshot.read_text()
+    assert TOKEN not in text
+    assert f'{d / "run.sh"} --key [REDACTED]' in text
+    assert daemon.stop() == 0

@@ -81,6 +81,14 @@ class _Running:
     catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
 
 
+def _shown_command(executable: str, argv: list[str]) -> str:
+    """supervisor.json's `command`, with every loaded secret value written `[REDACTED]` (an
+    argument may hold one; the file is state, and state never keeps a secret)."""
+    from dotagent.redaction import redact
+
+    return redact(" ".join([executable, *argv[1:]]))
+
+
 class _LadderOwnsGivenUp:
     """A run's notifiers without its `given_up` event: in the daemon the first given_up
     notice is the alert ladder's (`Alerts.run_finished`), so one failure is announced once
@@ -617,7 +625,7 @@ class Daemon:
                 label=label, started_at=self.clock.now(),
                 deadline_seconds=int(deadline) if deadline is not None else
                 request.loaded.manifest.agent.timeout_seconds, pgid=pid,
-                command=" ".join([executable, *argv[1:]]))
+                command=_shown_command(executable, argv))
             if run is not None:
                 run.processes[pid] = info
         self._write_snapshot()
@@ -632,7 +640,7 @@ class Daemon:
                 owner=ProcessOwner(agent=message.agent, schedule=message.schedule),
                 label=f"{message.agent}.{message.schedule}:{Path(executable).name}",
                 started_at=self.clock.now(), deadline_seconds=max(1, int(deadline)),
-                pgid=pid, command=" ".join([executable, *argv[1:]]))
+                pgid=pid, command=_shown_command(executable, argv))
         self._write_snapshot()
 
     def exited(self, pid: int) -> None:
