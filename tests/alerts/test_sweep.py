@@ -230,3 +230,29 @@ def test_unchanged_schedules_are_not_judged_again(dotagent_home: Path,
     alerts.sweep([entry], NOW + timedelta(seconds=60))  # the once-a-minute look
     alerts.sweep([replace(entry, state=replace(entry.state))], NOW + timedelta(seconds=61))
     assert len(calls) == 3  # ... and a changed state is judged at once
+
+
+def test_episodes_of_schedules_the_daemon_no_longer_has_end_when_their_reminder_is_due(
+        dotagent_home: Path) -> None:
+    ladder = dotagent_home / "state/notify/alerts.json"
+    ladder.parent.mkdir(parents=True)
+    two_hours_ago = int(NOW.timestamp()) - 7200
+    ten_minutes_ago = int(NOW.timestamp()) - 600
+    ladder.write_text(json.dumps({"episodes": {
+        "ghost/main/given_up": {"first_notified_at": two_hours_ago,
+                                "last_notified_at": two_hours_ago, "count": 1},  # due
+        "ghost/other/stale": {"first_notified_at": ten_minutes_ago,
+                              "last_notified_at": ten_minutes_ago, "count": 1},  # not yet
+        "a/main/given_up": {"first_notified_at": two_hours_ago,
+                            "last_notified_at": two_hours_ago, "count": 1},
+    }}))
+    entry = with_state(agent(dotagent_home, "a", """
+        [[notifiers]]
+        driver = "desktop"
+        """), **GIVEN_UP)
+    sender = Recorder()
+    Alerts(Home(dotagent_home), Config(), sender, zone=UTC).sweep([entry], NOW)
+    episodes = json.loads(ladder.read_text())["episodes"]
+    assert sorted(episodes) == ["a/main/given_up", "ghost/other/stale"]
+    assert episodes["a/main/given_up"]["count"] == 2  # the live one was reminded
+    assert [m.agent for m, _ in sender.sent] == ["a"]

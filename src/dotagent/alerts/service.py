@@ -204,6 +204,7 @@ class Alerts:
         ladder reminder is due, so an idle daemon's wake costs a dictionary lookup each."""
         ts = now.timestamp()
         skipped = set(skip)
+        entries = list(entries)
         with self._lock:
             for entry in entries:
                 key = entry.key
@@ -214,6 +215,19 @@ class Alerts:
                     continue
                 self._judge(entry, now)
                 self._checked[key] = (entry.state, self._recheck_at(entry, ts))
+            self._drop_orphan_episodes({(e.agent, e.schedule.id) for e in entries}, ts)
+
+    def _drop_orphan_episodes(self, known: set[tuple[str, str]], ts: float) -> None:
+        """An episode whose reminder is due for a schedule the daemon no longer has (the
+        agent was removed, or the schedule renamed) ends: nothing can remind or clear it,
+        and its reminder time would wake the loop for nothing. A manifest that is only
+        broken for a while loses its episode only if a reminder fell due meanwhile."""
+        gone = [key for key, ep in self.ladder.episodes.items()
+                if ep.next_at() <= ts and _episode_owner(key) not in known]
+        for key in gone:
+            del self.ladder.episodes[key]
+        if gone:
+            self._save_ladder()
 
     def _recheck_at(self, entry: Any, ts: float) -> float:
         """SWEEP_RECHECK from now, or the entry's next ladder reminder if that is sooner."""
@@ -433,6 +447,12 @@ class Alerts:
     def forget(self, key: tuple[str, str]) -> None:
         """Judge `key` again at the next sweep (its ladder reminder is due)."""
         self._checked.pop(key, None)
+
+
+def _episode_owner(key: str) -> tuple[str, str]:
+    """`agent/schedule/event` → (agent, schedule); agent names hold no `/`."""
+    agent, _, rest = key.partition("/")
+    return agent, rest.rpartition("/")[0]
 
 
 def _no_events(entry: Any) -> dict[str, Any]:
