@@ -197,3 +197,36 @@ exit 3""", f"""
     assert endpoint.requests[0].body == b"nightly/main started"
     log = dotagent_home / "logs" / "agents" / "nightly" / "nightly.log"
     assert "saw-start" in log.read_text()  # the ping arrived while the agent ran
+
+
+def test_tick_announces_given_up_once_through_the_ladder(dotagent_home: Path,
+                                                         cli_env: dict[str, str],
+                                                         endpoint: Endpoint) -> None:
+    """As in the daemon: the first given_up notice is the ladder's (its episode is opened,
+    so a daemon sweep later reminds instead of announcing it again), sent once."""
+    write_agent(dotagent_home / "agents", "nightly", f"""
+        [agent]
+        name = "nightly"
+        [run]
+        command = "./run.sh"
+        [defaults]
+        max_retries = 0
+        [[schedules]]
+        id = "main"
+        type = "interval"
+        interval_minutes = 60
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/w"
+        events = ["given_up"]
+        """, files={"run.sh": "#!/bin/sh\necho 'disk on fire' >&2\nexit 3\n"})
+    result = dotagent("tick", env=cli_env)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    [req] = endpoint.requests
+    body = json.loads(req.body)
+    assert body["event"] == "given_up"
+    assert body["body"] == "🚨 nightly/main gave up after 1 attempts (exit 3)\ndisk on fire"
+    ladder = json.loads((dotagent_home / "state/notify/alerts.json").read_text())
+    assert ladder["episodes"]["nightly/main/given_up"]["count"] == 1
+    dotagent("tick", env=cli_env)  # nothing due: no second notice
+    assert len(endpoint.requests) == 1

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from dotagent.notify.base import Message
 
-__all__ = ["Message", "OutboxSender", "Sender", "agent_entries", "driver_of", "entry_table",
-           "listens"]
+__all__ = ["LadderOwnsGivenUp", "Message", "OutboxSender", "Sender", "agent_entries",
+           "driver_of", "entry_table", "listens"]
 
 
 class Sender(Protocol):
@@ -80,3 +80,21 @@ def _outbox_entry(entry: Any) -> Any:
     (`SummaryNotifier`) as the table it was written as."""
     table = getattr(entry, "table", None)
     return table() if callable(table) and not isinstance(entry, Mapping) else entry
+
+
+class LadderOwnsGivenUp:
+    """A run's notifiers without its `given_up` event: where the alert ladder runs (the
+    daemon, `tick`), the first given_up notice is the ladder's (`Alerts.run_finished`), so
+    one failure is announced once (docs/decisions.md, "given_up is announced by the
+    ladder")."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def notify(self, event: Any) -> None:
+        if event.kind != "given_up":
+            self.inner.notify(event)
+
+    def started(self, agent: str, schedule: str) -> None:
+        self.inner.started(agent, schedule)
+

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from dotagent.alerts.seam import OutboxSender
+from dotagent.alerts.seam import LadderOwnsGivenUp, OutboxSender
 from dotagent.alerts.service import DAEMON_WIDE, Alerts
 from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
@@ -87,22 +87,6 @@ def _shown_command(executable: str, argv: list[str]) -> str:
     from dotagent.redaction import redact
 
     return redact(" ".join([executable, *argv[1:]]))
-
-
-class _LadderOwnsGivenUp:
-    """A run's notifiers without its `given_up` event: in the daemon the first given_up
-    notice is the alert ladder's (`Alerts.run_finished`), so one failure is announced once
-    (docs/decisions.md, "given_up is announced by the ladder")."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def notify(self, event: Any) -> None:
-        if event.kind != "given_up":
-            self.inner.notify(event)
-
-    def started(self, agent: str, schedule: str) -> None:
-        self.inner.started(agent, schedule)
 
 
 class _ObservedAudit(AuditLog):
@@ -606,7 +590,7 @@ class Daemon:
         declared = entry.loaded.manifest.notifiers
         security = entry.loaded.manifest.security
         allowed = security.allowed_plugins if security is not None else []
-        return (_LadderOwnsGivenUp(self.outbox.for_run(declared, allowed_plugins=allowed)),) \
+        return (LadderOwnsGivenUp(self.outbox.for_run(declared, allowed_plugins=allowed)),) \
             if declared else ()
 
     def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
