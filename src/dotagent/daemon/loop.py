@@ -804,7 +804,9 @@ class Daemon:
         else:  # asked twice: no more grace
             for run in list(self.running.values()):
                 run.stop.request(signal.SIGTERM)
-        self.timer.poke()
+        timer = getattr(self, "timer", None)  # None: asked before serve() began
+        if timer is not None:
+            timer.poke()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
