@@ -121,7 +121,7 @@ def judge_all(home: Home, agents: list[AgentView], zone: tzinfo, now: datetime, 
 
     keys = [(a, s) for a in agents for s in a.schedules]
     windows = WindowStore(home, zone=zone).latest_many([(a.name, s.slug) for a, s in keys])
-    beats = HeartbeatStore(home)
+    beats = HeartbeatStore(home).read_many([(a.name, s.slug) for a, s in keys])
     latest = history.latest_finished([(a.name, s.id) for a, s in keys]) if history else {}
     pauses = _OnceRead(home)
     snoozes = Snoozes(home).table()
@@ -129,7 +129,7 @@ def judge_all(home: Home, agents: list[AgentView], zone: tzinfo, now: datetime, 
     out = []
     for agent, sched in keys:
         record = windows.get((agent.name, sched.slug))
-        beat = beats.read(agent.name, sched.slug)
+        beat = beats.get((agent.name, sched.slug))
         state = state_of(beat, record.state if record is not None else None)
         rule = rule_for(sched, zone)  # type: ignore[arg-type]
         h = health(rule, state, sched.policy, now)

@@ -186,12 +186,14 @@ class WindowStore:
         for name, prefix, stamp, ext in self._scan():
             if ext == "json":
                 by_prefix.setdefault(prefix, []).append((stamp, name))
+        directory = self.directory  # checked once (it resolves the path), not per file
         for key, prefix in wanted.items():
             candidates = sorted(by_prefix.get(prefix, ()), reverse=True)
-            result[key] = self._newest(key[0], candidates)
+            result[key] = self._newest(key[0], candidates, directory)
         return result
 
-    def _newest(self, agent: str, candidates: list[tuple[str, str]]) -> WindowRecord | None:
+    def _newest(self, agent: str, candidates: list[tuple[str, str]],
+                directory: Path) -> WindowRecord | None:
         best: WindowRecord | None = None
         horizon: datetime | None = None
         for stamp, name in candidates:
@@ -200,7 +202,7 @@ class WindowStore:
                 continue
             if horizon is not None and moment < horizon:
                 break
-            record = self._read_file(self.directory / name)
+            record = self._read_file(directory / name)
             if record is None or record.agent != agent:
                 continue
             if best is None:
