@@ -71,7 +71,11 @@ def _render(report: Any, home: Any) -> None:
         parts = [f"{icon} {state} {counts[state]}" + (f"/{counts['total']}"
                                                       if state == "ok" else "")
                  for state, icon in _ICONS]
-        out("   ".join(parts) + "\n\n")
+        from dotagent.cli._table import width
+
+        line = "   ".join(parts)
+        # Emoji take two cells: wrap rather than let the terminal do it.
+        out((line if len(line) + len(parts) <= width() else "\n".join(parts)) + "\n\n")
         rows = []
         for r in report.rows:
             last = when(r.last_run, zone)
