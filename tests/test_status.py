@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from helpers import DOTAGENT, dotagent, write_agent
 
 from dotagent.api.service import next_report, status_report
 from dotagent.paths import Home
 from dotagent.state.pause import Pauses
+
+from helpers import DOTAGENT, dotagent, write_agent
 
 
 def _agent(home: Path, name: str, exit_code: int, *, schedule: str | None = None,
@@ -277,15 +278,14 @@ def test_next_cli_json_and_usage(ran: dict[str, str]) -> None:
 def test_a_window_skipped_for_an_overlap_is_not_stale(dotagent_home: Path) -> None:
     from datetime import timedelta
 
+    from dotagent.schedule.oncalendar import parse_cached
+    from dotagent.schedule.rules import calendar_rule
     from dotagent.schedule.windows import (
-        IntervalRule,
         Policy,
         ScheduleState,
         WindowState,
         health,
     )
-    from dotagent.schedule.rules import calendar_rule
-    from dotagent.schedule.oncalendar import parse_cached
 
     rule = calendar_rule(parse_cached("*-*-* *:00/5:00"), UTC)  # type: ignore[arg-type]
     policy = Policy(3, (5,), 120)
@@ -300,7 +300,6 @@ def test_a_window_skipped_for_an_overlap_is_not_stale(dotagent_home: Path) -> No
     assert health(rule, failed, policy, nine + timedelta(minutes=2)).state == "failing"
     # Once older than stale_after_minutes, a missed window is stale as before.
     assert health(rule, ran, policy, nine + timedelta(minutes=121)).state != "ok"
-    assert IntervalRule  # (imported for symmetry with the interval table in test_windows)
 
 
 def test_status_report_in_process_sees_the_same(ran: dict[str, str],
