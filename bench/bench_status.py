@@ -82,7 +82,11 @@ def run() -> list[dict[str, object]]:
                                f"{first.stderr[-300:]}")
         plain: list[float] = []
         as_json: list[float] = []
+        base: list[float] = []
         for _ in range(RUNS):
+            t0 = time.perf_counter()
+            subprocess.run([str(BIN / "python"), "-c", "pass"], env=run_env, check=False)
+            base.append(time.perf_counter() - t0)
             for argv_, times in ((argv, plain), ([*argv, "--json"], as_json)):
                 t0 = time.perf_counter()
                 p = subprocess.run(argv_, env=run_env, cwd=tmp, stdout=subprocess.DEVNULL,
@@ -94,6 +98,8 @@ def run() -> list[dict[str, object]]:
         return [{"metric": "status_500_s", "value": round(max(med_plain, med_json), 3),
                  "unit": "s", "target": "<= 0.3",
                  "detail": {"status_s": round(med_plain, 3), "status_json_s": round(med_json, 3),
+                            "python_c_pass_s": round(statistics.median(base), 3),
+                            "load_avg_1min": round(os.getloadavg()[0], 2),
                             "runs": RUNS, "schedules": 1000,
                             "history_rows": 1000 * ROWS_PER_SCHEDULE,
                             "first_uncached_s": round(uncached, 3)}}]

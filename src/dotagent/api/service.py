@@ -17,14 +17,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotagent.api.agents import AgentSet, load_agents
-from dotagent.api.inspect import InspectReport, inspect_report
 from dotagent.api.judge import DaemonInfo, Judged, daemon_info, epoch_iso, iso, open_history
-from dotagent.api.upcoming import Fire, NextReport, next_report
 from dotagent.paths import Home
 from dotagent.state.pause import Pause
+
+if TYPE_CHECKING:
+    from dotagent.api.inspect import InspectReport, inspect_report
+    from dotagent.api.upcoming import Fire, NextReport, next_report
+
+# `inspect_report` and `next_report` (and their report types) are served from here too, but
+# imported on first use: `status` is timed with 500 agents and needs neither.
+_LAZY = {"InspectReport": "dotagent.api.inspect", "inspect_report": "dotagent.api.inspect",
+         "Fire": "dotagent.api.upcoming", "NextReport": "dotagent.api.upcoming",
+         "next_report": "dotagent.api.upcoming"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "STATE_ORDER",
