@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from dotagent.display import printable, quote_name
-from dotagent.errors import ConfigError, NotFoundError, UsageError
+from dotagent.display import quote_name
+from dotagent.errors import NotFoundError, UsageError
 
 __all__ = ["complete_agent", "find_agent", "pick_schedule"]
 
@@ -23,24 +23,7 @@ def find_agent(name: str, found: Any) -> Any:
     NotFoundError when nothing claims the name; ConfigError, with that manifest's own errors,
     when the manifest that claims it is broken — never a later manifest of the same name.
     """
-    loaded = found.get(name)
-    if loaded is not None:
-        return loaded
-    broken = found.broken_claim(name)
-    if broken is not None:
-        lines = [f"agent {quote_name(name)} cannot be used: its manifest "
-                 f"{printable(str(broken.path))} has {len(broken.errors)} error(s):"]
-        lines.extend(f"  {p}" for p in broken.errors)
-        for dup in found.duplicates_of(name):
-            lines.append(f"  ({printable(str(dup.path))} declares the same name and is "
-                         "ignored while this one holds it)")
-        raise ConfigError("\n".join(lines))
-    known = ", ".join(quote_name(n) for n in sorted(found.agents)) or "none"
-    hint = ""
-    if found.failures:
-        hint = (f"; {len(found.failures)} manifest(s) failed to load — run `dotagent doctor` "
-                "to see why")
-    raise NotFoundError(f"agent not found: {quote_name(name)} (known agents: {known}){hint}")
+    return found.require(name)
 
 
 def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:

@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
     "plugin": "dotagent.cli.plugin:group",
+    "status": "dotagent.cli.status:command",
+    "inspect": "dotagent.cli.inspect:command",
+    "next": "dotagent.cli.next:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).
