@@ -32,6 +32,10 @@ COMMANDS: dict[str, str] = {
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
     "plugin": "dotagent.cli.plugin:group",
+    "install": "dotagent.cli.install:install_command",
+    "uninstall": "dotagent.cli.install:uninstall_command",
+    "completions": "dotagent.cli.completions:command",
+    "init": "dotagent.cli.init:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).
