@@ -16,9 +16,9 @@ _MANAGER_HELP = ("systemd (a user unit) or launchd (a LaunchAgent); default: the
 
 
 def _target(manager: str | None) -> tuple[Any, Any, dict[str, str]]:
-    from dotagent.cli.app import invocation_env
     from typing import cast
 
+    from dotagent.cli.app import invocation_env
     from dotagent.daemon.install import Manager, default_manager, unit_path
 
     env = invocation_env()
