@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import systemd_syntax
+
 from helpers import DOTAGENT, dotagent
 
 LABEL = "run.avelino.dotagent"
@@ -363,5 +364,5 @@ def test_other_platforms_are_refused_clearly() -> None:
 
     assert default_manager("linux") == "systemd"
     assert default_manager("darwin") == "launchd"
-    with pytest.raises(UnsupportedPlatform, match="not 'freebsd14'.*`dotagent daemon`"):
+    with pytest.raises(UnsupportedPlatform, match=r"not 'freebsd14'.*`dotagent daemon`"):
         default_manager("freebsd14")
