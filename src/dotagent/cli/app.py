@@ -35,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "status": "dotagent.cli.status:command",
     "inspect": "dotagent.cli.inspect:command",
     "next": "dotagent.cli.next:command",
+    "install": "dotagent.cli.install:install_command",
+    "uninstall": "dotagent.cli.install:uninstall_command",
+    "completions": "dotagent.cli.completions:command",
+    "init": "dotagent.cli.init:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).
