@@ -84,7 +84,8 @@ def test_completions_refuses_other_shells(cli_env: dict[str, str]) -> None:
 
 def test_commands_complete_from_the_lazy_group(agents: dict[str, str]) -> None:
     assert values(complete("dotagent ", agents)) == sorted(COMMANDS)
-    assert values(complete("dotagent in", agents)) == ["init", "install"]
+    assert values(complete("dotagent ins", agents)) == ["inspect", "install"]
+    assert values(complete("dotagent ini", agents)) == ["init"]
     assert values(complete("dotagent completions ", agents)) == ["bash", "zsh", "fish"]
 
 
