@@ -202,6 +202,19 @@ def test_ping_paths(dotagent_home: Path, endpoint: Endpoint, event: str, path: s
     assert [(r.method, r.path, r.body) for r in endpoint.requests] == [("POST", path, b"log")]
 
 
+@pytest.mark.parametrize("event,path", [("attempt_failed", "/ping/abc/fail?create=1&rid=7"),
+                                        ("start", "/ping/abc/start?create=1&rid=7"),
+                                        ("success", "/ping/abc?create=1&rid=7")])
+def test_ping_keeps_the_query_after_its_path(dotagent_home: Path, endpoint: Endpoint,
+                                             event: str, path: str) -> None:
+    """A check URL with a query (healthchecks' `?create=1`, a run id): `/fail` goes on the
+    path, not after the query, where the service would take the failure for a success."""
+    d = send(dotagent_home, {"driver": "ping", "url": endpoint.url + "/ping/abc/?create=1&rid=7"},
+             "log", event=event)
+    assert d.status == "sent", d.reason
+    assert [r.path for r in endpoint.requests] == [path]
+
+
 def test_ping_ignores_events_that_are_not_check_results(dotagent_home: Path,
                                                         endpoint: Endpoint) -> None:
     d = send(dotagent_home, {"driver": "ping", "url": endpoint.url}, "s", event="daily_summary")
