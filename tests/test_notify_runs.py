@@ -230,3 +230,21 @@ def test_tick_announces_given_up_once_through_the_ladder(dotagent_home: Path,
     assert ladder["episodes"]["nightly/main/given_up"]["count"] == 1
     dotagent("tick", env=cli_env)  # nothing due: no second notice
     assert len(endpoint.requests) == 1
+def test_a_rate_limited_ping_still_reports_the_result_of_its_run(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    """`rate_limit_minutes` on a ping entry: the run's own `/start` must not use up the limit
+    and swallow the result that follows it (a check left "started" goes down). A start only
+    asks the limit; the result is what sets it, so the next run's pair is skipped whole."""
+    agent(dotagent_home, "exit 3", f"""
+        [[notifiers]]
+        driver = "ping"
+        url = "{endpoint.url}/check"
+        rate_limit_minutes = 30
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    assert sorted(r.path for r in endpoint.wait_requests(2)) == ["/check/fail", "/check/start"]
+    assert dotagent("run-now", "nightly", env=cli_env).returncode == 0
+    import time
+    time.sleep(0.5)  # a start ping is not waited for; give a wrong one time to arrive
+    assert len(endpoint.requests) == 2  # the second run's start and result both held back

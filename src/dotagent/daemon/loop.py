@@ -46,7 +46,7 @@ from dotagent.schedule.windows import (
     WindowState,
     health,
 )
-from dotagent.secrets import SecretStore, load_secrets
+from dotagent.secrets import LoadCancelled, SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.security.plugins import check_plugins
 from dotagent.state.heartbeat import HeartbeatStore
@@ -123,6 +123,11 @@ class Daemon:
         # Notices leave from their own thread: a slow notifier never delays a dispatch.
         self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
         self._secrets_pool: ThreadPoolExecutor | None = None  # SIGHUP's reloads
+        # One reload at a time: SIGHUPs meanwhile ask for one more (`_secrets_again`), and
+        # stopping calls off the one in flight (its `op` is killed, nothing is recorded).
+        self._secrets_future: Future[None] | None = None
+        self._secrets_again = False
+        self._secrets_cancel = threading.Event()
         self._alert_sender = OutboxSender(None)  # its outbox is made below
         self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
                              record=self.record, submit=self._submit_notice,
@@ -839,6 +844,7 @@ class Daemon:
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
+            self._secrets_cancel.set()
             snapshots.cancel()
             with contextlib.suppress(BaseException):
                 await snapshots
@@ -847,8 +853,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
-            if self._secrets_pool is not None:  # a reload still waiting on `op` is let go
-                self._secrets_pool.shutdown(wait=False, cancel_futures=True)
+            if self._secrets_pool is not None:  # a reload still waiting on `op` is called off
+                self._secrets_pool.shutdown(wait=True, cancel_futures=True)
             self._notice_pool.shutdown(wait=True)
             self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
             self._stop_notify_plugins()
@@ -882,20 +888,38 @@ class Daemon:
         self.timer.poke()
         # The secrets are read off the loop: a secret reference's command (`op read …`) may
         # take up to its timeout, and schedules keep firing meanwhile (with the store they
-        # had). `config_reloaded` is recorded once the whole reload is done.
+        # had). `config_reloaded` is recorded once the whole reload is done. SIGHUPs that
+        # come while a reload is under way are answered by one more reload after it.
+        if self._secrets_future is not None and not self._secrets_future.done():
+            self._secrets_again = True
+            return
+        self._reload_secrets()
+
+    def _reload_secrets(self) -> None:
         if self._secrets_pool is None:
             self._secrets_pool = ThreadPoolExecutor(max_workers=1,
                                                     thread_name_prefix="secrets")
         loop = asyncio.get_running_loop()
-        future = self._secrets_pool.submit(self.load_secrets)
-        future.add_done_callback(
-            lambda f: loop.call_soon_threadsafe(self._reloaded, f))
+
+        def done(f: Future[None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon stopped
+                loop.call_soon_threadsafe(self._reloaded, f)
+
+        self._secrets_again = False
+        self._secrets_future = self._secrets_pool.submit(self.load_secrets)
+        self._secrets_future.add_done_callback(done)
 
     def _reloaded(self, future: Future[None]) -> None:
+        if future.cancelled() or self._secrets_cancel.is_set():
+            return  # the daemon is stopping: nothing was loaded
         exc = future.exception()
+        if isinstance(exc, LoadCancelled):
+            return
         if exc is not None:
             self.log(f"error: reloading the secrets failed: {type(exc).__name__}: {exc}")
         self.record(events.ConfigReloaded(reason="SIGHUP"))
+        if self._secrets_again:
+            self._reload_secrets()
 
     def reload_config(self) -> None:
         from dotagent.config import load_config
@@ -914,7 +938,7 @@ class Daemon:
         audited as `secrets_refused`; runs already dispatched keep what they were given."""
         self.secrets = load_secrets(self.home, self.config, self.env, audit=self.audit,
                                     say=lambda text: self.log(text.strip()),
-                                    previous=self.secrets)
+                                    previous=self.secrets, cancel=self._secrets_cancel)
         if self.secrets.path is not None:
             self.log(f"secrets: {len(self.secrets)} loaded from {self.secrets.path}"
                      + (f", {self.secrets.unresolved} unresolved" if self.secrets.unresolved

@@ -13,7 +13,6 @@ import ssl
 import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
 
 from dotagent.notify.base import Message, NotifyError, SendContext
 from dotagent.notify.http import Deadline
@@ -26,8 +25,9 @@ def subject(message: Message) -> str:
 
 
 class _SMTP(smtplib.SMTP):
-    """smtplib whose sockets (the plain one, then the TLS one) belong to a `Deadline`: the
-    entry's `timeout_seconds` bounds the whole conversation, not each read."""
+    """smtplib whose connection belongs to a `Deadline` (which holds it through the TLS
+    wrap of STARTTLS): the entry's `timeout_seconds` bounds the whole conversation, not
+    each read."""
 
     def __init__(self, deadline: Deadline, host: str, port: int, timeout: float) -> None:
         self.deadline = deadline  # before connecting: the constructor connects
@@ -37,11 +37,6 @@ class _SMTP(smtplib.SMTP):
         # smtplib's documented-by-source hook for the connection's socket (not in typeshed)
         return self.deadline.add(super()._get_socket(host, port, timeout))  # type: ignore[misc]
 
-    def starttls(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        reply = super().starttls(*args, **kwargs)
-        if self.sock is not None:
-            self.deadline.add(self.sock)
-        return reply
 
 
 class EmailDriver:
@@ -75,6 +70,7 @@ class EmailDriver:
             raise
         finally:
             timer.cancel()
+            deadline.close()
 
     def _converse(self, ctx: SendContext, deadline: Deadline, mail: EmailMessage, host: str,
                   port: object, starttls: object, sender: str, to: list[str],

@@ -33,18 +33,30 @@ class Deadline:
     """The sockets of one request (or SMTP conversation), shut down when its whole time is
     up. urllib's and smtplib's `timeout` bound each socket operation, not the request: an
     endpoint that trickles a byte a second would hold a delivery (and a daemon's outbox
-    worker) for as long as it likes."""
+    worker) for as long as it likes.
+
+    It keeps a duplicate of each socket: a TLS wrap (https, STARTTLS) detaches the socket
+    object it is given, so shutting that object down would do nothing, while a duplicate
+    reaches the same connection whatever wraps it. `close()` (when the request is over)
+    lets the duplicates go; the connection itself is closed by its owner."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self.expired = False
+        self._closed = False
 
     def add(self, sock: socket.socket) -> socket.socket:
         with self._lock:
-            self._socks.append(sock)
+            if self._closed:
+                return sock
+            try:
+                dup = sock.dup()
+            except OSError:  # no descriptor left: the per-read timeout still applies
+                return sock
+            self._socks.append(dup)
             if self.expired:
-                _shut(sock)
+                _shut(dup)
         return sock
 
     def expire(self) -> None:
@@ -52,6 +64,13 @@ class Deadline:
             self.expired = True
             for sock in self._socks:
                 _shut(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -105,6 +124,7 @@ class UrllibTransport:
             raise
         finally:
             timer.cancel()
+            deadline.close()
 
     def _request(self, method: str, url: str, *, body: bytes | None,
                  headers: Mapping[str, str], timeout: float,

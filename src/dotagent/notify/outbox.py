@@ -320,7 +320,9 @@ class Outbox:
             except NotifyError as exc:
                 self._record(delivery, "failed", exc.message)
                 return
-            if path is not None:
+            # A `start` only asks the limit: the result of the same run sets it, else a
+            # ping's own /start would swallow the result that follows it.
+            if path is not None and message.event != "start":
                 self._write_limit(path, item, fields)
         self._record(delivery, "sent")
 
