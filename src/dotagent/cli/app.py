@@ -31,6 +31,9 @@ COMMANDS: dict[str, str] = {
     "daemon": "dotagent.cli.daemon:command",
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
+    "pause": "dotagent.cli.pause:pause_command",
+    "resume": "dotagent.cli.pause:resume_command",
+    "bootstrap": "dotagent.cli.bootstrap:command",
     "plugin": "dotagent.cli.plugin:group",
 }
 
