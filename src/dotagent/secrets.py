@@ -312,13 +312,18 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
 def load_secrets(home: Home | Path, config: Config | None, env: Mapping[str, str] | None = None,
                  *, audit: AuditLog | None = None, say: Callable[[str], None] | None = None,
                  previous: SecretStore | None = None,
-                 op_timeout: float = OP_TIMEOUT_SECONDS) -> SecretStore:
+                 op_timeout: float = OP_TIMEOUT_SECONDS,
+                 audit_loaded: bool = True) -> SecretStore:
     """Load the store, register its values for redaction, audit the outcome (when `audit`)
     and tell `say` (lines ending in a newline). Never raises for the file's content: a
     refused file gives an empty store whose `refused` says why.
 
     `previous`: the store this load replaces (the daemon's SIGHUP). When it came from a file,
-    a failure says `; previous store dropped`, and a vanished file is reported."""
+    a failure says `; previous store dropped`, and a vanished file is reported.
+
+    `audit_loaded` false: a successful load is not audited (a foreground command loads the
+    store for one run; a `tick` from cron every minute would otherwise add a
+    `secrets_loaded` line each time). A refusal is always audited."""
     env = os.environ if env is None else env
     speak = say or (lambda text: None)
     path = secrets_path(home, config, env)
@@ -353,6 +358,7 @@ def load_secrets(home: Home | Path, config: Config | None, env: Mapping[str, str
     redaction.register_secrets(store.values())
     for warning in store.warnings:
         speak(f"[dotagent] warning: {warning}\n")
-    record(events.SecretsLoaded(path=str(path), key_count=len(store),
-                                unresolved_references=store.unresolved))
+    if audit_loaded:
+        record(events.SecretsLoaded(path=str(path), key_count=len(store),
+                                    unresolved_references=store.unresolved))
     return store

@@ -16,7 +16,7 @@ from typing import Any
 
 from dotagent.notify.base import HttpResponse, NotifyError
 
-__all__ = ["UrllibTransport", "check_status", "join_url"]
+__all__ = ["Deadline", "UrllibTransport", "check_status", "join_url"]
 
 # A response body is read only to say why a request failed; never more than this.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -29,10 +29,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class _Deadline:
-    """The sockets of one request, shut down when its whole time is up. urllib's `timeout`
-    bounds each socket operation, not the request: an endpoint that trickles a byte a
-    second would hold a delivery (and a daemon's outbox worker) for as long as it likes."""
+class Deadline:
+    """The sockets of one request (or SMTP conversation), shut down when its whole time is
+    up. urllib's and smtplib's `timeout` bound each socket operation, not the request: an
+    endpoint that trickles a byte a second would hold a delivery (and a daemon's outbox
+    worker) for as long as it likes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,7 +60,7 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _connection(base: type[http.client.HTTPConnection],
-                deadline: _Deadline) -> type[http.client.HTTPConnection]:
+                deadline: Deadline) -> type[http.client.HTTPConnection]:
     class Connection(base):  # type: ignore[valid-type, misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -70,7 +71,7 @@ def _connection(base: type[http.client.HTTPConnection],
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self.deadline = deadline
 
@@ -79,7 +80,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self.deadline = deadline
 
@@ -91,7 +92,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 class UrllibTransport:
     def request(self, method: str, url: str, *, body: bytes | None,
                 headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        deadline = _Deadline()
+        deadline = Deadline()
         timer = threading.Timer(timeout, deadline.expire)
         timer.daemon = True
         timer.start()
@@ -107,7 +108,7 @@ class UrllibTransport:
 
     def _request(self, method: str, url: str, *, body: bytes | None,
                  headers: Mapping[str, str], timeout: float,
-                 deadline: _Deadline) -> HttpResponse:
+                 deadline: Deadline) -> HttpResponse:
         opener = urllib.request.build_opener(_NoRedirect(), _HTTPHandler(deadline),
                                              _HTTPSHandler(deadline))
         headers = dict(headers)

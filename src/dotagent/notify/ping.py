@@ -1,10 +1,10 @@
 """`ping` (beyond upstream): a healthchecks.io-style check URL.
 
-`success` and `recovered` POST `url`; `attempt_failed`, `timed_out`, `given_up`,
-`preflight` and `stale` POST `url/fail`; every other event is not a check result and sends
-nothing. The body (capped at 10,000 bytes) is the message, which such services keep as
-the ping's log. A check that stops receiving pings is what tells you the box or the daemon is
-down."""
+`start` (the agent's process is running) POSTs `url/start`; `success` and `recovered` POST
+`url`; `attempt_failed`, `timed_out`, `given_up`, `preflight` and `stale` POST `url/fail`;
+every other event is not a check result and sends nothing. The body (capped at 10,000
+bytes) is the message, which such services keep as the ping's log. A check that stops
+receiving pings is what tells you the box or the daemon is down."""
 
 from __future__ import annotations
 
