@@ -115,19 +115,21 @@ def test_a_pause_that_ends_lifts_itself_on_time(home: Path, daemon: DaemonProces
     write_agent(home / "agents", "beat", schedule=EVERY_SECOND, script="exit 0\n")
     daemon.start()
     wait_for(lambda: history_rows(home, "beat"), 20, "a first run of beat")
-    # `--for` counts minutes; the store is given an end 3 s away, and the daemon is told as
+    # `--for` counts minutes; the store is given an end 5 s away, and the daemon is told as
     # `pause` tells it.
     since = time.time()
-    until = int(since) + 4
+    until = int(since) + 5
     Pauses(Home(home)).pause("beat", None, until, since)
     os.kill(daemon.pid, signal.SIGUSR1)
     daemon.wait_log("SIGUSR1: re-reading the pauses", 10)
     rows = wait_for(lambda: [r for r in history_rows(home, "beat")
                              if float(r["window_at"]) >= until], 20,
                     "a run after the pause ended")
-    # Nothing ran for the windows inside the pause (one dispatched just before it may end).
+    # Nothing ran for the windows inside the pause. The first window after `since` may have
+    # been handed to a worker just before the file was written (a run is prepared 50 ms
+    # ahead of its instant): a pause holds from the daemon's next decision.
     inside = [r for r in history_rows(home, "beat")
-              if int(since) + 1 <= float(r["window_at"]) < until]
+              if int(since) + 2 <= float(r["window_at"]) < until]
     assert inside == []
     assert float(rows[0]["window_at"]) - until < 2.0, rows[0]  # it resumed by itself, on time
     assert "paused: beat/main window" in daemon.log()
