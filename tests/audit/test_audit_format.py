@@ -87,7 +87,7 @@ def test_every_event_type_is_defined_once() -> None:
             "run_interrupted", "notifier_failed", "command_not_allowed", "plugin_not_allowed",
             "sandbox_unavailable", "manifest_signature_invalid", "agent_approved",
             "selfcheck_recorded", "audit_break_acknowledged", "duration_anomaly",
-            "agent_snoozed"}
+            "agent_snoozed", "agent_paused", "agent_resumed", "windows_bootstrapped"}
     assert set(events.EVENT_TYPES) == upstream | ours
     assert {t for t, cls in events.EVENT_TYPES.items() if cls.upstream} == upstream
 

@@ -2,9 +2,9 @@
 
 Used by the daemon (the health sweep after each step, the end of every run, daemon-wide
 events, the daily summary, the end of quiet hours) and by `dotagent daily-summary`. Every
-notice passes `deliver`: the `events` filters, then snoozes, then quiet hours (non-critical
-notices are held for the digest), then the `Sender`. Sending is handed to `submit` (the
-daemon's delivery thread) so that it never delays a dispatch.
+notice passes `deliver`: the `events` filters, then snoozes and pauses, then quiet hours
+(non-critical notices are held for the digest), then the `Sender`. Sending is handed to
+`submit` (the daemon's delivery thread) so that it never delays a dispatch.
 
 Who owns the first `given_up` notice: the ladder. In the daemon the lifecycle's own
 `given_up` event still reaches the hooks (`[[on_failure]]`), and the daemon sends the notice
@@ -37,6 +37,7 @@ from dotagent.config import Config
 from dotagent.errors import DotagentError
 from dotagent.paths import Home
 from dotagent.schedule.windows import health
+from dotagent.state.pause import Pauses
 
 __all__ = ["DAEMON_WIDE", "Alerts", "daemon_wide_text", "route"]
 
@@ -99,6 +100,7 @@ class Alerts:
         self.submit = submit or (lambda work: work())
         self.held = HeldQueue(home)
         self.snoozes = Snoozes(home)
+        self.pauses = Pauses(home)
         self.guard = SummaryGuard(home)
         self._ladder: Ladder | None = None
         self._lock = threading.RLock()
@@ -136,7 +138,8 @@ class Alerts:
     # ------------------------------------------------------------------ delivery
     def deliver(self, message: Message, entries: Sequence[Any], now: datetime, *,
                 quiet: bool = True, snooze: bool = True) -> str:
-        """'sent', 'held' (quiet hours), 'snoozed' or 'nobody' (no entry listens)."""
+        """'sent', 'held' (quiet hours), 'snoozed', 'paused' (the schedule is paused: it raises
+        no alert) or 'nobody' (no entry listens)."""
         with self._lock:
             return self._deliver(message, entries, now, quiet=quiet, snooze=snooze)
 
@@ -149,6 +152,9 @@ class Alerts:
         if snooze and message.agent and \
                 self.snoozes.until(message.agent, message.schedule or None, ts) is not None:
             return "snoozed"
+        if snooze and message.agent and \
+                self.pauses.active(message.agent, message.schedule or None, ts) is not None:
+            return "paused"
         hours = self.quiet if quiet else None
         if hours is not None and not message.critical and hours.active(now):
             try:

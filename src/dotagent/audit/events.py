@@ -555,6 +555,43 @@ class AgentSnoozed(Event):
     reason: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class AgentPaused(Event):
+    """`dotagent pause`: the agent (or one schedule; "" for all) is not dispatched until
+    `until_iso` ("" until resumed); windows that come due meanwhile are settled unrun."""
+
+    event_type: ClassVar[str] = "agent_paused"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    agent: str
+    schedule: str
+    until_iso: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentResumed(Event):
+    """`dotagent resume`: the pause of the agent (or one schedule; "" for all) is lifted
+    before its end. A pause that reaches its `until` ends without a line of its own."""
+
+    event_type: ClassVar[str] = "agent_resumed"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    agent: str
+    schedule: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowsBootstrapped(Event):
+    """`dotagent bootstrap`: `count` windows due at that moment were settled without a run,
+    so that a fresh install fires no burst and raises no alert."""
+
+    event_type: ClassVar[str] = "windows_bootstrapped"
+    default_severity: ClassVar[Severity] = Severity.NOTICE
+    count: int
+    schedules: int
+    reason: str
+
+
 def _collect() -> dict[str, type[Event]]:
     found: dict[str, type[Event]] = {}
     pending = list(Event.__subclasses__())

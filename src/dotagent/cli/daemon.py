@@ -122,8 +122,8 @@ def _selfcheck_notice(home: Any, config: Any, env: dict[str, str], summary: str,
 def _hold_signals() -> list[str]:
     """SIGTERM/SIGINT before the loop runs (during the orphan sweep, the crash recovery, the
     secrets load) are remembered instead of killing the daemon half-way: it finishes that
-    step, then stops cleanly (`daemon_stopped`, exit 0). A SIGHUP then is a no-op: the first
-    scan reads everything anyway (its default action would kill the daemon)."""
+    step, then stops cleanly (`daemon_stopped`, exit 0). A SIGHUP or SIGUSR1 then is a no-op:
+    the first scan reads everything anyway (their default action would kill the daemon)."""
     import signal
 
     asked: list[str] = []
@@ -134,6 +134,7 @@ def _hold_signals() -> list[str]:
     signal.signal(signal.SIGTERM, remember)
     signal.signal(signal.SIGINT, remember)
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # `pause`: the same
     return asked
 
 

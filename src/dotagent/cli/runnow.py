@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -15,6 +16,21 @@ __all__ = ["command"]
 
 def _indent(text: str) -> str:
     return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+def _note_pause(home: Any, agent: str, schedule_id: str, env: dict[str, str]) -> None:
+    """A paused schedule runs all the same (it was asked for by name); say it is paused."""
+    from dotagent.clock import from_epoch, utc_now
+    from dotagent.localzone import local_zone
+    from dotagent.state.pause import Pauses
+
+    pause = Pauses(home).active(agent, schedule_id, utc_now().timestamp())
+    if pause is None:
+        return
+    until = "until resumed" if pause.until is None else "until " + from_epoch(
+        pause.until).astimezone(local_zone(env)).strftime("%Y-%m-%d %H:%M %Z")
+    _streams.say(f"[dotagent] note: {agent}/{schedule_id} is paused {until}; running it "
+                 "anyway because it was asked for (the daemon will not)\n")
 
 
 @click.command("run-now")
@@ -51,6 +67,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     loaded = find_agent(name, found)
     schedule = pick_schedule(loaded, schedule_id)
     tighten_home(home)
+    _note_pause(home, loaded.name, schedule.id, env)
     audit = AuditLog(home)
     with StopRequest() as stop, History(home) as history:
         report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))

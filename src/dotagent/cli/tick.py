@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import click
@@ -32,7 +33,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
-    from dotagent.clock import utc_now
+    from dotagent.clock import from_epoch, utc_now
+    from dotagent.daemon.settle import active_pause, hold_wakes, pause_verdict, settle
     from dotagent.daemon.tick import apply_settlement, load_entries, plan, record_skipped, refresh
     from dotagent.discovery import discover
     from dotagent.localzone import local_zone
@@ -43,6 +45,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.security.manifests import check_manifests
     from dotagent.security.plugins import check_plugins
     from dotagent.state.history import History
+    from dotagent.state.pause import Pauses
     from dotagent.state.windows import WindowStore
     from dotagent.timefmt import iso
 
@@ -59,9 +62,12 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     windows = WindowStore(home, zone=zone)
     entries = load_entries(found, home, zone, windows=windows)
     decisions = plan(entries, now)
+    pauses = Pauses(home).table()
     lines: list[str] = []
     dispatched: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
+    paused: list[dict[str, Any]] = []
+    held: list[datetime] = []  # when a paused schedule's held retry is looked at again
     after = []
     # Loaded before anything runs, so a bad file is reported before a notifier needs it
     # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
@@ -76,6 +82,31 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"
             action = decision.action
+            live = active_pause(pauses, entry.agent, entry.schedule.id, now.timestamp()) \
+                if pauses else None
+            if live is not None:
+                paused.append({"agent": entry.agent, "schedule": entry.schedule.id,
+                               "until": None if live.until is None else
+                               iso(from_epoch(live.until))})
+            verdict = pause_verdict(entry, decision, pauses, now) if pauses else None
+            if verdict is not None:
+                if verdict[0] == "hold":  # a retry or give-up waits for the pause to end
+                    lines.append(f"paused {label}: its {action.replace('_', ' ')} waits "
+                                 "until the pause ends")
+                    held.extend(hold_wakes(entry, verdict[1], now))
+                    continue
+                assert decision.window is not None
+                settled.append({"agent": entry.agent, "schedule": entry.schedule.id,
+                                "window": iso(decision.window), "action": "paused"})
+                if dry_run:
+                    lines.append(f"would settle {label} unrun: paused (window "
+                                 f"{iso(decision.window)})")
+                    after.append(entry)
+                    continue
+                quiet = settle(entry, decision.window, "paused", windows)
+                lines.append(f"settled {label} unrun: paused (window {iso(decision.window)})")
+                after.append(refresh(entry, home, windows, window=quiet))
+                continue
             if action in ("run", "retry"):
                 assert decision.window is not None
                 attempt = f"attempt {decision.attempt}/{entry.policy.max_attempts}"
@@ -128,14 +159,16 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                 after.append(entry)
     later = utc_now()
     upcoming = [t for t in (e.next_due(later) for e in after if not dry_run) if t is not None]
+    upcoming += [t for t in held if t > now]
     if dry_run:
         upcoming = [t for t in (e.next_due(now) for e in after) if t is not None and t > now]
+        upcoming += [t for t in held if t > now]
     next_event = iso(min(upcoming)) if upcoming else None
     agents = len({e.agent for e in entries})
     if as_json:
         sys.stdout.write(json.dumps({"dry_run": dry_run, "scanned": agents,
                                      "dispatched": dispatched, "settled": settled,
-                                     "next_event": next_event}) + "\n")
+                                     "paused": paused, "next_event": next_event}) + "\n")
         return 0
     for line in lines:
         sys.stdout.write(line + "\n")

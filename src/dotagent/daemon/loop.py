@@ -29,6 +29,7 @@ from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
 from dotagent.clock import Clock, SystemClock, from_epoch
 from dotagent.config import MAX_CONCURRENT_RUNS, Config
+from dotagent.daemon.settle import PauseView, active_pause, hold_wakes, pause_verdict, settle
 from dotagent.daemon.tick import Entry, apply_settlement, load_entries, record_skipped, refresh
 from dotagent.daemon.wallclock import WallTimer
 from dotagent.discovery import Discovery, discover, search_roots
@@ -134,6 +135,11 @@ class Daemon:
                              hooks=self._alert_hooks)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
+        # `state/paused.json`, re-read when it changes (a stat per step): `pause` and `resume`
+        # take effect without a restart, and SIGUSR1 (which they send) wakes the loop.
+        self.pauses = PauseView(home)
+        self._pause_generation = 0
+        self._paused: set[tuple[str, str]] = set()  # schedules paused at the last step
         # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
         self.secrets: SecretStore = SecretStore.empty()
         self.snapshot = SupervisorSnapshot(home, zone=zone)
@@ -232,7 +238,7 @@ class Daemon:
         alerts = self.alerts
         try:
             alerts.flush_held(now)
-            alerts.sweep(self.entries, now, skip=self._deferred)
+            alerts.sweep(self.entries, now, skip=self._deferred | self._paused)
             day = alerts.summary_due(now)
             if day is not None:
                 lines = [SummaryLine(e.agent, e.schedule.id, h.state, h.reason)
@@ -335,6 +341,7 @@ class Daemon:
         source = None
         deferred_now: set[tuple[str, str]] = set()
         due_now: list[tuple[datetime, int, Entry, Decision, datetime | None]] = []
+        pauses = self._pause_step(now, wakes)
         for i, entry in enumerate(self.entries):
             if entry.agent in self.running or self._stopping:
                 continue  # overlaps are judged when the run ends
@@ -347,6 +354,11 @@ class Daemon:
                 wakes.append(known[2] - PREPARE_AHEAD)
                 continue
             decision = entry.decide(now)
+            if pauses:
+                verdict = pause_verdict(entry, decision, pauses, now)
+                if verdict is not None:
+                    wakes.extend(self._while_paused(i, entry, decision, verdict, now))
+                    continue
             held = self._held_until(entry.key, decision.window, now)
             settled: WindowState | None = None  # the window as settled just now
             if held is None and decision.action in ("missed", "give_up"):
@@ -381,8 +393,9 @@ class Daemon:
                 # run's bookkeeping (lock, heartbeat, history, log) happens before the
                 # instant instead of delaying the agent past it.
                 decision = entry.decide(due)
-                if decision.action not in ("run", "retry"):
-                    wakes.append(due)
+                if decision.action not in ("run", "retry") or \
+                        (pauses and pause_verdict(entry, decision, pauses, due) is not None):
+                    wakes.append(due)  # a paused window is settled when it is due
                     continue
                 held = self._held_until(entry.key, decision.window, now)
                 if held is not None:  # it could not begin a moment ago
@@ -428,6 +441,48 @@ class Daemon:
         if alert_wake is not None:
             wakes.append(max(alert_wake, now))
         return min(wakes) if wakes else None
+
+    def _pause_step(self, now: datetime, wakes: list[datetime]) -> dict[str, Any]:
+        """The pause table for this step (re-read if the file changed); notes which
+        schedules are paused (the health sweep skips them) and when a pause ends (a wake)."""
+        table = self.pauses.table()
+        if self.pauses.generation != self._pause_generation:
+            self._pause_generation = self.pauses.generation
+            self._idle_until.clear()
+            live = [f"{k} (until {'resumed' if p.until is None else from_epoch(p.until)})"
+                    for k, p in sorted(table.items()) if p.active(now.timestamp())]
+            self.log(f"pauses: {', '.join(live) if live else 'none'}")
+        if not table:
+            self._paused = set()
+            return table
+        ts = now.timestamp()
+        self._paused = {e.key for e in self.entries
+                        if active_pause(table, e.agent, e.schedule.id, ts) is not None}
+        wakes.extend(from_epoch(p.until) for p in table.values()
+                     if p.until is not None and p.until > ts)
+        return table
+
+    def _while_paused(self, i: int, entry: Entry, decision: Decision,
+                      verdict: tuple[str, Any], now: datetime) -> list[datetime]:
+        """A paused schedule's due window is settled unrun (no audit line: `agent_paused`
+        says why); a retry or give-up waits for the pause to end. Returns the wakes."""
+        kind, pause = verdict
+        if kind == "hold":
+            return hold_wakes(entry, pause, now)
+        assert decision.window is not None
+        try:
+            state = settle(entry, decision.window, "paused", self.windows)
+        except DotagentError as exc:
+            self.log(f"error: {exc.message}")
+            state = self._unsaved[entry.key] = WindowState(expected_at=decision.window,
+                                                            settled="paused")
+        else:
+            self._unsaved.pop(entry.key, None)
+        self.log(f"paused: {entry.agent}/{entry.schedule.id} window "
+                 f"{decision.window.isoformat()} settled without a run")
+        entry = self.entries[i] = self._refresh(entry, window=state)
+        due = entry.next_due(now)
+        return [] if due is None else [max(due, now)]
 
     def _with_heartbeat(self, entry: Entry) -> Entry:
         """`entry` with its last start and last success as its heartbeat says now."""
@@ -743,7 +798,9 @@ class Daemon:
             success = entry.state.last_success
             skipped: WindowState | None = None
             if success is None or success < latest:
-                skipped = WindowState(expected_at=latest, missed=True)
+                paused = entry.key in self._paused
+                skipped = WindowState(expected_at=latest, missed=not paused,
+                                      settled="paused" if paused else None)
                 try:
                     self.windows.save(agent, entry.schedule.slug, entry.schedule.id, skipped)
                 except DotagentError as exc:
@@ -819,6 +876,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        loop.add_signal_handler(signal.SIGUSR1, self._sigusr1)
         self._watching = asyncio.Event()
         self._start_watcher()
         self._busy = asyncio.Event()
@@ -850,7 +908,7 @@ class Daemon:
                 await snapshots
             await self._stop_watcher()
             self.timer.close()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
             if self._secrets_pool is not None:  # a reload still waiting on `op` is called off
@@ -920,6 +978,14 @@ class Daemon:
         self.record(events.ConfigReloaded(reason="SIGHUP"))
         if self._secrets_again:
             self._reload_secrets()
+
+    def _sigusr1(self) -> None:
+        """Sent by `pause`, `resume` and `bootstrap`: the pauses or the window files changed.
+        The next step re-reads paused.json and rescans (window files included); nothing is
+        audited — the command that sent it recorded what it did."""
+        self.log("SIGUSR1: re-reading the pauses and the window files")
+        self._rescan_due = True
+        self.timer.poke()
 
     def reload_config(self) -> None:
         from dotagent.config import load_config

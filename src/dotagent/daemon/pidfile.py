@@ -18,7 +18,7 @@ from dotagent.errors import DotagentError, StateError
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
 
-__all__ = ["DaemonLock", "SecondDaemon", "running_daemon"]
+__all__ = ["DaemonLock", "SecondDaemon", "poke_daemon", "running_daemon"]
 
 
 class SecondDaemon(DotagentError):
@@ -96,3 +96,35 @@ def running_daemon(home: Home) -> int | None:
         return None  # nobody holds it: whatever daemon.pid says is stale
     finally:
         os.close(fd)
+
+
+def poke_daemon(home: Home) -> tuple[int, str] | None:
+    """Tell the daemon serving `home`, if one runs, that the pauses or the window files
+    changed, so it re-reads them now. SIGUSR1 when the daemon is seen to catch it (Linux:
+    `SigCgt` in /proc/PID/status) — a daemon of an older dotagent would die of it — else
+    SIGHUP, which every daemon handles (a reload: it also re-reads config.toml). Returns
+    (pid, signal name), or None when no daemon could be told (none runs; its pid file is
+    missing; the signal failed): it then sees a pause at its next step, and window files at
+    its next rescan."""
+    import signal
+
+    pid = running_daemon(home)
+    if not pid:
+        return None
+    sig = signal.SIGUSR1 if _catches(pid, signal.SIGUSR1) else signal.SIGHUP
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        return None
+    return pid, sig.name
+
+
+def _catches(pid: int, sig: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False

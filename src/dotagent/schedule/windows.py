@@ -132,6 +132,10 @@ class WindowState:
     last_exit_code: int | None = None
     given_up: bool = False
     missed: bool = False  # recorded as missed (stale when first seen); never run
+    # Settled without a run and without a verdict: "paused" (it came due while the schedule
+    # was paused) or "bootstrap" (`dotagent bootstrap` marked it handled). Never run, never
+    # retried, never counted as missed; the next window is the next one due.
+    settled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,7 +373,7 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
                 return Decision("missed", exp, skipped=skipped, first_skipped=first)
             return Decision("run", exp, attempt=1, skipped=skipped, first_skipped=first)
     if window is not None and not window.given_up and not window.missed \
-            and not state.succeeded(window, policy.exits):
+            and window.settled is None and not state.succeeded(window, policy.exits):
         if window.attempts == 0:
             return Decision("run", window.expected_at, attempt=1)
         if window.attempts >= policy.max_attempts or \
@@ -393,7 +397,8 @@ def next_due(rule: Rule, state: ScheduleState, policy: Policy,
     now = _utc(now)
     window = state.window
     if window is not None and window.expected_at <= now and (
-            window.given_up or window.missed or state.succeeded(window, policy.exits)):
+            window.given_up or window.missed or window.settled is not None
+            or state.succeeded(window, policy.exits)):
         # Fast path for the common case (latest window settled, nothing due): the next
         # window is the answer. Falls through to `decide` whenever anything is pending.
         if isinstance(rule, CalendarRule):
@@ -440,7 +445,7 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
     now = _utc(now)
     window = state.window
     if state.last_start is None and state.last_success is None and \
-            (window is None or window.attempts == 0):
+            (window is None or (window.attempts == 0 and window.settled is None)):
         if window is not None and window.missed:
             return Health("stale", f"missed its window by "
                                    f"{_ago(now - _utc(window.expected_at))}; "
@@ -449,14 +454,22 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
     delay = _delay(rule, policy)
     exp = expected_at(rule, state, now - delay)
     if isinstance(rule, IntervalRule):
-        # The interval's current window is its last start; overdue means past the next one.
-        assert state.last_start is not None or state.last_success is not None
+        # The interval's current window is its last start (or a later window settled without
+        # a run); overdue means past the next one.
         if window is not None and not state.succeeded(window, policy.exits) \
-                and window.attempts > 0 and not window.missed:
+                and window.attempts > 0 and not window.missed and window.settled is None:
             return _failing(window, policy)
         anchor = state.last_start or state.last_success
+        settled = window is not None and window.settled is not None and \
+            (anchor is None or _utc(window.expected_at) > _utc(anchor))
+        if settled:
+            assert window is not None
+            anchor = window.expected_at
         assert anchor is not None
         due = _utc(anchor) + rule.every
+        if settled and now < due:
+            assert window is not None
+            return _settled_reason(window)
         if now >= due:
             overdue = now - due
             if overdue < rule.every:
@@ -464,6 +477,8 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
             return Health("stale", f"overdue by {_ago(overdue)} (more than one interval)")
         return _settled(window, state, policy)
     if window is not None and exp is not None and window.expected_at >= exp:
+        if window.settled is not None:
+            return _settled_reason(window)
         if window.missed and not is_stale(_utc(window.expected_at) + delay, now,
                                           policy.stale_after_minutes):
             return _skipped(window, state, now)
@@ -503,6 +518,13 @@ def _settled(window: WindowState | None, state: ScheduleState, policy: Policy) -
     if window is not None and state.succeeded(window, policy.exits) and window.attempts > 1:
         return Health("degraded", f"recovered after {window.attempts} attempts")
     return Health("ok", "ok")
+
+
+def _settled_reason(window: WindowState) -> Health:
+    """A current window settled without a run: nothing is late, nothing failed."""
+    if window.settled == "paused":
+        return Health("ok", "window skipped while paused")
+    return Health("ok", "window settled by bootstrap")
 
 
 def _failing(window: WindowState, policy: Policy) -> Health:

@@ -8,7 +8,9 @@ holding upstream's shape in upstream's key order:
 
 then, only when they are not their default, two keys of ours that upstream's reader ignores:
 `expected_at_us` (the microseconds of a sub-second window; upstream's `expected_at` is whole
-seconds) and `missed` (true: the window was recorded as missed, never run). A file we write for
+seconds), `missed` (true: the window was recorded as missed, never run) and `settled`
+("paused": it came due while the schedule was paused; "bootstrap": `dotagent bootstrap` marked
+it handled — never run either, and no verdict on the schedule's health). A file we write for
 an ordinary window is therefore byte-for-byte what upstream writes.
 
 Writers hold an exclusive flock on the sibling `<stem>.lock` and replace the file atomically
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
+    "SETTLED_REASONS",
     "ProblemReporter",
     "WindowRecord",
     "WindowStore",
@@ -54,6 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_RETENTION_DAYS = 30  # `[state] window_retention_days`; 0 keeps every file
+SETTLED_REASONS = ("paused", "bootstrap")  # `WindowState.settled`
 
 ProblemReporter = Callable[[Path, str], None]
 
@@ -105,6 +109,8 @@ class WindowRecord:
             out["expected_at_us"] = micros
         if self.state.missed:
             out["missed"] = True
+        if self.state.settled is not None:
+            out["settled"] = self.state.settled
         return out
 
 
@@ -381,6 +387,8 @@ def _parse(data: dict[str, Any], report: Callable[[str], None]) -> WindowRecord 
     micros = value("expected_at_us", lambda v: _is_int(v) and 0 <= v < 1_000_000, 0,
                    "microseconds")
     missed = value("missed", lambda v: isinstance(v, bool), False, "true or false")
+    settled = value("settled", lambda v: v in SETTLED_REASONS, None,
+                    " or ".join(json.dumps(r) for r in SETTLED_REASONS))
     state = WindowState(
         expected_at=_from_epoch(seconds, micros),
         attempts=attempts,
@@ -388,6 +396,7 @@ def _parse(data: dict[str, Any], report: Callable[[str], None]) -> WindowRecord 
         last_exit_code=exit_code,
         given_up=given_up,
         missed=missed,
+        settled=settled,
     )
     return WindowRecord(agent=agent, schedule_id=schedule_id, state=state,
                         last_attempt_stderr=stderr,
