@@ -420,3 +420,41 @@ def test_line_index_never_hangs_or_raises_on_odd_input() -> None:
 
     for text in ["[,]", "a = [,,]", "x = {", "= 1", "[[", "a = [1 2]", "\x00", "a=\"", "#"]:
         LineIndex(text)  # garbage in: no exception, no endless loop
+
+
+# -- retry_backoff_seconds (ours) ----------------------------------------------------------
+def test_backoff_in_seconds_and_which_table_decides() -> None:
+    r = load(BASE.replace("[run]", "[defaults]\nretry_backoff_minutes = [5]\n[run]")
+             + "retry_backoff_seconds = [2, 4]\n")
+    assert r.ok, r.errors
+    m = r.manifest
+    assert m is not None
+    pol = m.policy(m.schedules[0], salt=b"")
+    assert pol.backoff_seconds == (2, 4)
+    # the schedule sets none: the defaults' minutes, as seconds
+    r = load(BASE.replace("[run]", "[defaults]\nretry_backoff_minutes = [5, 15]\n[run]"))
+    assert r.manifest is not None
+    assert r.manifest.policy(r.manifest.schedules[0], salt=b"").backoff_seconds == (300, 900)
+    # a schedule's minutes win over the defaults' seconds
+    r = load(BASE.replace("[run]", "[defaults]\nretry_backoff_seconds = [3]\n[run]")
+             + "retry_backoff_minutes = [1]\n")
+    assert r.manifest is not None
+    assert r.manifest.policy(r.manifest.schedules[0], salt=b"").backoff_seconds == (60,)
+
+
+def test_backoff_in_both_units_in_one_table_is_an_error() -> None:
+    assert errors(BASE + "retry_backoff_minutes = [1]\nretry_backoff_seconds = [30]\n") == [
+        "agents/x/agent.toml:15: schedules[0].retry_backoff_seconds: retry_backoff_minutes is "
+        "also set in this table; give the backoff in one unit (retry_backoff_seconds for steps "
+        "under a minute)"]
+    found = errors(BASE.replace("[run]", "[defaults]\nretry_backoff_minutes = [1]\n"
+                                "retry_backoff_seconds = [1]\n[run]"))
+    assert len(found) == 1 and "defaults.retry_backoff_seconds: retry_backoff_minutes" in found[0]
+
+
+def test_backoff_seconds_clamps_and_ranges() -> None:
+    assert warnings(BASE + "retry_backoff_seconds = [0, 5]\n") == [
+        "agents/x/agent.toml:14: schedules[0].retry_backoff_seconds[0]: 0 → 1 (safety limit: "
+        "each step at least 1 second)"]
+    assert any("schedules[0].retry_backoff_seconds[0]: -1 is out of range" in e
+               for e in errors(BASE + "retry_backoff_seconds = [-1]\n"))

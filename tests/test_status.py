@@ -191,6 +191,7 @@ def test_inspect_json_shape(ran: dict[str, str], dotagent_home: Path) -> None:
     assert (s["id"], s["slug"], s["type"], s["expression"]) == \
         ("main", "default", "interval", "every 60 min")
     assert s["policy"] == {"max_retries": 2, "retry_backoff_minutes": [5],
+                           "retry_backoff_seconds": [300],
                            "stale_after_minutes": 120, "jitter_seconds": 0,
                            "delay_seconds": 0.0, "success_exit_codes": [],
                            "no_retry_exit_codes": []}

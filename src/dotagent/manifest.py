@@ -180,6 +180,7 @@ Hour = Annotated[int, _in_range(0, 23)]
 Weekday = Annotated[int, _in_range(0, 6)]
 Minutes = Annotated[int, _in_range(0, MAX_MINUTES)]
 PositiveMinutes = Annotated[int, _in_range(1, MAX_MINUTES)]
+PositiveSeconds = Annotated[int, _in_range(1, MAX_MINUTES * 60)]
 Retries = Annotated[int, _in_range(0, MAX_RETRIES)]
 JitterSeconds = Annotated[int, _in_range(0, MAX_JITTER_SECONDS)]
 ExitCode = Annotated[int, _in_range(0, 255)]
@@ -225,6 +226,7 @@ class EnvSection(_Model):
 class Defaults(_Model):
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
+    retry_backoff_seconds: list[PositiveSeconds] | None = None  # ours: sub-minute steps
     stale_after_minutes: Minutes | None = None
     jitter_seconds: JitterSeconds | None = None  # calendar schedules only
 
@@ -234,6 +236,7 @@ class _ScheduleBase(_Model):
     args: list[Arg] = []
     max_retries: Retries | None = None
     retry_backoff_minutes: list[PositiveMinutes] | None = None
+    retry_backoff_seconds: list[PositiveSeconds] | None = None  # ours: sub-minute steps
     stale_after_minutes: Minutes | None = None
     jitter_seconds: JitterSeconds | None = None  # an error on interval schedules
     on_battery: Literal["run", "defer"] | None = None  # overrides config.toml [power]
@@ -424,10 +427,14 @@ class Manifest(_Model):
         `machineid.jitter_salt(home)`: every caller that schedules must pass the same one, or
         they would disagree on when a jittered schedule fires."""
         d, fb = self.defaults, FALLBACK_POLICY
-        backoff = sched.retry_backoff_minutes or d.retry_backoff_minutes
+        # The closest table that sets a backoff (in either unit) decides it.
+        minutes, seconds = (sched.retry_backoff_minutes, sched.retry_backoff_seconds) \
+            if sched.retry_backoff_minutes or sched.retry_backoff_seconds \
+            else (d.retry_backoff_minutes, d.retry_backoff_seconds)
         return RetryPolicy(
             max_retries=_first(sched.max_retries, d.max_retries, fb.max_retries),
-            retry_backoff_minutes=tuple(backoff) if backoff else fb.retry_backoff_minutes,
+            retry_backoff_minutes=tuple(minutes) if minutes else fb.retry_backoff_minutes,
+            retry_backoff_seconds=tuple(seconds) if seconds else (),
             stale_after_minutes=_first(sched.stale_after_minutes, d.stale_after_minutes,
                                        fb.stale_after_minutes),
             exits=self.exit_policy(),
@@ -720,6 +727,7 @@ _CLAMP_HINT = {
     "timeout_seconds": f"{MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS} seconds",
     "max_retries": f"at most {MAX_RETRIES}",
     "retry_backoff_minutes": f"each step at least {MIN_BACKOFF_MINUTES} minute",
+    "retry_backoff_seconds": "each step at least 1 second",
     "jitter_seconds": f"at most {MAX_JITTER_SECONDS} seconds (one day)",
 }
 
@@ -769,6 +777,17 @@ def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
                 clamps.append(Clamp(f"{loc}.retry_backoff_minutes", b, [MIN_BACKOFF_MINUTES]))
                 eff = [MIN_BACKOFF_MINUTES]
             t["retry_backoff_minutes"] = eff
+        b = t.get("retry_backoff_seconds")
+        if isinstance(b, list):
+            eff = list(b)
+            for i, x in enumerate(b):
+                if _is_int(x) and x == 0:
+                    clamps.append(Clamp(f"{loc}.retry_backoff_seconds[{i}]", x, 1))
+                    eff[i] = 1
+            if not b:
+                clamps.append(Clamp(f"{loc}.retry_backoff_seconds", b, [1]))
+                eff = [1]
+            t["retry_backoff_seconds"] = eff
         return t
 
     if isinstance(raw.get("agent"), dict):
@@ -972,11 +991,17 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
                            "does not apply to interval schedules (they count from the last "
                            "start, so a fixed delay would only lengthen every interval; it "
                            "spreads cron and expression schedules)"))
+        if "retry_backoff_minutes" in sched and "retry_backoff_seconds" in sched:
+            errors.append((("schedules", i, "retry_backoff_seconds"), _BOTH_BACKOFFS))
         expr = sched.get("expression")
         if kind == "expression" and isinstance(expr, str) and expr.strip():
             problem = _expression_problem(expr, sched.get("timezone"))
             if problem:
                 errors.append((("schedules", i, "expression"), problem))
+    defaults = raw.get("defaults")
+    if isinstance(defaults, Mapping) and "retry_backoff_minutes" in defaults \
+            and "retry_backoff_seconds" in defaults:
+        errors.append((("defaults", "retry_backoff_seconds"), _BOTH_BACKOFFS))
     errors.extend(_exit_code_errors(raw.get("run")))
     security = raw.get("security")
     network = security.get("network") if isinstance(security, Mapping) else None
@@ -986,6 +1011,10 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
             errors.append((("security", "network", j),
                            f"{host!r} is not a host name (expected e.g. 'api.example.com')"))
     return errors
+
+
+_BOTH_BACKOFFS = ("retry_backoff_minutes is also set in this table; give the backoff in one "
+                  "unit (retry_backoff_seconds for steps under a minute)")
 
 
 def _exit_code_errors(run: Any) -> list[tuple[tuple[str | int, ...], str]]:

@@ -131,3 +131,25 @@ def test_runs_leak_no_file_descriptors(home: Path, daemon: DaemonProcess) -> Non
     after = open_fds()
     assert daemon.stop() == 0
     assert after <= before + 1, f"{after - before} descriptors more after six runs"
+
+
+def test_a_failed_window_is_retried_after_a_backoff_in_seconds(home: Path,
+                                                               daemon: DaemonProcess) -> None:
+    """`retry_backoff_seconds = [2]`: the first attempt fails, the retry comes about 2 s
+    later (not at the next window an hour away) and succeeds: `recovered`."""
+    first = home / "failed-once"
+    write_agent(home / "agents", "flaky", schedule='type = "interval"\ninterval_minutes = 60',
+                script=f'if [ ! -e {first} ]; then : > {first}; exit 3; fi\nexit 0\n',
+                retry="max_retries = 1\nretry_backoff_seconds = [2]")
+    daemon.start()
+    rows = wait_for(lambda: [r for r in history_rows(home, "flaky")
+                             if r["finished_at"] is not None][-2:]
+                    if len([r for r in history_rows(home, "flaky")
+                            if r["finished_at"] is not None]) >= 2 else None,
+                    30, "the retry")
+    by_attempt = sorted(rows, key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["exit_code"]) for r in by_attempt] == [(1, 3), (2, 0)]
+    gap = by_attempt[1]["started_at"] - by_attempt[0]["finished_at"]
+    assert 1.9 <= gap < 10, gap
+    assert events_of(home, "agent_recovered", agent="flaky")
+    assert daemon.stop() == 0

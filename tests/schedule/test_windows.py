@@ -126,13 +126,13 @@ def test_retry_backoff_table(attempts: int, since: int, action: str) -> None:
     if action == "retry":
         assert d.attempt == attempts + 1 and d.window == at("08:30")
     if action == "wait":
-        assert d.wake_at == retry_at(window, POLICY.retry_backoff_minutes)
+        assert d.wake_at == retry_at(window, POLICY.backoff_seconds)
 
 
 def test_last_backoff_repeats_and_zero_retries_means_one_attempt() -> None:
     window = WindowState(at("08:30"), attempts=7, last_attempt_at=at("09:00"))
     pol = Policy(max_retries=32, retry_backoff_minutes=(1, 2), stale_after_minutes=120)
-    assert retry_at(window, pol.retry_backoff_minutes) == at("09:02")
+    assert retry_at(window, pol.backoff_seconds) == at("09:02")
     once = Policy(max_retries=0, retry_backoff_minutes=(5,), stale_after_minutes=120)
     state = ScheduleState(last_start=at("08:30"),
                           window=WindowState(at("08:30"), 1, at("08:30"), 1))
@@ -343,6 +343,6 @@ def test_should_retry_follows_the_backoff_instant() -> None:
     from dotagent.schedule.windows import should_retry
 
     window = WindowState(at("08:30"), attempts=2, last_attempt_at=at("09:00"))
-    assert not should_retry(window, (5, 15, 30), at("09:14"))
-    assert should_retry(window, (5, 15, 30), at("09:15"))
-    assert should_retry(WindowState(at("08:30")), (5,), at("08:30"))  # never attempted
+    assert not should_retry(window, (300, 900, 1800), at("09:14"))
+    assert should_retry(window, (300, 900, 1800), at("09:15"))
+    assert should_retry(WindowState(at("08:30")), (300,), at("08:30"))  # never attempted

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_FILE", "AgentSet", "AgentView", "ScheduleView", "load_agents", "view_of"]
 
 CACHE_FILE = "api-agents.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _MAX_CACHE = 64 * 1024 * 1024
 
 
@@ -78,6 +78,7 @@ class ScheduleView:
                 "hours": list(self.hours), "minute": self.minute, "timezone": self.timezone,
                 "policy": {"max_retries": p.max_retries,
                            "retry_backoff_minutes": list(p.retry_backoff_minutes),
+                           "retry_backoff_seconds": list(p.retry_backoff_seconds),
                            "stale_after_minutes": p.stale_after_minutes,
                            "success_exit_codes": sorted(p.exits.success_exit_codes),
                            "no_retry_exit_codes": sorted(p.exits.no_retry_exit_codes),
@@ -88,6 +89,7 @@ class ScheduleView:
         p = d["policy"]
         policy = Policy(max_retries=p["max_retries"],
                         retry_backoff_minutes=tuple(p["retry_backoff_minutes"]),
+                        retry_backoff_seconds=tuple(p.get("retry_backoff_seconds") or ()),
                         stale_after_minutes=p["stale_after_minutes"],
                         exits=ExitPolicy(frozenset(p["success_exit_codes"]),
                                          frozenset(p["no_retry_exit_codes"])),

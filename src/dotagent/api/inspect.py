@@ -34,6 +34,7 @@ def run_json(r: RunRecord, zone: tzinfo) -> dict[str, Any]:
 def _policy_json(s: ScheduleView) -> dict[str, Any]:
     p = s.policy
     return {"max_retries": p.max_retries, "retry_backoff_minutes": list(p.retry_backoff_minutes),
+            "retry_backoff_seconds": list(p.backoff_seconds),
             "stale_after_minutes": p.stale_after_minutes, "jitter_seconds": s.jitter_seconds,
             "delay_seconds": round(p.delay.total_seconds(), 3),
             "success_exit_codes": sorted(p.exits.success_exit_codes),

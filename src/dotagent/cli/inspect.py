@@ -65,8 +65,11 @@ def _render(data: dict[str, Any]) -> None:
         zone = f" ({s['timezone']})" if s["timezone"] else ""
         out(f"  {s['type']}: {s['expression']}{zone}")
         p = s["policy"]
-        out(f"  policy: max_retries {p['max_retries']}, backoff {p['retry_backoff_minutes']} "
-            f"min, stale after {p['stale_after_minutes']} min"
+        steps = p["retry_backoff_seconds"]
+        backoff = f"{steps} s" if any(x % 60 for x in steps) else \
+            f"{[x // 60 for x in steps]} min"
+        out(f"  policy: max_retries {p['max_retries']}, backoff {backoff}, "
+            f"stale after {p['stale_after_minutes']} min"
             + (f", fixed delay {p['delay_seconds']}s of jitter {p['jitter_seconds']}s"
                if p["jitter_seconds"] else "")
             + (f", success exits {p['success_exit_codes']}" if p["success_exit_codes"] else "")

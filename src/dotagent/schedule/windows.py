@@ -117,6 +117,16 @@ class Policy:
     # A calendar schedule's fixed dispatch delay (`fixed_delay` of its jitter_seconds); ignored
     # for intervals.
     delay: timedelta = timedelta(0)
+    # Beyond upstream: the steps in seconds (`retry_backoff_seconds`); when set, they are the
+    # backoff and `retry_backoff_minutes` is not used.
+    retry_backoff_seconds: tuple[int, ...] = ()
+
+    @property
+    def backoff_seconds(self) -> tuple[int, ...]:
+        """The backoff steps in seconds, whichever unit the manifest used."""
+        if self.retry_backoff_seconds:
+            return self.retry_backoff_seconds
+        return tuple(m * 60 for m in self.retry_backoff_minutes)
 
     @property
     def max_attempts(self) -> int:
@@ -212,15 +222,17 @@ def _backoff(attempts: int, backoffs: tuple[int, ...]) -> int:
     return backoffs[min(max(attempts - 1, 0), len(backoffs) - 1)]
 
 
-def retry_at(window: WindowState, backoffs: tuple[int, ...]) -> datetime:
-    """When a failed window may be attempted again (S2.4 indexing)."""
+def retry_at(window: WindowState, backoff_seconds: tuple[int, ...]) -> datetime:
+    """When a failed window may be attempted again (S2.4 indexing); `backoff_seconds` is
+    `Policy.backoff_seconds`."""
     if window.last_attempt_at is None:
         return window.expected_at
-    return _utc(window.last_attempt_at) + timedelta(minutes=_backoff(window.attempts, backoffs))
+    return _utc(window.last_attempt_at) + timedelta(
+        seconds=_backoff(window.attempts, backoff_seconds))
 
 
-def should_retry(window: WindowState, backoffs: tuple[int, ...], now: datetime) -> bool:
-    return now >= retry_at(window, backoffs)
+def should_retry(window: WindowState, backoff_seconds: tuple[int, ...], now: datetime) -> bool:
+    return now >= retry_at(window, backoff_seconds)
 
 
 _DELAY_STEP = timedelta(milliseconds=1)
@@ -379,7 +391,7 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
         if window.attempts >= policy.max_attempts or \
                 not policy.exits.retry_allowed(window.last_exit_code):
             return Decision("give_up", window.expected_at, attempt=window.attempts)
-        when = retry_at(window, policy.retry_backoff_minutes)
+        when = retry_at(window, policy.backoff_seconds)
         if now >= when:
             return Decision("retry", window.expected_at, attempt=window.attempts + 1)
         if upcoming is None:
@@ -534,6 +546,6 @@ def _failing(window: WindowState, policy: Policy) -> Health:
                                  "(no_retry_exit_codes)")
     if window.given_up or window.attempts >= policy.max_attempts:
         return Health("failing", f"gave up after {window.attempts} attempts")
-    nxt = retry_at(window, policy.retry_backoff_minutes)
+    nxt = retry_at(window, policy.backoff_seconds)
     return Health("failing", f"{window.attempts} failed attempt(s), retrying at "
                              f"{nxt.strftime('%H:%M')}")
