@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dotagent.cli._agents import complete_agent
+from dotagent.cli._agents import complete_agent, complete_schedule
 
 __all__ = ["pause_command", "resume_command"]
 
@@ -43,7 +43,7 @@ def _target(name: str, schedule_id: str | None) -> tuple[Any, Any, str | None]:
 
 @click.command("pause")
 @click.argument("name", shell_complete=complete_agent)
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Pause only this schedule of the agent.")
 @click.option("--for", "duration", metavar="DURATION",
               help="End the pause by itself after DURATION (`30m`, `2h`, `1d`, `1d12h`).")
@@ -104,7 +104,7 @@ def pause_command(name: str, schedule_id: str | None, duration: str | None) -> i
 
 @click.command("resume")
 @click.argument("name", shell_complete=complete_agent)
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Resume only this schedule (paused on its own with --schedule).")
 def resume_command(name: str, schedule_id: str | None) -> int:
     """Lift a pause: the agent (or the schedule) is dispatched again from its next window.
