@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: run the daemon and the bundled example agents in a throwaway DOTAGENT_HOME
-# and show what dotagent recorded. Nothing outside the temporary directory is touched.
+# `make demo`: the daemon and the bundled example agents in a throwaway DOTAGENT_HOME, for a
+# few seconds, then what dotagent recorded. Nothing outside the temporary directory is
+# touched. About 20 seconds.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dotagent="$repo/.venv/bin/dotagent"
@@ -20,8 +21,10 @@ say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 say "dotagent doctor (checks every manifest under $DOTAGENT_ROOT)"
 "$dotagent" doctor || true
 
-# A demo-only agent that fires every 2 seconds, so the daemon has something to do at once.
-mkdir -p "$DOTAGENT_HOME/agents/ticker"
+# Two demo-only agents with seconds-level schedules, so the daemon has something to do at
+# once: one ticks every 2 seconds; the other fails its first attempt and is retried 2
+# seconds later (retry_backoff_seconds), which then succeeds.
+mkdir -p "$DOTAGENT_HOME/agents/ticker" "$DOTAGENT_HOME/agents/flaky"
 cat > "$DOTAGENT_HOME/agents/ticker/agent.toml" <<'TOML'
 [agent]
 name = "ticker"
@@ -40,20 +43,57 @@ expression = "*:*:0/2"
 allowed_commands = ["sh"]
 network = "deny"
 TOML
+cat > "$DOTAGENT_HOME/agents/flaky/agent.toml" <<'TOML'
+[agent]
+name = "flaky"
+timeout_seconds = 10
 
-say "dotagent daemon (in the background for 7 seconds; it logs to stderr)"
+[run]
+command = "sh"
+args = ["-c", """
+if [ -e "$DOTAGENT_HOME/flaky.tried" ]; then echo 'the retry got through'; exit 0; fi
+: > "$DOTAGENT_HOME/flaky.tried"
+echo 'upstream answered 503 (a simulated outage)' >&2
+exit 3
+"""]
+
+[[schedules]]
+id = "hourly"
+type = "interval"
+interval_minutes = 60
+max_retries = 2
+retry_backoff_seconds = [2]
+
+[security]
+allowed_commands = ["sh"]
+TOML
+
+say "dotagent daemon (in the background; it logs to stderr)"
 "$dotagent" daemon 2> "$DOTAGENT_HOME/daemon.stderr" &
 daemon_pid=$!
-sleep 7
+# Until the flaky agent's retry has succeeded (at most 20 s), then 2 more seconds of ticks.
+for _ in $(seq 1 100); do
+  grep -q 'agent_recovered' "$DOTAGENT_HOME/audit.log" 2>/dev/null && break
+  sleep 0.2
+done
+sleep 2
+
+say "dotagent status (while the daemon runs)"
+"$dotagent" status
+
+say "dotagent next -n 5 (the coming fires, like systemctl list-timers)"
+"$dotagent" next -n 5
+
+say "stopping the daemon (SIGTERM): its log"
 kill -TERM "$daemon_pid"
 wait "$daemon_pid" || true
 cat "$DOTAGENT_HOME/daemon.stderr"
 
-say "what the daemon ran: logs/agents/ticker/ticker.log"
-grep '^tick at' "$DOTAGENT_HOME/logs/agents/ticker/ticker.log"
+say "dotagent history -n 12 (newest first, from state/history.sqlite3)"
+"$dotagent" history -n 12
 
-say "dotagent run-now disk-alert (one attempt now, with hooks; the schedule's window is untouched)"
-"$dotagent" run-now disk-alert
+say "dotagent history flaky (the failed attempt and its retry)"
+"$dotagent" history flaky
 
 say "dotagent run hello-python --schedule weekday-morning (foreground: exit code = the agent's)"
 set +e
@@ -62,26 +102,11 @@ code=$?
 set -e
 echo "-> exit code $code"
 
-say "dotagent run hello-python --dry-run (AGENT_DRY_RUN=true, heartbeat untouched)"
-"$dotagent" run hello-python --dry-run
-
-say "dotagent tick --dry-run (what a scheduling step would do now)"
-"$dotagent" tick --dry-run
-
-say "heartbeats written under $DOTAGENT_HOME/state"
-for f in "$DOTAGENT_HOME"/state/agents/*/*.heartbeat.json; do
-  echo "--- ${f#"$DOTAGENT_HOME"/}"
-  cat "$f"; echo
-done
-
-say "per-agent log: logs/agents/hello-python/hello-python.log"
-cat "$DOTAGENT_HOME/logs/agents/hello-python/hello-python.log"
-
 say "the audit log: the daemon, every run, with the sha256 of the manifest it ran"
-"$dotagent" audit show -n 25
+"$dotagent" audit show -n 20
 "$dotagent" audit verify
 
-say "when do they fire? (cron sets are systemd OnCalendar expressions)"
-"$dotagent" calendar --iterations 2 'Mon..Fri *-*-* 08:30:00'
+say "dotagent status (the daemon is stopped; the state is as last recorded)"
+"$dotagent" status
 
 say "done; everything above lives in $DOTAGENT_HOME (delete it when you like)"

@@ -17,6 +17,7 @@ from dotagent.schedule.windows import (
     health,
     is_stale,
     next_event,
+    next_retry,
     previous_fire,
     retry_at,
 )
@@ -346,3 +347,16 @@ def test_should_retry_follows_the_backoff_instant() -> None:
     assert not should_retry(window, (300, 900, 1800), at("09:14"))
     assert should_retry(window, (300, 900, 1800), at("09:15"))
     assert should_retry(WindowState(at("08:30")), (300,), at("08:30"))  # never attempted
+
+
+def test_a_retry_in_seconds_waits_out_the_whole_second_the_attempt_began_in() -> None:
+    """Window files keep the attempt's start in whole seconds: a 2 s step counts from the end
+    of that second (never early); a step in minutes keeps upstream's arithmetic."""
+    window = WindowState(at("09:00"), attempts=1, last_exit_code=3, last_attempt_at=at("09:00"))
+    seconds = Policy(max_retries=3, retry_backoff_minutes=(5,), stale_after_minutes=120,
+                     retry_backoff_seconds=(2, 4))
+    assert next_retry(window, seconds) == at("09:00") + timedelta(seconds=3)
+    assert next_retry(window, POLICY) == at("09:05")
+    second = WindowState(at("09:00"), attempts=2, last_exit_code=3, last_attempt_at=at("09:01"))
+    assert next_retry(second, seconds) == at("09:01") + timedelta(seconds=5)
+

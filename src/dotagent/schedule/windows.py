@@ -49,6 +49,7 @@ __all__ = [
     "is_stale",
     "next_due",
     "next_event",
+    "next_retry",
     "previous_fire",
     "retry_at",
     "should_retry",
@@ -231,6 +232,16 @@ def retry_at(window: WindowState, backoff_seconds: tuple[int, ...]) -> datetime:
         seconds=_backoff(window.attempts, backoff_seconds))
 
 
+def next_retry(window: WindowState, policy: Policy) -> datetime:
+    """When the daemon retries `window` under `policy`. A window file keeps the attempt's
+    start in whole seconds (upstream's epoch integers), so with steps given in seconds the
+    wait counts from the end of that second: a retry never comes before its step is over."""
+    at = retry_at(window, policy.backoff_seconds)
+    if policy.retry_backoff_seconds and window.last_attempt_at is not None:
+        at += timedelta(seconds=1)
+    return at
+
+
 def should_retry(window: WindowState, backoff_seconds: tuple[int, ...], now: datetime) -> bool:
     return now >= retry_at(window, backoff_seconds)
 
@@ -391,7 +402,7 @@ def decide(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> D
         if window.attempts >= policy.max_attempts or \
                 not policy.exits.retry_allowed(window.last_exit_code):
             return Decision("give_up", window.expected_at, attempt=window.attempts)
-        when = retry_at(window, policy.backoff_seconds)
+        when = next_retry(window, policy)
         if now >= when:
             return Decision("retry", window.expected_at, attempt=window.attempts + 1)
         if upcoming is None:
@@ -546,6 +557,6 @@ def _failing(window: WindowState, policy: Policy) -> Health:
                                  "(no_retry_exit_codes)")
     if window.given_up or window.attempts >= policy.max_attempts:
         return Health("failing", f"gave up after {window.attempts} attempts")
-    nxt = retry_at(window, policy.backoff_seconds)
+    nxt = next_retry(window, policy)
     return Health("failing", f"{window.attempts} failed attempt(s), retrying at "
                              f"{nxt.strftime('%H:%M')}")
