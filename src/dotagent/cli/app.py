@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
     "plugin": "dotagent.cli.plugin:group",
+    "history": "dotagent.cli.history:command",
+    "logs": "dotagent.cli.logs:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).
