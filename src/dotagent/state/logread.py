@@ -305,6 +305,7 @@ def tail_agent(active: Path, n: int, *, schedule: str | None = None, stamped: bo
     def done() -> bool:
         return kept >= n and (not need_header or not pending)
 
+    after_header = False  # the line just read (backwards) was a header
     for path, handle, stop in sources:
         for raw in _file_lines_reversed(path, handle, stop):
             text = _decode(raw)
@@ -313,6 +314,7 @@ def tail_agent(active: Path, n: int, *, schedule: str | None = None, stamped: bo
                 lines = [text, *reversed(pending)]
                 pending = []
                 block = [Stamped(header.at, header.schedule, line) for line in lines]
+                after_header = True
                 if schedule is None or header.schedule == schedule:
                     kept += len(block)
                     blocks.append(block)
@@ -322,12 +324,14 @@ def tail_agent(active: Path, n: int, *, schedule: str | None = None, stamped: bo
                 if done():
                     break
                 continue
-            if text == "" and last_block is not None and not pending:
-                # The blank line before a header is that header's.
-                last_block.insert(0, Stamped(last_block[0].at, last_block[0].schedule, ""))
-                kept += 1
-                last_block = None
+            if text == "" and after_header:
+                # The blank line before a header is that header's (shown with it or not).
+                after_header = False
+                if last_block is not None:
+                    last_block.insert(0, Stamped(last_block[0].at, last_block[0].schedule, ""))
+                    kept += 1
                 continue
+            after_header = False
             last_block = None
             if not need_header:
                 blocks.append([Stamped(UNKNOWN, None, text)])
