@@ -273,3 +273,16 @@ def test_a_version_1_database_gains_the_index(tmp_path: Path) -> None:
     names = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "runs_by_agent" in names
     check.close()
+
+
+def test_the_documented_json_examples_have_the_keys_asserted_here() -> None:
+    from conftest import REPO
+
+    text = (REPO / "docs/cli.md").read_text()
+    section = text.split("## `dotagent history", 1)[1].split("## `dotagent logs", 1)[0]
+    runs, stats, shown = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", section,
+                                                               re.S)]
+    assert set(runs[0]) == RUN_KEYS and set(shown["run"]) == RUN_KEYS
+    assert set(stats[0]) == {"agent", "schedule", "runs", "ok", "failed", "interrupted",
+                             "running", "success_rate", "p50_seconds", "p95_seconds"}
+    assert set(shown) == {"run", "source", "files", "complete", "output"}

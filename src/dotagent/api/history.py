@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotagent.display import quote_name
 from dotagent.errors import NotFoundError, UnsafeNameError
 from dotagent.paths import Home
 from dotagent.state.history import History, RunRecord
-from dotagent.state.logread import RunText, find_run
 from dotagent.state.runstats import ScheduleStats
+
+if TYPE_CHECKING:
+    from dotagent.state.logread import RunText
 
 __all__ = ["RUN_KEYS", "HistoryReport", "RunOutput", "StatsReport", "iso_ms", "list_runs",
            "manifest_schedules",
@@ -152,6 +154,8 @@ def run_output(home: Home, zone: tzinfo, run_id: int) -> RunOutput:
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the history (`dotagent history` lists "
                             "the ids)")
+    from dotagent.state.logread import find_run
+
     text: RunText | None = None
     if run.log_start is not None or run.log_path is not None:
         try:

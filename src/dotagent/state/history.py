@@ -31,7 +31,6 @@ from dotagent.fserrors import state_error
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
 from dotagent.state.runstats import FAILED_OUTCOMES, ScheduleStats, schedule_stats
-from dotagent.state.supervisor import pid_alive
 
 if TYPE_CHECKING:
     import sqlite3
@@ -228,17 +227,24 @@ class History:
         self._write(f"record the end of run {run_id}", update)
 
     def mark_interrupted(self, *, own_pid: int,
-                         alive: Callable[[int], bool] = pid_alive) -> list[RunRecord]:
+                         alive: Callable[[int], bool] | None = None) -> list[RunRecord]:
         """Mark as `interrupted` the rows still `running` whose owner is gone: a dead pid, or
         `own_pid` (a previous process that had our pid — a container's daemon restarts with
         the same one). Call it at start, before beginning runs of your own; rows of a live
-        owner (a CLI `run` going on) are left alone. Returns the rows it marked."""
+        owner (a CLI `run` going on) are left alone. Returns the rows it marked.
+        `alive` defaults to `dotagent.state.supervisor.pid_alive` (imported only here: the
+        read commands never need it)."""
+        if alive is None:
+            from dotagent.state.supervisor import pid_alive
+
+            alive = pid_alive
+        is_alive = alive
 
         def mark(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = [RunRecord._from_row(r) for r in conn.execute(
                 f"SELECT {_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY id")]
             stale = [r for r in rows
-                     if r.owner_pid is None or r.owner_pid == own_pid or not alive(r.owner_pid)]
+                     if r.owner_pid is None or r.owner_pid == own_pid or not is_alive(r.owner_pid)]
             conn.executemany("UPDATE runs SET outcome = 'interrupted' WHERE id = ?",
                              [(r.id,) for r in stale])
             return [_replace_outcome(r, "interrupted") for r in stale]
