@@ -30,3 +30,7 @@ def cli_env(dotagent_home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+# A real SMTP server on 127.0.0.1 for the email notifier's tests (defined in notify_kit).
+from notify_kit import smtp_server  # noqa: E402, F401

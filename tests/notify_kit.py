@@ -1,13 +1,19 @@
-"""A real HTTP server on 127.0.0.1 that records what the notifier drivers send."""
+"""A real HTTP server on 127.0.0.1 that records what the notifier drivers send, and a real SMTP
+server fixture."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 @dataclass
@@ -69,3 +75,43 @@ def http_endpoint() -> Iterator[Endpoint]:
         endpoint.release.set()
         server.shutdown()
         server.server_close()
+
+
+# A real SMTP server (aiosmtpd) on 127.0.0.1; `@pytest.mark.parametrize("smtp_server", [True],
+# indirect=True)` makes it require STARTTLS with a self-signed certificate (info["ca_file"]).
+@pytest.fixture
+def smtp_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    from aiosmtpd.controller import Controller
+
+    tls = getattr(request, "param", False)
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    kwargs: dict[str, Any] = {}
+    info: dict[str, Any] = {"received": received}
+    if tls:
+        import ssl
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        kwargs.update(tls_context=context, require_starttls=True)
+        info["ca_file"] = str(cert)
+    import socket
+    with socket.socket() as probe:  # aiosmtpd cannot start on port 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    info["port"] = port
+    try:
+        yield info
+    finally:
+        controller.stop()

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
      "filelock", "filehash", "boundedread", "timefmt", "localzone", "clock", "redaction",
      "_tomllines", "machineid", "daemonlog"},
     {"schedule"},
-    {"manifest", "config", "discovery", "state", "audit", "power"},
+    {"manifest", "config", "discovery", "state", "audit", "power", "scaffold"},
     {"runner", "security", "notify", "plugins", "sandbox", "secrets", "alerts", "doctor"},
     {"daemon", "api"},
     {"cli", "__main__"},

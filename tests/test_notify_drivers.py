@@ -202,6 +202,19 @@ def test_ping_paths(dotagent_home: Path, endpoint: Endpoint, event: str, path: s
     assert [(r.method, r.path, r.body) for r in endpoint.requests] == [("POST", path, b"log")]
 
 
+@pytest.mark.parametrize("event,path", [("attempt_failed", "/ping/abc/fail?create=1&rid=7"),
+                                        ("start", "/ping/abc/start?create=1&rid=7"),
+                                        ("success", "/ping/abc?create=1&rid=7")])
+def test_ping_keeps_the_query_after_its_path(dotagent_home: Path, endpoint: Endpoint,
+                                             event: str, path: str) -> None:
+    """A check URL with a query (healthchecks' `?create=1`, a run id): `/fail` goes on the
+    path, not after the query, where the service would take the failure for a success."""
+    d = send(dotagent_home, {"driver": "ping", "url": endpoint.url + "/ping/abc/?create=1&rid=7"},
+             "log", event=event)
+    assert d.status == "sent", d.reason
+    assert [r.path for r in endpoint.requests] == [path]
+
+
 def test_ping_ignores_events_that_are_not_check_results(dotagent_home: Path,
                                                         endpoint: Endpoint) -> None:
     d = send(dotagent_home, {"driver": "ping", "url": endpoint.url}, "s", event="daily_summary")
@@ -466,4 +479,90 @@ def test_an_endpoint_that_trickles_its_answer_is_cut_at_the_timeout(dotagent_hom
         server.close()
         thread.join(5)
     assert (d.status, d.reason) == ("failed", "no answer within 1s")
+    assert elapsed < 4, elapsed
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_an_https_endpoint_that_trickles_its_answer_is_cut_at_the_timeout(
+        dotagent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every real endpoint is https. The TLS wrap detached the socket the deadline held, so
+    shutting it down did nothing: a byte every 0.2 s held a 1 s delivery for ever."""
+    import ssl
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # urllib's default context trusts it
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        raw, _ = server.accept()
+        try:
+            with context.wrap_socket(raw, server_side=True) as conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    conn.sendall(b"x")
+        except OSError:
+            return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        d = send(dotagent_home, {"driver": "webhook",
+                                 "url": f"https://127.0.0.1:{server.getsockname()[1]}/in",
+                                 "timeout_seconds": 1})
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)
+    assert (d.status, d.reason) == ("failed", "no answer within 1s")
+    assert elapsed < 4, elapsed
+
+
+def test_email_to_a_server_that_stalls_the_tls_handshake_ends_at_its_timeout(
+        dotagent_home: Path) -> None:
+    """STARTTLS accepted, then the handshake trickles (a record header announcing 16 KiB,
+    then a byte every 0.2 s): each read is within smtplib's timeout, the whole is not."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            try:
+                conn.sendall(b"220 slow.example ESMTP\r\n")
+                conn.recv(1024)  # EHLO
+                conn.sendall(b"250-slow.example\r\n250 STARTTLS\r\n")
+                conn.recv(1024)  # STARTTLS
+                conn.sendall(b"220 go ahead\r\n")
+                conn.recv(4096)  # ClientHello
+                conn.sendall(b"\x16\x03\x03\x40\x00")
+                while not stop.wait(0.2):
+                    conn.sendall(b"\x00")
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        d = send(dotagent_home, {"driver": "email", "host": "127.0.0.1",
+                                 "port": server.getsockname()[1], "from": "a@x.org",
+                                 "to": ["b@x.org"], "timeout_seconds": 1})
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)
+    elapsed = time.monotonic() - started
+    assert (d.status, d.reason) == ("failed", "127.0.0.1 did not finish within 1s")
     assert elapsed < 4, elapsed

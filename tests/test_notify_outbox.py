@@ -5,7 +5,6 @@ real SMTP server (aiosmtpd) with and without STARTTLS."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -210,44 +209,6 @@ def test_foreground_waits_for_each_delivery(dotagent_home: Path, endpoint: Endpo
 # --------------------------------------------------------------------------------------
 # email against a real SMTP server
 # --------------------------------------------------------------------------------------
-@pytest.fixture
-def smtp_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    from aiosmtpd.controller import Controller
-
-    tls = getattr(request, "param", False)
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(envelope)
-            return "250 OK"
-
-    kwargs: dict[str, Any] = {}
-    info: dict[str, Any] = {"received": received}
-    if tls:
-        import ssl
-        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        kwargs.update(tls_context=context, require_starttls=True)
-        info["ca_file"] = str(cert)
-    import socket
-    with socket.socket() as probe:  # aiosmtpd cannot start on port 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
-    controller.start()
-    info["port"] = port
-    try:
-        yield info
-    finally:
-        controller.stop()
-
-
 def test_email_plain_smtp(dotagent_home: Path, smtp_server: dict[str, Any]) -> None:
     outbox = box(dotagent_home, env={"TO": "ops@example.com"})
     [d] = outbox.send(Message("given_up", "nightly", "main", "🚨 gave up", critical=True),
@@ -296,3 +257,40 @@ def test_threads_are_daemon_threads(dotagent_home: Path, endpoint: Endpoint) -> 
     workers = [t for t in threading.enumerate() if t.name == "dotagent-notify"]
     assert workers and all(t.daemon for t in workers)
     outbox.close(wait=True, timeout=10)
+
+
+def test_email_to_a_trickling_smtp_server_ends_at_its_timeout(dotagent_home: Path) -> None:
+    """Each answer arrives within the per-read timeout, a byte at a time: smtplib alone
+    would wait for ever; the entry's `timeout_seconds` bounds the whole conversation."""
+    import socket
+
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"220 slow.example ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"2")  # never a whole line
+                except OSError:
+                    return
+                stop.wait(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        [d] = box(dotagent_home).send(MSG, [{"driver": "email", "host": "127.0.0.1",
+                                             "port": port, "from": "a@x.org",
+                                             "to": ["b@x.org"], "timeout_seconds": 1}])
+    finally:
+        stop.set()
+        server.close()
+    elapsed = time.monotonic() - started
+    assert d.status == "failed"
+    assert d.reason == "127.0.0.1 did not finish within 1s", d.reason
+    assert elapsed < 1 + 2.0  # the deadline plus the outbox's margin, not "for ever"

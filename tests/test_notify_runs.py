@@ -161,3 +161,90 @@ def test_allowed_plugins_is_enforced_on_a_plugin_notifier(dotagent_home: Path,
     toml.write_text(toml.read_text().replace('["sink-file"]', '["sink-file", "rec"]'))
     assert dotagent("run-now", "nightly", env=cli_env).returncode == 0
     assert json.loads(ran.read_text())["kind"] == "notify"
+
+
+def test_a_ping_check_hears_start_then_the_result(dotagent_home: Path, cli_env: dict[str, str],
+                                                  endpoint: Endpoint) -> None:
+    """`/start` when the agent is running (the agent reports it got the ping's request
+    before it finishes, so the order is real), then the result; other drivers hear no start."""
+    marker = dotagent_home / "ping-arrived"
+    agent(dotagent_home, f"""i=0
+while [ ! -e {marker} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+[ -e {marker} ] && echo saw-start
+exit 3""", f"""
+        [[notifiers]]
+        driver = "ping"
+        url = "{endpoint.url}/check"
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/hook"
+        """)
+
+    import threading
+
+    def mark_when_started() -> None:
+        endpoint.wait_requests(1, timeout=20)
+        marker.write_text("")
+
+    watcher = threading.Thread(target=mark_when_started, daemon=True)
+    watcher.start()
+    result = dotagent("run-now", "nightly", env=cli_env)
+    watcher.join(5)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    paths = [r.path for r in endpoint.requests]
+    assert paths[0] == "/check/start"
+    assert sorted(paths[1:]) == ["/check/fail", "/hook"]  # attempt_failed to both
+    assert endpoint.requests[0].body == b"nightly/main started"
+    log = dotagent_home / "logs" / "agents" / "nightly" / "nightly.log"
+    assert "saw-start" in log.read_text()  # the ping arrived while the agent ran
+
+
+def test_tick_announces_given_up_once_through_the_ladder(dotagent_home: Path,
+                                                         cli_env: dict[str, str],
+                                                         endpoint: Endpoint) -> None:
+    """As in the daemon: the first given_up notice is the ladder's (its episode is opened,
+    so a daemon sweep later reminds instead of announcing it again), sent once."""
+    write_agent(dotagent_home / "agents", "nightly", f"""
+        [agent]
+        name = "nightly"
+        [run]
+        command = "./run.sh"
+        [defaults]
+        max_retries = 0
+        [[schedules]]
+        id = "main"
+        type = "interval"
+        interval_minutes = 60
+        [[notifiers]]
+        driver = "webhook"
+        url = "{endpoint.url}/w"
+        events = ["given_up"]
+        """, files={"run.sh": "#!/bin/sh\necho 'disk on fire' >&2\nexit 3\n"})
+    result = dotagent("tick", env=cli_env)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    [req] = endpoint.requests
+    body = json.loads(req.body)
+    assert body["event"] == "given_up"
+    assert body["body"] == "🚨 nightly/main gave up after 1 attempts (exit 3)\ndisk on fire"
+    ladder = json.loads((dotagent_home / "state/notify/alerts.json").read_text())
+    assert ladder["episodes"]["nightly/main/given_up"]["count"] == 1
+    dotagent("tick", env=cli_env)  # nothing due: no second notice
+    assert len(endpoint.requests) == 1
+def test_a_rate_limited_ping_still_reports_the_result_of_its_run(
+        dotagent_home: Path, cli_env: dict[str, str], endpoint: Endpoint) -> None:
+    """`rate_limit_minutes` on a ping entry: the run's own `/start` must not use up the limit
+    and swallow the result that follows it (a check left "started" goes down). A start only
+    asks the limit; the result is what sets it, so the next run's pair is skipped whole."""
+    agent(dotagent_home, "exit 3", f"""
+        [[notifiers]]
+        driver = "ping"
+        url = "{endpoint.url}/check"
+        rate_limit_minutes = 30
+        """)
+    result = dotagent("run-now", "nightly", env=cli_env)
+    assert "failed (exit 3)" in result.stdout, result.stderr
+    assert sorted(r.path for r in endpoint.wait_requests(2)) == ["/check/fail", "/check/start"]
+    assert dotagent("run-now", "nightly", env=cli_env).returncode == 0
+    import time
+    time.sleep(0.5)  # a start ping is not waited for; give a wrong one time to arrive
+    assert len(endpoint.requests) == 2  # the second run's start and result both held back

@@ -142,6 +142,9 @@ READ_COMMANDS = [
     ["calendar", "--iterations", "3", "daily"],
     ["audit", "show"],
     ["audit", "verify"],
+    ["status"],
+    ["status", "--json"],
+    ["next"],
 ]
 
 

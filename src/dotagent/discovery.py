@@ -23,12 +23,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotagent.display import quote_name
-from dotagent.manifest import LoadedManifest, LoadResult, Problem, load_manifest
 from dotagent.paths import resolve_home
 
-__all__ = ["Discovery", "Duplicate", "claimed_name", "discover", "search_roots"]
+if TYPE_CHECKING:
+    # Imported where they are used: `manifest` brings pydantic, and `search_roots` /
+    # `candidates` (what `dotagent.api` checks its cache against) need none of it.
+    from dotagent.manifest import LoadedManifest, LoadResult, Problem
+
+__all__ = ["Discovery", "Duplicate", "candidates", "claimed_name", "discover", "search_roots"]
 
 MANIFEST_NAME = "agent.toml"
 
@@ -86,6 +91,8 @@ class Duplicate:
     warnings: tuple[Problem, ...] = ()
 
     def problem(self) -> Problem:
+        from dotagent.manifest import Problem
+
         what = f"its directory name {quote_name(self.name)}" if self.by_directory else \
             quote_name(self.name)
         if self.owner_broken:
@@ -127,6 +134,33 @@ class Discovery:
         Such a name is refused, with that manifest's errors, by every command."""
         return self.broken.get(name)
 
+    def require(self, name: str) -> LoadedManifest:
+        """The loaded agent called `name`. NotFoundError when nothing claims the name;
+        ConfigError, with that manifest's own errors, when the manifest that claims it is
+        broken — never a later manifest of the same name (S15.8)."""
+        from dotagent.display import printable
+        from dotagent.errors import ConfigError, NotFoundError
+
+        loaded = self.agents.get(name)
+        if loaded is not None:
+            return loaded
+        broken = self.broken_claim(name)
+        if broken is not None:
+            lines = [f"agent {quote_name(name)} cannot be used: its manifest "
+                     f"{printable(str(broken.path))} has {len(broken.errors)} error(s):"]
+            lines.extend(f"  {p}" for p in broken.errors)
+            for dup in self.duplicates_of(name):
+                lines.append(f"  ({printable(str(dup.path))} declares the same name and is "
+                             "ignored while this one holds it)")
+            raise ConfigError("\n".join(lines))
+        known = ", ".join(quote_name(n) for n in sorted(self.agents)) or "none"
+        hint = ""
+        if self.failures:
+            hint = (f"; {len(self.failures)} manifest(s) failed to load — run `dotagent "
+                    "doctor` to see why")
+        raise NotFoundError(f"agent not found: {quote_name(name)} (known agents: {known})"
+                            f"{hint}")
+
     def duplicates_of(self, name: str) -> list[Duplicate]:
         return [d for d in self.duplicates if d.name == name]
 
@@ -136,7 +170,7 @@ class Discovery:
         return root is None or root in self.daemon_roots
 
 
-def _candidates(root: Path) -> list[Path]:
+def candidates(root: Path) -> list[Path]:
     """Every `agent.toml` directly under a child directory of `root`. Anything by that name is
     a candidate — a FIFO, a dangling link, a directory — so that it is reported by the loader
     instead of being skipped in silence."""
@@ -159,12 +193,14 @@ def discover(env: Mapping[str, str] | None = None, cwd: Path | None = None, *,
              include_cwd: bool) -> Discovery:
     """Scan the roots (see the module docstring). `include_cwd` is True only for `run` and
     `doctor`; the daemon and the commands about its agents pass False (S15.8)."""
+    from dotagent.manifest import load_manifest
+
     result = Discovery(roots=search_roots(env, cwd, include_cwd=include_cwd),
                        daemon_roots=search_roots(env, cwd, include_cwd=False))
     seen_files: set[Path] = set()
     owner: dict[str, Path] = {}
     for root in result.roots:
-        for path in _candidates(root):
+        for path in candidates(root):
             real = _real(path)
             if real in seen_files:
                 continue

@@ -26,6 +26,7 @@ __all__ = [
     "EX_USAGE",
     "ConfigError",
     "DotagentError",
+    "ExistsError",
     "LinkRefusedError",
     "NotFoundError",
     "StateError",
@@ -97,6 +98,15 @@ class ConfigError(DotagentError):
 class StateError(DotagentError):
     """dotagent's own state (heartbeat, log, audit file) cannot be read or written."""
 
+    sysexit = EX_CANTCREAT
+
+
+class ExistsError(DotagentError):
+    """A file a command would create is already there, or is not dotagent's to replace
+    (`init` over an existing agent, `install` over a unit dotagent did not write). Exit 73
+    (EX_CANTCREAT) for every command, so that a script can tell "left alone" from a failure."""
+
+    exit_code = EX_CANTCREAT
     sysexit = EX_CANTCREAT
 
 

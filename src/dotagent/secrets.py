@@ -27,6 +27,8 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,13 +43,18 @@ if TYPE_CHECKING:
     from dotagent.config import Config
     from dotagent.paths import Home
 
-__all__ = ["DEFAULT_FILE_NAME", "OP_TIMEOUT_SECONDS", "SecretStore", "SecretsError",
-           "load_secrets", "parse_secrets", "read_store", "secrets_path"]
+__all__ = ["DEFAULT_FILE_NAME", "OP_TIMEOUT_SECONDS", "LoadCancelled", "SecretStore",
+           "SecretsError", "load_secrets", "parse_secrets", "read_store", "secrets_path"]
 
 DEFAULT_FILE_NAME = "secrets.env"
 OP_TIMEOUT_SECONDS = 10.0
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"'}
+
+
+class LoadCancelled(Exception):
+    """The load was called off (the daemon is stopping) while `op` was still reading: the
+    `op` process group is killed and nothing is loaded, registered or recorded."""
 
 
 class SecretsError(DotagentError):
@@ -217,7 +224,8 @@ def _mode_message(path: Path, mode: int) -> str:
 
 
 def read_store(path: Path, env: Mapping[str, str] | None = None, *,
-               op_timeout: float = OP_TIMEOUT_SECONDS) -> SecretStore:
+               op_timeout: float = OP_TIMEOUT_SECONDS,
+               cancel: threading.Event | None = None) -> SecretStore:
     """The store in `path`. FileNotFoundError when there is no file (a dangling symlink is a
     SecretsError: the link is there, its target is not); SecretsError for anything refused.
     Does not register, audit or print anything."""
@@ -252,7 +260,7 @@ def read_store(path: Path, env: Mapping[str, str] | None = None, *,
     unresolved = 0
     for key in list(values):
         if is_op_reference(values[key]):
-            resolved, why = _op_read(values[key], env, op_timeout)
+            resolved, why = _op_read(values[key], env, op_timeout, cancel)
             if resolved is None:
                 del values[key]
                 unresolved += 1
@@ -268,10 +276,14 @@ def is_op_reference(value: str) -> bool:
     return value.startswith("op://") and value[len("op://"):].count("/") >= 2
 
 
-def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | None, str]:
+def _op_read(ref: str, env: Mapping[str, str], timeout: float,
+             cancel: threading.Event | None = None) -> tuple[str | None, str]:
     """(the value, "") or (None, why). The child gets its own process group, killed whole at
     the deadline, so a hanging `op` (or one waiting on a desktop unlock prompt) costs at most
-    `timeout` seconds and leaves nothing behind."""
+    `timeout` seconds and leaves nothing behind. `cancel` set meanwhile kills it the same
+    way and raises LoadCancelled (within a fifth of a second)."""
+    if cancel is not None and cancel.is_set():
+        raise LoadCancelled
     op = shutil.which("op", path=env.get("PATH", os.defpath))
     if op is None:
         return None, "the 1Password CLI `op` is not on PATH"
@@ -281,8 +293,16 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
                                 env=dict(env), start_new_session=True, close_fds=True)
     except OSError as exc:
         return None, f"cannot run {op}: {exc.strerror or exc}"
+    deadline = time.monotonic() + timeout
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                out, _ = proc.communicate(timeout=left if cancel is None else min(0.2, left))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                    raise
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -294,6 +314,8 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
             proc.stdout.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+        if cancel is not None and cancel.is_set():
+            raise LoadCancelled from None
         return None, f"op did not answer within {timeout:g} s"
     if proc.returncode != 0:
         return None, f"op exited {proc.returncode}"
@@ -312,13 +334,21 @@ def _op_read(ref: str, env: Mapping[str, str], timeout: float) -> tuple[str | No
 def load_secrets(home: Home | Path, config: Config | None, env: Mapping[str, str] | None = None,
                  *, audit: AuditLog | None = None, say: Callable[[str], None] | None = None,
                  previous: SecretStore | None = None,
-                 op_timeout: float = OP_TIMEOUT_SECONDS) -> SecretStore:
+                 op_timeout: float = OP_TIMEOUT_SECONDS,
+                 audit_loaded: bool = True,
+                 cancel: threading.Event | None = None) -> SecretStore:
     """Load the store, register its values for redaction, audit the outcome (when `audit`)
     and tell `say` (lines ending in a newline). Never raises for the file's content: a
     refused file gives an empty store whose `refused` says why.
 
     `previous`: the store this load replaces (the daemon's SIGHUP). When it came from a file,
-    a failure says `; previous store dropped`, and a vanished file is reported."""
+    a failure says `; previous store dropped`, and a vanished file is reported.
+
+    `audit_loaded` false: a successful load is not audited (a foreground command loads the
+    store for one run; a `tick` from cron every minute would otherwise add a
+    `secrets_loaded` line each time). A refusal is always audited.
+
+    `cancel` (the daemon is stopping): see LoadCancelled, which this lets through."""
     env = os.environ if env is None else env
     speak = say or (lambda text: None)
     path = secrets_path(home, config, env)
@@ -337,7 +367,7 @@ def load_secrets(home: Home | Path, config: Config | None, env: Mapping[str, str
                   f"{exc}\n")
 
     try:
-        store = read_store(path, env, op_timeout=op_timeout)
+        store = read_store(path, env, op_timeout=op_timeout, cancel=cancel)
     except FileNotFoundError:
         if had_store:
             reason = "file no longer exists; previous store dropped"
@@ -353,6 +383,7 @@ def load_secrets(home: Home | Path, config: Config | None, env: Mapping[str, str
     redaction.register_secrets(store.values())
     for warning in store.warnings:
         speak(f"[dotagent] warning: {warning}\n")
-    record(events.SecretsLoaded(path=str(path), key_count=len(store),
-                                unresolved_references=store.unresolved))
+    if audit_loaded:
+        record(events.SecretsLoaded(path=str(path), key_count=len(store),
+                                    unresolved_references=store.unresolved))
     return store

@@ -6,73 +6,21 @@ silence and expire; duration anomalies from real SQLite history rows."""
 from __future__ import annotations
 
 import json
-import textwrap
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alerts_kit import GIVEN_UP, HEALTHY, NINE, NOW, STALE, Recorder, agent, with_state
 from dotagent.alerts import anomaly
-from dotagent.alerts.seam import Message
 from dotagent.alerts.service import Alerts, route
 from dotagent.alerts.snooze import Snoozes, parse_duration
 from dotagent.config import Config, parse_config
-from dotagent.daemon.tick import Entry, load_entries
-from dotagent.discovery import discover
 from dotagent.paths import Home
-from dotagent.schedule.windows import ScheduleState, WindowState
+from dotagent.schedule.windows import WindowState
 from dotagent.state.history import History
-
-NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[Message, list[Any]]] = []
-
-    def send(self, message: Message, entries: Any) -> None:
-        self.sent.append((message, list(entries)))
-
-
-def _agent(home: Path, name: str, notifiers: str, extra: str = "") -> Entry:
-    d = home / "agents" / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "agent.toml").write_text(textwrap.dedent(f"""
-        [agent]
-        name = "{name}"
-        [run]
-        command = "/bin/true"
-        [defaults]
-        max_retries = 1
-        stale_after_minutes = 60
-        [[schedules]]
-        id = "main"
-        type = "cron"
-        weekdays = [0, 1, 2, 3, 4, 5, 6]
-        hours = [9]
-        minute = 0
-        """) + textwrap.dedent(notifiers) + textwrap.dedent(extra))
-    found = discover({"DOTAGENT_HOME": str(home)}, include_cwd=False)
-    (entry,) = [e for e in load_entries(found, Home(home), UTC) if e.agent == name]
-    return entry
-
-
-def _with(entry: Entry, **state: Any) -> Entry:
-    return replace(entry, state=ScheduleState(**state))
-
-
-NINE = NOW.replace(hour=9)
-STALE = dict(last_success=NINE - timedelta(days=2),
-             last_start=NINE - timedelta(days=2),
-             window=WindowState(expected_at=NINE, missed=True))
-GIVEN_UP = dict(last_success=NINE - timedelta(days=1), last_start=NINE,
-                window=WindowState(expected_at=NINE, attempts=2, last_exit_code=3,
-                                   last_attempt_at=NINE, given_up=True))
-HEALTHY = dict(last_success=NINE + timedelta(minutes=1), last_start=NINE,
-               window=WindowState(expected_at=NINE, attempts=1, last_exit_code=0,
-                                  last_attempt_at=NINE))
 
 
 def test_route_prefers_stale_then_given_up_then_nobody() -> None:
@@ -85,7 +33,7 @@ def test_route_prefers_stale_then_given_up_then_nobody() -> None:
 @pytest.mark.parametrize(("events", "channel"), [('["stale"]', "stale"),
                                                   ('["given_up"]', "given_up")])
 def test_stale_routing_and_fallback(dotagent_home: Path, events: str, channel: str) -> None:
-    entry = _with(_agent(dotagent_home, "a", f"""
+    entry = with_state(agent(dotagent_home, "a", f"""
         [[notifiers]]
         driver = "desktop"
         events = {events}
@@ -96,13 +44,13 @@ def test_stale_routing_and_fallback(dotagent_home: Path, events: str, channel: s
     (message, entries), = sender.sent
     assert message.event == channel and message.agent == "a"
     assert message.body == "⏰ a/main is not being scheduled — no successful run in 2d 3h."
-    assert entries[0].driver == "desktop"
+    assert entries[0]["driver"] == "desktop"
     ladder = json.loads((dotagent_home / "state/notify/alerts.json").read_text())
     assert ladder["episodes"]["a/main/stale"]["count"] == 1
 
 
 def test_nobody_listening_sends_and_records_nothing(dotagent_home: Path) -> None:
-    entry = _with(_agent(dotagent_home, "a", """
+    entry = with_state(agent(dotagent_home, "a", """
         [[notifiers]]
         driver = "desktop"
         events = ["success"]
@@ -115,11 +63,11 @@ def test_nobody_listening_sends_and_records_nothing(dotagent_home: Path) -> None
 
 def test_given_up_announced_once_reminded_on_ladder_cleared_when_healthy(
         dotagent_home: Path) -> None:
-    base = _agent(dotagent_home, "a", """
+    base = agent(dotagent_home, "a", """
         [[notifiers]]
         driver = "desktop"
         """)
-    entry = _with(base, **GIVEN_UP)
+    entry = with_state(base, **GIVEN_UP)
     sender = Recorder()
     alerts = Alerts(Home(dotagent_home), Config(), sender, zone=UTC)
     for minutes in (0, 1, 30, 59):  # every wake within the hour: one notice
@@ -132,7 +80,7 @@ def test_given_up_announced_once_reminded_on_ladder_cleared_when_healthy(
     assert sender.sent[-1][0].body == (
         "🚨 a/main still given up after 2 attempts (exit 3), 1h 0m ago (notice #2).")
     assert not sender.sent[-1][0].critical  # reminders wait for the end of quiet hours
-    alerts.sweep([_with(base, **HEALTHY)], NOW + timedelta(hours=2))
+    alerts.sweep([with_state(base, **HEALTHY)], NOW + timedelta(hours=2))
     assert json.loads((dotagent_home / "state/notify/alerts.json").read_text()) == \
         {"episodes": {}}
     alerts.sweep([entry], NOW + timedelta(hours=2, minutes=1))  # a new episode
@@ -141,7 +89,7 @@ def test_given_up_announced_once_reminded_on_ladder_cleared_when_healthy(
 
 
 def test_never_run_without_a_window_stays_quiet(dotagent_home: Path) -> None:
-    entry = _with(_agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'))
+    entry = with_state(agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'))
     sender = Recorder()
     Alerts(Home(dotagent_home), Config(), sender, zone=UTC).sweep([entry], NOW)
     assert sender.sent == []
@@ -149,7 +97,7 @@ def test_never_run_without_a_window_stays_quiet(dotagent_home: Path) -> None:
 
 def test_snooze_silences_then_expires(dotagent_home: Path) -> None:
     home = Home(dotagent_home)
-    entry = _with(_agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'),
+    entry = with_state(agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'),
                   **GIVEN_UP)
     Snoozes(home).set("a", None, int((NOW + timedelta(hours=2)).timestamp()),
                       NOW.timestamp())
@@ -212,7 +160,7 @@ def test_anomaly_thresholds_from_sqlite_history(dotagent_home: Path) -> None:
 
 def test_anomaly_fires_audit_and_message(dotagent_home: Path) -> None:
     ids = _history(dotagent_home, [10.0] * 8 + [95.0])
-    entry = _agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'
+    entry = agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'
                                        'events = ["duration_anomaly"]\n')
     recorded: list[Any] = []
     sender = Recorder()
@@ -251,8 +199,8 @@ def test_daemon_wide_notice_goes_to_config_notifiers(dotagent_home: Path) -> Non
 def test_first_given_up_from_the_run_then_the_sweep_only_reminds(dotagent_home: Path) -> None:
     from types import SimpleNamespace
 
-    base = _agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n')
-    before = _with(base, last_success=NINE - timedelta(days=1), last_start=NINE,
+    base = agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n')
+    before = with_state(base, last_success=NINE - timedelta(days=1), last_start=NINE,
                    window=WindowState(expected_at=NINE, attempts=1, last_exit_code=3,
                                       last_attempt_at=NINE))
     after = WindowState(expected_at=NINE, attempts=2, last_exit_code=3,
@@ -271,7 +219,7 @@ def test_unchanged_schedules_are_not_judged_again(dotagent_home: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import dotagent.alerts.service as service
 
-    entry = _with(_agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'), **HEALTHY)
+    entry = with_state(agent(dotagent_home, "a", '[[notifiers]]\ndriver = "desktop"\n'), **HEALTHY)
     calls: list[int] = []
     real = service.health
     monkeypatch.setattr(service, "health", lambda *a: calls.append(1) or real(*a))
@@ -282,3 +230,29 @@ def test_unchanged_schedules_are_not_judged_again(dotagent_home: Path,
     alerts.sweep([entry], NOW + timedelta(seconds=60))  # the once-a-minute look
     alerts.sweep([replace(entry, state=replace(entry.state))], NOW + timedelta(seconds=61))
     assert len(calls) == 3  # ... and a changed state is judged at once
+
+
+def test_episodes_of_schedules_the_daemon_no_longer_has_end_when_their_reminder_is_due(
+        dotagent_home: Path) -> None:
+    ladder = dotagent_home / "state/notify/alerts.json"
+    ladder.parent.mkdir(parents=True)
+    two_hours_ago = int(NOW.timestamp()) - 7200
+    ten_minutes_ago = int(NOW.timestamp()) - 600
+    ladder.write_text(json.dumps({"episodes": {
+        "ghost/main/given_up": {"first_notified_at": two_hours_ago,
+                                "last_notified_at": two_hours_ago, "count": 1},  # due
+        "ghost/other/stale": {"first_notified_at": ten_minutes_ago,
+                              "last_notified_at": ten_minutes_ago, "count": 1},  # not yet
+        "a/main/given_up": {"first_notified_at": two_hours_ago,
+                            "last_notified_at": two_hours_ago, "count": 1},
+    }}))
+    entry = with_state(agent(dotagent_home, "a", """
+        [[notifiers]]
+        driver = "desktop"
+        """), **GIVEN_UP)
+    sender = Recorder()
+    Alerts(Home(dotagent_home), Config(), sender, zone=UTC).sweep([entry], NOW)
+    episodes = json.loads(ladder.read_text())["episodes"]
+    assert sorted(episodes) == ["a/main/given_up", "ghost/other/stale"]
+    assert episodes["a/main/given_up"]["count"] == 2  # the live one was reminded
+    assert [m.agent for m, _ in sender.sent] == ["a"]

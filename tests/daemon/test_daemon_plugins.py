@@ -65,3 +65,31 @@ def test_preflight_refusal_and_a_supervised_sink(home: Path, daemon: DaemonProce
     [call] = events_of(home, "plugin_invoked", agent="sunk")
     assert (call["plugin"], call["plugin_kind"], call["ok"]) == ("slow-sink", "sink", True)
     assert daemon.stop() == 0
+
+
+def test_a_run_stopped_by_shutdown_still_reaches_its_failure_hook(home: Path,
+                                                                  daemon: DaemonProcess) -> None:
+    """SIGTERM to the daemon cuts a long run; the run's `[[on_failure]]` hook then gets the
+    event within the shutdown grace (it used to be sent SIGTERM as it started)."""
+    told = home / "told.json"
+    plugin(home, "pager", f"""
+        import json, sys, time
+        payload = json.load(sys.stdin)
+        time.sleep(0.3)
+        open({str(told)!r}, 'w').write(json.dumps(payload))
+        print(json.dumps({{"ok": True}}))
+        """)
+    started = home / "long-started"
+    write_agent(home / "agents", "long", schedule='type = "interval"\ninterval_minutes = 60',
+                script=f"touch {started}\nsleep 60\n")
+    toml = home / "agents" / "long" / "agent.toml"
+    toml.write_text(toml.read_text() + '\n[[on_failure]]\nplugin = "pager"\n')
+    (home / "config.toml").write_text("[daemon]\nshutdown_grace_seconds = 3\n")
+    daemon.start()
+    wait_for(started.exists, 30, "the long run to start")
+    assert daemon.stop() == 0
+    payload = json.loads(told.read_text())
+    assert payload["agent"] == "long" and payload["kind"] == "notify"
+    assert payload["event"] in ("attempt_failed", "timed_out", "given_up")
+    [invoked] = events_of(home, "plugin_invoked", plugin="pager")
+    assert invoked["ok"] is True

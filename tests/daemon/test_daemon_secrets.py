@@ -8,7 +8,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from daemon_kit import DaemonProcess, events_of, history_rows, wait_for, write_agent
+from daemon_kit import (
+    DaemonProcess,
+    audit_events,
+    events_of,
+    gone,
+    history_rows,
+    wait_for,
+    write_agent,
+)
 
 TOKEN = "tok-daemon-Xy7-unguessable"
 OTHER = "other-daemon-secret-kept-back"
@@ -113,3 +121,96 @@ def test_daemon_runs_get_their_secret_and_nothing_under_the_home_keeps_it(
     assert "stdout token=[REDACTED]" in log and "child got [REDACTED]" in log
     assert scan(home, TOKEN, OTHER) == []
     assert TOKEN not in daemon.log() and OTHER not in daemon.log()
+
+
+def test_a_slow_op_on_sighup_does_not_hold_the_schedules(
+        home: Path, daemon: DaemonProcess, daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """`op` takes 4 s on the reload: the loop keeps dispatching meanwhile (runs of a 1 s
+    schedule land in history), and `config_reloaded` comes once the store is in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gate = tmp_path / "op-slow"
+    op = bin_dir / "op"
+    op.write_text(f"#!/bin/sh\n[ -e {gate} ] && sleep 4\nprintf resolved\n")
+    op.chmod(0o755)
+    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    secrets = vault / "secrets.env"
+    secrets.write_text("REF=op://Private/item/field\n")
+    secrets.chmod(0o600)
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    write_agent(home / "agents", "ticker", schedule='type = "expression"\nexpression = "*:*:*"',
+                script="exit 0\n")
+    daemon.start()
+    wait_for(lambda: events_of(home, "secrets_loaded"), 10, "the first load")
+    wait_for(lambda: len(history_rows(home)) >= 1, 15, "a first run")
+    gate.write_text("")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log("SIGHUP", 10)
+    before = len(history_rows(home))
+    # within the 4 s the reload takes, the every-second schedule still runs
+    wait_for(lambda: len(history_rows(home)) >= before + 2 and
+             not events_of(home, "config_reloaded"), 3.5, "runs while op is still reading")
+    wait_for(lambda: events_of(home, "config_reloaded"), 15, "the reload to finish")
+    assert len(events_of(home, "secrets_loaded")) == 2
+    assert daemon.stop() == 0
+
+
+def test_a_secret_in_the_arguments_never_reaches_supervisor_json(
+        home: Path, daemon: DaemonProcess, secrets_file: Path) -> None:
+    d = write_agent(home / "agents", "argy", script='sleep 3\nexit 0\n',
+                    schedule='type = "interval"\ninterval_minutes = 60')
+    manifest = (d / "agent.toml").read_text()
+    (d / "agent.toml").write_text(manifest.replace(
+        f'command = "{d / "run.sh"}"', f'command = "{d / "run.sh"}"\nargs = ["--key", "{TOKEN}"]'))
+    daemon.start()
+    snapshot = home / "state" / "supervisor.json"
+    wait_for(lambda: snapshot.exists() and "argy" in snapshot.read_text(), 15,
+             "the running agent in supervisor.json")
+    text = snapshot.read_text()
+    assert TOKEN not in text
+    assert f'{d / "run.sh"} --key [REDACTED]' in text
+    assert daemon.stop() == 0
+
+
+def test_sighups_while_op_hangs_are_coalesced_and_sigterm_exits_at_once(
+        home: Path, daemon: DaemonProcess, daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """Ten SIGHUPs while `op` hangs queue one more load, not ten `op` calls of up to 10 s
+    each; a SIGTERM then stops the hung `op` and exits within a few seconds, with nothing
+    recorded after `daemon_stopped` and no error on stderr."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gate, calls = tmp_path / "op-hang", tmp_path / "op-calls"
+    op = bin_dir / "op"
+    op.write_text(f"#!/bin/sh\necho $$ >> {calls}\n[ -e {gate} ] && exec sleep 60\n"
+                  "printf resolved\n")
+    op.chmod(0o755)
+    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    secrets = vault / "secrets.env"
+    secrets.write_text("REF=op://Private/item/field\n")
+    secrets.chmod(0o600)
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    write_agent(home / "agents", "idle", schedule=NEVER, script="exit 0\n")
+    daemon.start()
+    wait_for(lambda: events_of(home, "secrets_loaded"), 10, "the first load")
+    gate.write_text("")
+    for n in range(1, 11):  # one at a time: signals sent at once merge into one
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("SIGHUP", 10, count=n)
+    wait_for(lambda: len(calls.read_text().split()) == 2, 10, "the reload's op call")
+    hung = int(calls.read_text().split()[1])
+    import time
+    began = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    assert time.monotonic() - began < 5
+    wait_for(lambda: gone(hung), 5, "the hung op to be stopped")
+    assert len(calls.read_text().split()) == 2  # the nine other SIGHUPs started no op
+    kinds = [e["event_type"] for e in audit_events(home)]
+    assert kinds[-1] == "daemon_stopped", kinds
+    assert kinds.count("secrets_loaded") == 1
+    assert "Exception in callback" not in daemon.log() and "Traceback" not in daemon.log()
+    assert "error" not in daemon.log().split("daemon stopping")[1], daemon.log()

@@ -80,3 +80,38 @@ def test_agents_get_dev_null_and_the_current_directory_is_never_searched(
     for name in ("intruder", "work"):
         assert not events_of(home, "phantom_agent_detected", agent=name)
         assert not events_of(home, "manifest_loaded", agent=name)
+
+
+def test_sigterm_and_sighup_during_start_up_stop_it_cleanly(
+        home: Path, daemons: DaemonFactory, daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """While the start-up secrets load waits on a slow `op`, a SIGHUP changes nothing and a
+    SIGTERM is kept: the load finishes, nothing runs, `daemon_stopped` is recorded, exit 0."""
+    import signal
+
+    from daemon_kit import history_rows
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    started = tmp_path / "op-started"
+    op = bin_dir / "op"
+    op.write_text(f"#!/bin/sh\n: > {started}\nsleep 2\nprintf resolved\n")
+    op.chmod(0o755)
+    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    secrets = vault / "secrets.env"
+    secrets.write_text("REF=op://Private/item/field\n")
+    secrets.chmod(0o600)
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    write_agent(home / "agents", "due", schedule='type = "interval"\ninterval_minutes = 60',
+                script="exit 0\n")
+    daemon = daemons().spawn()
+    wait_for(started.exists, 15, "op to be asked during start-up")
+    daemon.signal(signal.SIGHUP)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0
+    [stopped] = events_of(home, "daemon_stopped")
+    assert stopped["reason"] == "SIGTERM"
+    assert events_of(home, "secrets_loaded")  # the step it was in was finished
+    assert history_rows(home) == []  # and nothing was started after it
+    assert not (home / "state" / "daemon.pid").exists()

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from plugin_kit import plugin_env, write_plugin
 
 from dotagent.paths import Home
 from dotagent.plugins.client import invoke
 from dotagent.plugins.protocol import encode, invoke_payload
+from plugin_kit import plugin_env, write_plugin
 
 
 @pytest.fixture

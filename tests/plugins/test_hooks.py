@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from plugin_kit import RECORDER, audit_events, history_rows, recorded, write_plugin
 
 from helpers import dotagent

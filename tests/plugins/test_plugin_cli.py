@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from plugin_kit import write_plugin
 
 from helpers import dotagent

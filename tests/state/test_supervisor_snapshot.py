@@ -259,6 +259,61 @@ def test_a_different_command_is_never_killed(tmp_path: Path,
     assert running(p.pid)
 
 
+def _exec_agent(procs: list[subprocess.Popen[bytes]], marks: dict[str, str]
+                ) -> tuple[subprocess.Popen[bytes], datetime]:
+    """An agent whose script `exec`s another program: the pid, group and start stay, the
+    command line does not; the run's marks stay in its environment."""
+    env = {**os.environ, **marks}
+    p = subprocess.Popen(["/bin/sh", "-c", "exec sleep 1000"], process_group=0,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    started = datetime.now(UTC)
+    procs.append(p)
+    deadline = time.monotonic() + 10
+    while b"sleep" not in Path(f"/proc/{p.pid}/cmdline").read_bytes() \
+            and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return p, started
+
+
+def test_an_agent_that_execs_another_program_is_reaped_by_its_marks(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    epoch = str(int(time.time()))
+    p, started = _exec_agent(procs, {"AGENT_NAME": "report", "AGENT_SCHEDULE_ID": "daily",
+                                     "AGENT_START_EPOCH": epoch})
+    snapshot(tmp_path, info(p.pid, started, "/agents/report/run.sh --full"))
+    assert [r.outcome for r in sweep(tmp_path).results] == ["reaped"]
+    assert p.wait(timeout=10) == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("marks", [
+    {"AGENT_NAME": "other", "AGENT_SCHEDULE_ID": "daily"},  # another agent's run
+    {"AGENT_NAME": "report", "AGENT_SCHEDULE_ID": "weekly"},  # another schedule's
+    {"AGENT_NAME": "report", "AGENT_SCHEDULE_ID": "daily", "shift": "-3600"},  # another run
+    {"AGENT_NAME": "report", "AGENT_SCHEDULE_ID": "daily", "AGENT_START_EPOCH": "soon"},
+    {},  # no marks at all: a stranger's program
+])
+def test_marks_of_another_run_do_not_make_a_different_command_ours(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]], marks: dict[str, str]) -> None:
+    marks = dict(marks)
+    shift = int(marks.pop("shift", "0"))
+    if marks:
+        marks.setdefault("AGENT_START_EPOCH", str(int(time.time()) + shift))
+    p, started = _exec_agent(procs, marks)
+    snapshot(tmp_path, info(p.pid, started, "/agents/report/run.sh --full"))
+    assert [r.outcome for r in sweep(tmp_path).results] == ["command_mismatch"]
+    assert running(p.pid)
+
+
+def test_a_plugin_record_is_never_matched_by_marks(tmp_path: Path,
+                                                   procs: list[subprocess.Popen[bytes]]
+                                                   ) -> None:
+    p, started = _exec_agent(procs, {"AGENT_NAME": "report", "AGENT_SCHEDULE_ID": "daily",
+                                     "AGENT_START_EPOCH": str(int(time.time()))})
+    snapshot(tmp_path, info(p.pid, started, "/usr/bin/dotagent-plugin-x invoke", kind="sink"))
+    assert [r.outcome for r in sweep(tmp_path).results] == ["command_mismatch"]
+    assert running(p.pid)
+
+
 def test_records_that_prove_nothing_are_left_alone(tmp_path: Path,
                                                    procs: list[subprocess.Popen[bytes]]
                                                    ) -> None:
@@ -402,7 +457,9 @@ def test_proc_and_ps_agree(procs: list[subprocess.Popen[bytes]]) -> None:
     assert isinstance(from_proc, ProcessFacts) and isinstance(from_ps, ProcessFacts)
     assert (from_proc.pgid, from_proc.command) == (from_ps.pgid, from_ps.command) == (
         p.pid, "sleep 1000")
-    assert abs(from_proc.started_at - from_ps.started_at) <= 1
+    # ps prints whole seconds, computed from /proc/stat's whole-second boot time: it can be
+    # up to two seconds behind /proc's exact start (never ahead by more than rounding).
+    assert -0.05 <= from_proc.started_at - from_ps.started_at < 2
     assert -1 <= started.timestamp() - from_proc.started_at <= 5
     p.kill()
     p.wait()  # reaped: the pid is free

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from dotagent.notify.base import Message
 
-__all__ = ["Message", "OutboxSender", "Sender", "driver_of", "entry_table", "listens"]
+__all__ = ["LadderOwnsGivenUp", "Message", "OutboxSender", "Sender", "agent_entries",
+           "driver_of", "entry_table", "listens"]
 
 
 class Sender(Protocol):
@@ -28,9 +29,24 @@ def entry_table(entry: Any) -> dict[str, Any]:
     if callable(table):
         return dict(table())
     dump = getattr(entry, "model_dump", None)
-    if callable(dump):
-        return dict(dump())
+    if callable(dump):  # as written: aliases (email's `from`), so it parses back the same
+        return dict(dump(by_alias=True))
     return {"driver": getattr(entry, "driver", "?")}
+
+
+def agent_entries(manifest: Any) -> list[dict[str, Any]]:
+    """A manifest's `[[notifiers]]` as tables that carry its `[security] allowed_plugins`, so
+    a notice the alerts send for this agent (now, or later from the quiet-hours queue) runs
+    no plugin the manifest does not allow — the rule its runs' notifiers follow."""
+    from dotagent.notify.registry import ALLOWED_PLUGINS_KEY
+
+    security = getattr(manifest, "security", None)
+    allowed = list(getattr(security, "allowed_plugins", None) or [])
+    tables = [entry_table(e) for e in manifest.notifiers]
+    if allowed:
+        for table in tables:
+            table[ALLOWED_PLUGINS_KEY] = allowed
+    return tables
 
 
 def driver_of(entry: Any) -> str:
@@ -64,3 +80,21 @@ def _outbox_entry(entry: Any) -> Any:
     (`SummaryNotifier`) as the table it was written as."""
     table = getattr(entry, "table", None)
     return table() if callable(table) and not isinstance(entry, Mapping) else entry
+
+
+class LadderOwnsGivenUp:
+    """A run's notifiers without its `given_up` event: where the alert ladder runs (the
+    daemon, `tick`), the first given_up notice is the ladder's (`Alerts.run_finished`), so
+    one failure is announced once (docs/decisions.md, "given_up is announced by the
+    ladder")."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def notify(self, event: Any) -> None:
+        if event.kind != "given_up":
+            self.inner.notify(event)
+
+    def started(self, agent: str, schedule: str) -> None:
+        self.inner.started(agent, schedule)
+

@@ -22,7 +22,7 @@ from typing import Any
 from dotagent.alerts import anomaly
 from dotagent.alerts.ladder import Ladder, episode_key, given_up_text, stale_text
 from dotagent.alerts.quiet import HeldQueue, QuietHours, digests
-from dotagent.alerts.seam import Message, Sender, listens
+from dotagent.alerts.seam import Message, Sender, agent_entries, listens
 from dotagent.alerts.snooze import Snoozes
 from dotagent.alerts.summary import (
     SummaryGuard,
@@ -85,8 +85,12 @@ class Alerts:
     def __init__(self, home: Home, config: Config, sender: Sender, *, zone: tzinfo,
                  log: Callable[[str], None] = lambda text: None,
                  record: Callable[[events.Event], None] | None = None,
-                 submit: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 submit: Callable[[Callable[[], None]], None] | None = None,
+                 hooks: Callable[[Any, Message], None] | None = None) -> None:
+        """`hooks(entry, message)`: hand an alert to the agent's `[[on_failure]]` hooks that
+        listen for it (the daemon runs them through the plugin client); None: no hooks."""
         self.home = home
+        self.hooks = hooks
         self.config = config
         self.sender = sender
         self.zone = zone
@@ -200,6 +204,7 @@ class Alerts:
         ladder reminder is due, so an idle daemon's wake costs a dictionary lookup each."""
         ts = now.timestamp()
         skipped = set(skip)
+        entries = list(entries)
         with self._lock:
             for entry in entries:
                 key = entry.key
@@ -210,6 +215,19 @@ class Alerts:
                     continue
                 self._judge(entry, now)
                 self._checked[key] = (entry.state, self._recheck_at(entry, ts))
+            self._drop_orphan_episodes({(e.agent, e.schedule.id) for e in entries}, ts)
+
+    def _drop_orphan_episodes(self, known: set[tuple[str, str]], ts: float) -> None:
+        """An episode whose reminder is due for a schedule the daemon no longer has (the
+        agent was removed, or the schedule renamed) ends: nothing can remind or clear it,
+        and its reminder time would wake the loop for nothing. A manifest that is only
+        broken for a while loses its episode only if a reminder fell due meanwhile."""
+        gone = [key for key, ep in self.ladder.episodes.items()
+                if ep.next_at() <= ts and _episode_owner(key) not in known]
+        for key in gone:
+            del self.ladder.episodes[key]
+        if gone:
+            self._save_ladder()
 
     def _recheck_at(self, entry: Any, ts: float) -> float:
         """SWEEP_RECHECK from now, or the entry's next ladder reminder if that is sooner."""
@@ -266,12 +284,42 @@ class Alerts:
                                      exit_code=window.last_exit_code if window else None,
                                      count=count, since_seconds=since, stderr=stderr)
                 critical = count == 1  # the first notice passes quiet hours; reminders wait
-            status = self.deliver(Message(channel, agent, sid, body, critical=critical),
-                                  manifest.notifiers, now)
+            message = Message(channel, agent, sid, body, critical=critical)
+            status = self.deliver(message, agent_entries(manifest), now)
+            # The hooks hear every stale notice and the given_up reminders (the first
+            # given_up reached them from the run itself). Quiet hours hold no hook (a hook
+            # is a program, not a person); a snooze silences them too.
+            if status != "snoozed" and self._hooks_for(entry, message, ts,
+                                                       call=event == "stale" or count > 1):
+                status = "sent" if status == "nobody" else status
             if status in ("sent", "held"):
                 self.ladder.record(key, ts)
                 self._save_ladder()
             return status
+
+    def _hooks_for(self, entry: Any, message: Message, ts: float, *, call: bool) -> bool:
+        """Hand `message` to the agent's listening `[[on_failure]]` hooks, off the caller's
+        thread (with `call` false: they have it already — the first given_up came from the
+        run — and only count as listening); False when none listens (or it is snoozed, or
+        there is no hook runner)."""
+        hooks = self.hooks
+        manifest = entry.loaded.manifest
+        if hooks is None or not any(listens(r, message.event) for r in manifest.on_failure):
+            return False
+        if self.snoozes.until(message.agent, message.schedule or None, ts) is not None:
+            return False
+        if not call:
+            return True
+
+        def work() -> None:
+            try:
+                hooks(entry, message)
+            except Exception as exc:  # a hook runner must not raise; if it does, say so
+                self.log(f"error: on_failure hooks for {message.agent}/{message.schedule} "
+                         f"({message.event}) failed: {type(exc).__name__}: {exc}")
+
+        self.submit(work)
+        return True
 
     def _stderr(self, entry: Any) -> str | None:
         window = entry.state.window
@@ -318,7 +366,7 @@ class Alerts:
                 p50_ms=int(found.p50 * 1000), p95_ms=int(found.p95 * 1000),
                 runs=found.runs, reason=found.reason()))
         self.deliver(Message("duration_anomaly", agent, sid, found.text(agent, sid)),
-                     entry.loaded.manifest.notifiers, now)
+                     agent_entries(entry.loaded.manifest), now)
 
     # ------------------------------------------------------------------ daemon-wide
     def daemon_event(self, event: events.Event, now: datetime) -> str:
@@ -399,6 +447,12 @@ class Alerts:
     def forget(self, key: tuple[str, str]) -> None:
         """Judge `key` again at the next sweep (its ladder reminder is due)."""
         self._checked.pop(key, None)
+
+
+def _episode_owner(key: str) -> tuple[str, str]:
+    """`agent/schedule/event` → (agent, schedule); agent names hold no `/`."""
+    agent, _, rest = key.partition("/")
+    return agent, rest.rpartition("/")[0]
 
 
 def _no_events(entry: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from dotagent.display import printable, quote_name
-from dotagent.errors import ConfigError, NotFoundError, UsageError
+from dotagent.display import quote_name
+from dotagent.errors import NotFoundError, UsageError
 
-__all__ = ["complete_agent", "find_agent", "pick_schedule"]
+__all__ = ["complete_agent", "complete_schedule", "find_agent", "pick_schedule"]
 
 
 def find_agent(name: str, found: Any) -> Any:
@@ -23,24 +23,7 @@ def find_agent(name: str, found: Any) -> Any:
     NotFoundError when nothing claims the name; ConfigError, with that manifest's own errors,
     when the manifest that claims it is broken — never a later manifest of the same name.
     """
-    loaded = found.get(name)
-    if loaded is not None:
-        return loaded
-    broken = found.broken_claim(name)
-    if broken is not None:
-        lines = [f"agent {quote_name(name)} cannot be used: its manifest "
-                 f"{printable(str(broken.path))} has {len(broken.errors)} error(s):"]
-        lines.extend(f"  {p}" for p in broken.errors)
-        for dup in found.duplicates_of(name):
-            lines.append(f"  ({printable(str(dup.path))} declares the same name and is "
-                         "ignored while this one holds it)")
-        raise ConfigError("\n".join(lines))
-    known = ", ".join(quote_name(n) for n in sorted(found.agents)) or "none"
-    hint = ""
-    if found.failures:
-        hint = (f"; {len(found.failures)} manifest(s) failed to load — run `dotagent doctor` "
-                "to see why")
-    raise NotFoundError(f"agent not found: {quote_name(name)} (known agents: {known}){hint}")
+    return found.require(name)
 
 
 def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
@@ -59,19 +42,52 @@ def pick_schedule(loaded: Any, schedule_id: str | None) -> Any:
                         f"has: {ids})")
 
 
-def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Agent names for shell completion, honouring a `--home` already on the command line
-    (the group's callback does not run while completing)."""
+def _completion_env(ctx: click.Context) -> dict[str, str]:
+    """The environment completion works in: the invocation's, with a `--home` already on the
+    command line (the group's callback does not run while completing)."""
     from dotagent.cli.app import invocation_env
-    from dotagent.discovery import discover
 
     env = invocation_env()
     home = ctx.find_root().params.get("home")
     if home:
-        env["DOTAGENT_HOME"] = os.path.abspath(home)
+        env["DOTAGENT_HOME"] = os.path.abspath(os.path.expanduser(home))
+    return env
+
+
+def complete_agent(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Agent names for shell completion. Never raises: completion must not break the shell."""
+    from dotagent.discovery import discover
+
     try:
         # Completion serves `run`, which also searches ./agents and ./.
-        names = sorted(discover(env, include_cwd=True).agents)
-    except Exception:  # completion must never break the shell
+        names = sorted(discover(_completion_env(ctx), include_cwd=True).agents)
+    except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]
+
+
+def _positional(ctx: click.Context, param_name: str) -> str | None:
+    """A positional argument the parse left in `ctx.args`: while completing the value of a
+    trailing option (`run NAME --schedule <TAB>`), click's resilient parse stops at that
+    option and leaves the words before it unassigned."""
+    arguments = [p.name for p in ctx.command.params if isinstance(p, click.Argument)]
+    if param_name not in arguments:
+        return None
+    index = arguments.index(param_name)
+    return ctx.args[index] if index < len(ctx.args) else None
+
+
+def complete_schedule(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """After `--schedule`: the schedule ids of the agent named by the NAME argument already
+    on the command line; nothing when there is none yet, or its manifest is broken."""
+    from dotagent.discovery import discover
+
+    name = ctx.params.get("name") or _positional(ctx, "name")
+    if not isinstance(name, str) or not name:
+        return []
+    try:
+        loaded = discover(_completion_env(ctx), include_cwd=True).get(name)
+        ids = [] if loaded is None else [s.id for s in loaded.manifest.schedules]
+    except Exception:
+        return []
+    return [i for i in ids if i.startswith(incomplete)]

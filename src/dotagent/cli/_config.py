@@ -33,9 +33,10 @@ def log_limits(home: Home) -> tuple[int, int] | None:
 def load_store(home: Home, env: Mapping[str, str], audit: AuditLog | None) -> SecretStore:
     """The secrets store for one foreground command (S14.10: every command that fires
     notifiers, and `run` for an agent with `[env] secrets`). A refused file is audited and
-    said on stderr; the command goes on with an empty store."""
+    said on stderr; the command goes on with an empty store. A successful load is not
+    audited: `secrets_loaded` is the daemon's record of its store (S6)."""
     from dotagent.config import load_config
     from dotagent.secrets import load_secrets
 
     config = load_config(home).config  # None (broken config.toml): [secrets].file unknown
-    return load_secrets(home, config, env, audit=audit, say=_streams.say)
+    return load_secrets(home, config, env, audit=audit, say=_streams.say, audit_loaded=False)

@@ -32,6 +32,13 @@ COMMANDS: dict[str, str] = {
     "daily-summary": "dotagent.cli.summary:command",
     "snooze": "dotagent.cli.snooze:command",
     "plugin": "dotagent.cli.plugin:group",
+    "status": "dotagent.cli.status:command",
+    "inspect": "dotagent.cli.inspect:command",
+    "next": "dotagent.cli.next:command",
+    "install": "dotagent.cli.install:install_command",
+    "uninstall": "dotagent.cli.install:uninstall_command",
+    "completions": "dotagent.cli.completions:command",
+    "init": "dotagent.cli.init:command",
     "history": "dotagent.cli.history:command",
     "logs": "dotagent.cli.logs:command",
 }

@@ -58,6 +58,7 @@ def command() -> int:
     config = result.require()  # ConfigError: exit 78 (a unit's RestartPreventExitStatus)
     for problem in result.warnings:
         default_log(f"warning: {problem}")
+    early = _hold_signals()  # until serve() installs its own handlers
     lock = DaemonLock(home)
     lock.acquire()  # SecondDaemon names the running one
     level, level_note = resolve_level(env, config.logging.level)
@@ -82,6 +83,8 @@ def command() -> int:
         daemon.record(events.DaemonStarted(version=__version__, pid=os.getpid()))
         daemon.load_secrets()
         log(f"daemon started (pid {os.getpid()}, home {home.root})")
+        if early:  # asked to stop while recovering: the recovery finished, nothing is run
+            daemon.stop(early[0])
         try:
             asyncio.run(daemon.serve())
         finally:
@@ -114,6 +117,24 @@ def _selfcheck_notice(home: Any, config: Any, env: dict[str, str], summary: str,
                              "start [selfcheck_failed]", utc_now())
     finally:
         outbox.close()
+
+
+def _hold_signals() -> list[str]:
+    """SIGTERM/SIGINT before the loop runs (during the orphan sweep, the crash recovery, the
+    secrets load) are remembered instead of killing the daemon half-way: it finishes that
+    step, then stops cleanly (`daemon_stopped`, exit 0). A SIGHUP then is a no-op: the first
+    scan reads everything anyway (its default action would kill the daemon)."""
+    import signal
+
+    asked: list[str] = []
+
+    def remember(signum: int, frame: object) -> None:
+        asked.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, remember)
+    signal.signal(signal.SIGINT, remember)
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
+    return asked
 
 
 def _cap_malloc_arenas(env: dict[str, str]) -> None:

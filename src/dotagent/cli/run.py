@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from dotagent.cli import _streams
-from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
+from dotagent.cli._agents import complete_agent, complete_schedule, find_agent, pick_schedule
 from dotagent.cli.app import AgentStatusCommand
 from dotagent.display import printable, quote_name
 
@@ -62,7 +62,7 @@ def report_plugin_findings(plugins: Any) -> None:
 
 @click.command("run", cls=AgentStatusCommand)
 @click.argument("name", shell_complete=complete_agent)
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Schedule to run (may be omitted when the agent has only one).")
 @click.option("--dry-run", is_flag=True,
               help="Set AGENT_DRY_RUN=true and leave the heartbeat alone.")

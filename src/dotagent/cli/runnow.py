@@ -8,7 +8,7 @@ import sys
 import click
 
 from dotagent.cli import _streams
-from dotagent.cli._agents import complete_agent, find_agent, pick_schedule
+from dotagent.cli._agents import complete_agent, complete_schedule, find_agent, pick_schedule
 
 __all__ = ["command"]
 
@@ -19,7 +19,7 @@ def _indent(text: str) -> str:
 
 @click.command("run-now")
 @click.argument("name", shell_complete=complete_agent)
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Schedule to run (may be omitted when the agent has only one).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 def command(name: str, schedule_id: str | None, as_json: bool) -> int:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dotagent.cli._agents import complete_agent
+from dotagent.cli._agents import complete_agent, complete_schedule
 
 __all__ = ["command"]
 
@@ -14,7 +14,7 @@ __all__ = ["command"]
 @click.command("snooze")
 @click.argument("name", shell_complete=complete_agent)
 @click.argument("duration", metavar="DURATION|off")
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Snooze only this schedule of the agent.")
 def command(name: str, duration: str, schedule_id: str | None) -> int:
     """Silence an agent's alerts for DURATION (`30m`, `2h`, `1d`, `1d12h`), or lift the

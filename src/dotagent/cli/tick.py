@@ -67,6 +67,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     # (S14.10); --dry-run runs and records nothing, so it reads no secrets either.
     secrets: Mapping[str, str] = {} if dry_run else load_store(home, env, audit)
     outbox = foreground_outbox(home, audit, env, secrets=secrets)
+    alerts = None if dry_run else _alerts(home, outbox, zone, audit)
     with History(home) as history, contextlib.closing(outbox):
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
@@ -89,9 +90,12 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                 request = RunRequest(loaded=entry.loaded, schedule=entry.schedule,
                                      source="tick", window=entry.window(decision.window),
                                      policy=entry.policy, stdin_devnull=True)
+                notifiers = run_notifiers(outbox, entry.loaded)
+                if alerts is not None:  # the ladder announces given_up, as in the daemon
+                    from dotagent.alerts.seam import LadderOwnsGivenUp
+                    notifiers = tuple(LadderOwnsGivenUp(n) for n in notifiers)
                 try:
-                    report = execute(request, replace(
-                        deps, notifiers=run_notifiers(outbox, entry.loaded)))
+                    report = execute(request, replace(deps, notifiers=notifiers))
                 except AgentBusy as exc:
                     lines.append(f"skipped {label}: {exc.message}")
                     after.append(entry)
@@ -99,6 +103,8 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
                 state = "ok" if report.ok else (
                     "aborted by preflight" if not report.ran else f"failed (exit "
                     f"{report.exit_code})")
+                if alerts is not None:
+                    _after_run(alerts, entry, report, history)
                 lines.append(f"ran {label}  {attempt}  {state}")
                 dispatched.append({"agent": entry.agent, "schedule": entry.schedule.id,
                                    "attempt": decision.attempt, "window": iso(decision.window),
@@ -138,3 +144,32 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     sys.stdout.write(f"{prefix}scanned {agents} agent(s); {verb} {len(dispatched)}; next "
                      f"event: {next_event or '—'}\n")
     return 0
+
+
+def _alerts(home: Any, outbox: Any, zone: Any, audit: Any) -> Any:
+    """The daemon's alert ladder and duration check, for the runs of this step (a broken
+    config.toml: its defaults). Notices go out through this command's outbox and are waited
+    for like the runs' own."""
+    from dotagent.alerts.seam import OutboxSender
+    from dotagent.alerts.service import Alerts
+    from dotagent.config import Config, load_config
+
+    config = load_config(home).config or Config()
+
+    def record(event: Any) -> None:
+        with contextlib.suppress(Exception):
+            audit.append(event)
+
+    return Alerts(home, config, OutboxSender(outbox), zone=zone,
+                  log=lambda text: _streams.say(f"[dotagent] {text}\n"), record=record)
+
+
+def _after_run(alerts: Any, entry: Any, report: Any, history: Any) -> None:
+    from dotagent.clock import utc_now
+
+    try:
+        alerts.run_finished(entry, report, utc_now(), history=history)
+    except Exception as exc:  # an alert never changes what the step did
+        _streams.say(f"[dotagent] error: alerts after {entry.agent}/{entry.schedule.id}: "
+                     f"{exc}\n")
+

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from dotagent.alerts.seam import OutboxSender
+from dotagent.alerts.seam import LadderOwnsGivenUp, OutboxSender
 from dotagent.alerts.service import DAEMON_WIDE, Alerts
 from dotagent.alerts.summary import SummaryLine
 from dotagent.audit import AuditLog, events
@@ -46,7 +46,7 @@ from dotagent.schedule.windows import (
     WindowState,
     health,
 )
-from dotagent.secrets import SecretStore, load_secrets
+from dotagent.secrets import LoadCancelled, SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.security.plugins import check_plugins
 from dotagent.state.heartbeat import HeartbeatStore
@@ -81,17 +81,12 @@ class _Running:
     catch_up: Decision | None = None  # the decision it runs on (windows it passes over)
 
 
-class _LadderOwnsGivenUp:
-    """A run's notifiers without its `given_up` event: in the daemon the first given_up
-    notice is the alert ladder's (`Alerts.run_finished`), so one failure is announced once
-    (docs/decisions.md, "given_up is announced by the ladder")."""
+def _shown_command(executable: str, argv: list[str]) -> str:
+    """supervisor.json's `command`, with every loaded secret value written `[REDACTED]` (an
+    argument may hold one; the file is state, and state never keeps a secret)."""
+    from dotagent.redaction import redact
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def notify(self, event: Any) -> None:
-        if event.kind != "given_up":
-            self.inner.notify(event)
+    return redact(" ".join([executable, *argv[1:]]))
 
 
 class _ObservedAudit(AuditLog):
@@ -127,9 +122,16 @@ class Daemon:
         self.audit: AuditLog = _ObservedAudit(home, self._daemon_wide, self._announced)
         # Notices leave from their own thread: a slow notifier never delays a dispatch.
         self._notice_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
+        self._secrets_pool: ThreadPoolExecutor | None = None  # SIGHUP's reloads
+        # One reload at a time: SIGHUPs meanwhile ask for one more (`_secrets_again`), and
+        # stopping calls off the one in flight (its `op` is killed, nothing is recorded).
+        self._secrets_future: Future[None] | None = None
+        self._secrets_again = False
+        self._secrets_cancel = threading.Event()
         self._alert_sender = OutboxSender(None)  # its outbox is made below
         self.alerts = Alerts(home, config, self._alert_sender, zone=zone, log=log,
-                             record=self.record, submit=self._submit_notice)
+                             record=self.record, submit=self._submit_notice,
+                             hooks=self._alert_hooks)
         self.windows = WindowStore(home, zone=zone)
         self.history = History(home)
         # Loaded by `load_secrets()` (at start, then on every SIGHUP); runs get it in RunDeps.
@@ -191,6 +193,20 @@ class Daemon:
             self._notice_pool.submit(work)
         except RuntimeError:  # shutting down: deliver in this thread, bounded by its timeout
             work()
+
+    def _alert_hooks(self, entry: Entry, message: Any) -> None:
+        """An alert between runs (`stale`, a `given_up` reminder) to the agent's
+        `[[on_failure]]` hooks, through the plugin client like a run's hooks (on the notice
+        thread; each call bounded by its hook's timeout; the supervisor lists it)."""
+        request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon",
+                             stdin_devnull=True)
+        hooks = PluginHooks(self.home, self.audit, self.env,
+                            say=lambda text: self.log(text.strip()),
+                            on_spawn=lambda _r, pid, argv, exe, _k, deadline:
+                                self.spawned(message, pid, argv, exe, deadline),
+                            on_exit=lambda _r, pid: self.exited(pid),
+                            grace=float(self.config.daemon.shutdown_grace_seconds))
+        hooks.notice(request, message.event, message.body)
 
     def _daemon_wide(self, event: events.Event) -> None:
         try:
@@ -579,7 +595,7 @@ class Daemon:
         declared = entry.loaded.manifest.notifiers
         security = entry.loaded.manifest.security
         allowed = security.allowed_plugins if security is not None else []
-        return (_LadderOwnsGivenUp(self.outbox.for_run(declared, allowed_plugins=allowed)),) \
+        return (LadderOwnsGivenUp(self.outbox.for_run(declared, allowed_plugins=allowed)),) \
             if declared else ()
 
     def _spawned(self, request: RunRequest, pid: int, argv: list[str], executable: str,
@@ -598,7 +614,7 @@ class Daemon:
                 label=label, started_at=self.clock.now(),
                 deadline_seconds=int(deadline) if deadline is not None else
                 request.loaded.manifest.agent.timeout_seconds, pgid=pid,
-                command=" ".join([executable, *argv[1:]]))
+                command=_shown_command(executable, argv))
             if run is not None:
                 run.processes[pid] = info
         self._write_snapshot()
@@ -613,7 +629,7 @@ class Daemon:
                 owner=ProcessOwner(agent=message.agent, schedule=message.schedule),
                 label=f"{message.agent}.{message.schedule}:{Path(executable).name}",
                 started_at=self.clock.now(), deadline_seconds=max(1, int(deadline)),
-                pgid=pid, command=" ".join([executable, *argv[1:]]))
+                pgid=pid, command=_shown_command(executable, argv))
         self._write_snapshot()
 
     def exited(self, pid: int) -> None:
@@ -793,7 +809,9 @@ class Daemon:
         else:  # asked twice: no more grace
             for run in list(self.running.values()):
                 run.stop.request(signal.SIGTERM)
-        self.timer.poke()
+        timer = getattr(self, "timer", None)  # None: asked before serve() began
+        if timer is not None:
+            timer.poke()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -826,6 +844,7 @@ class Daemon:
             while self.running:  # each run records itself as interrupted
                 await self.timer.wait(None)
         finally:
+            self._secrets_cancel.set()
             snapshots.cancel()
             with contextlib.suppress(BaseException):
                 await snapshots
@@ -834,6 +853,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.executor.shutdown(wait=True)
+            if self._secrets_pool is not None:  # a reload still waiting on `op` is called off
+                self._secrets_pool.shutdown(wait=True, cancel_futures=True)
             self._notice_pool.shutdown(wait=True)
             self.outbox.close(wait=True, timeout=NOTIFY_DRAIN_SECONDS)
             self._stop_notify_plugins()
@@ -863,10 +884,42 @@ class Daemon:
     def _sighup(self) -> None:
         self.log("SIGHUP: re-reading config.toml and the manifests")
         self.reload_config()
-        self.load_secrets()
-        self.record(events.ConfigReloaded(reason="SIGHUP"))
         self._reload_due = True
         self.timer.poke()
+        # The secrets are read off the loop: a secret reference's command (`op read …`) may
+        # take up to its timeout, and schedules keep firing meanwhile (with the store they
+        # had). `config_reloaded` is recorded once the whole reload is done. SIGHUPs that
+        # come while a reload is under way are answered by one more reload after it.
+        if self._secrets_future is not None and not self._secrets_future.done():
+            self._secrets_again = True
+            return
+        self._reload_secrets()
+
+    def _reload_secrets(self) -> None:
+        if self._secrets_pool is None:
+            self._secrets_pool = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="secrets")
+        loop = asyncio.get_running_loop()
+
+        def done(f: Future[None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon stopped
+                loop.call_soon_threadsafe(self._reloaded, f)
+
+        self._secrets_again = False
+        self._secrets_future = self._secrets_pool.submit(self.load_secrets)
+        self._secrets_future.add_done_callback(done)
+
+    def _reloaded(self, future: Future[None]) -> None:
+        if future.cancelled() or self._secrets_cancel.is_set():
+            return  # the daemon is stopping: nothing was loaded
+        exc = future.exception()
+        if isinstance(exc, LoadCancelled):
+            return
+        if exc is not None:
+            self.log(f"error: reloading the secrets failed: {type(exc).__name__}: {exc}")
+        self.record(events.ConfigReloaded(reason="SIGHUP"))
+        if self._secrets_again:
+            self._reload_secrets()
 
     def reload_config(self) -> None:
         from dotagent.config import load_config
@@ -885,7 +938,7 @@ class Daemon:
         audited as `secrets_refused`; runs already dispatched keep what they were given."""
         self.secrets = load_secrets(self.home, self.config, self.env, audit=self.audit,
                                     say=lambda text: self.log(text.strip()),
-                                    previous=self.secrets)
+                                    previous=self.secrets, cancel=self._secrets_cancel)
         if self.secrets.path is not None:
             self.log(f"secrets: {len(self.secrets)} loaded from {self.secrets.path}"
                      + (f", {self.secrets.unresolved} unresolved" if self.secrets.unresolved

@@ -25,7 +25,7 @@ from dotagent.schedule.windows import (
     next_due,
 )
 from dotagent.state.heartbeat import HeartbeatStore
-from dotagent.state.windows import WindowRecord, WindowStore
+from dotagent.state.windows import WindowStore, schedule_state
 from dotagent.timefmt import iso
 
 __all__ = ["Entry", "apply_settlement", "load_entries", "plan", "record_skipped", "refresh"]
@@ -63,19 +63,6 @@ class Entry:
         return WindowState(expected_at=expected_at)
 
 
-def _state(heartbeats: HeartbeatStore, record: WindowRecord | None, agent: str,
-           slug: str, *, window: WindowState | None = None) -> ScheduleState:
-    from dotagent.clock import from_epoch
-
-    beat = heartbeats.read(agent, slug)
-    last_start = from_epoch(beat.started_at) if beat and beat.started_at else None
-    last_success = (from_epoch(beat.last_success_at)
-                    if beat and beat.last_success_at is not None else None)
-    if window is None and record is not None:
-        window = record.state
-    return ScheduleState(last_start=last_start, last_success=last_success, window=window)
-
-
 def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
                  windows: WindowStore | None = None) -> list[Entry]:
     """Every schedule of every monitored agent, in discovery then manifest order."""
@@ -93,8 +80,8 @@ def load_entries(found: Discovery, home: Home, zone: tzinfo, *,
         if not manifest.agent.monitor:
             continue
         for sched in manifest.schedules:
-            state = _state(heartbeats, latest.get((loaded.name, sched.slug)), loaded.name,
-                           sched.slug)
+            state = schedule_state(heartbeats, latest.get((loaded.name, sched.slug)),
+                                   loaded.name, sched.slug)
             out.append(Entry(loaded, sched, rule_for(sched, zone),  # type: ignore[arg-type]
                              manifest.policy(sched, salt=salt), state))
     return out
@@ -108,10 +95,11 @@ def refresh(entry: Entry, home: Home, windows: WindowStore, *,
     for window_retention_days), is not scanned again to find it."""
     heartbeats = HeartbeatStore(home)
     if window is not None:
-        return replace(entry, state=_state(heartbeats, None, entry.agent, entry.schedule.slug,
-                                           window=window))
+        return replace(entry, state=schedule_state(heartbeats, None, entry.agent,
+                                                   entry.schedule.slug, window=window))
     record = windows.latest(entry.agent, entry.schedule.slug)
-    return replace(entry, state=_state(heartbeats, record, entry.agent, entry.schedule.slug))
+    return replace(entry, state=schedule_state(heartbeats, record, entry.agent,
+                                               entry.schedule.slug))
 
 
 def plan(entries: Iterable[Entry], now: datetime) -> list[tuple[Entry, Decision]]:

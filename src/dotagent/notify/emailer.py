@@ -8,17 +8,35 @@ false`). Subject = the message title, else `dotagent: <agent>/<schedule> <event>
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from dotagent.notify.base import Message, NotifyError, SendContext
+from dotagent.notify.http import Deadline
 
 
 def subject(message: Message) -> str:
     if message.title:
         return message.title
     return f"dotagent: {message.label} {message.event}"
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib whose connection belongs to a `Deadline` (which holds it through the TLS
+    wrap of STARTTLS): the entry's `timeout_seconds` bounds the whole conversation, not
+    each read."""
+
+    def __init__(self, deadline: Deadline, host: str, port: int, timeout: float) -> None:
+        self.deadline = deadline  # before connecting: the constructor connects
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # smtplib's documented-by-source hook for the connection's socket (not in typeshed)
+        return self.deadline.add(super()._get_socket(host, port, timeout))  # type: ignore[misc]
+
 
 
 class EmailDriver:
@@ -40,9 +58,26 @@ class EmailDriver:
         mail["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
         mail.set_content(message.body or f"{message.label}: {message.event}")
         tls = ssl.create_default_context(cafile=ctx.text("ca_file"))
+        deadline = Deadline()
+        timer = threading.Timer(ctx.timeout, deadline.expire)
+        timer.daemon = True
+        timer.start()
         try:
-            with smtplib.SMTP(host, int(port) if isinstance(port, int) else 587,
-                              timeout=ctx.timeout) as smtp:
+            self._converse(ctx, deadline, mail, host, port, starttls, sender, to, tls)
+        except NotifyError:
+            if deadline.expired:  # what failed was the conversation being cut at its time
+                raise NotifyError(f"{host} did not finish within {ctx.timeout:g}s") from None
+            raise
+        finally:
+            timer.cancel()
+            deadline.close()
+
+    def _converse(self, ctx: SendContext, deadline: Deadline, mail: EmailMessage, host: str,
+                  port: object, starttls: object, sender: str, to: list[str],
+                  tls: ssl.SSLContext) -> None:
+        try:
+            with _SMTP(deadline, host, int(port) if isinstance(port, int) else 587,
+                       ctx.timeout) as smtp:
                 smtp.ehlo()
                 offered = smtp.has_extn("starttls")
                 if starttls is True and not offered:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dotagent.notify.base import HttpResponse, NotifyError
 
-__all__ = ["UrllibTransport", "check_status", "join_url"]
+__all__ = ["Deadline", "UrllibTransport", "check_status", "join_url"]
 
 # A response body is read only to say why a request failed; never more than this.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -29,21 +29,34 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class _Deadline:
-    """The sockets of one request, shut down when its whole time is up. urllib's `timeout`
-    bounds each socket operation, not the request: an endpoint that trickles a byte a
-    second would hold a delivery (and a daemon's outbox worker) for as long as it likes."""
+class Deadline:
+    """The sockets of one request (or SMTP conversation), shut down when its whole time is
+    up. urllib's and smtplib's `timeout` bound each socket operation, not the request: an
+    endpoint that trickles a byte a second would hold a delivery (and a daemon's outbox
+    worker) for as long as it likes.
+
+    It keeps a duplicate of each socket: a TLS wrap (https, STARTTLS) detaches the socket
+    object it is given, so shutting that object down would do nothing, while a duplicate
+    reaches the same connection whatever wraps it. `close()` (when the request is over)
+    lets the duplicates go; the connection itself is closed by its owner."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self.expired = False
+        self._closed = False
 
     def add(self, sock: socket.socket) -> socket.socket:
         with self._lock:
-            self._socks.append(sock)
+            if self._closed:
+                return sock
+            try:
+                dup = sock.dup()
+            except OSError:  # no descriptor left: the per-read timeout still applies
+                return sock
+            self._socks.append(dup)
             if self.expired:
-                _shut(sock)
+                _shut(dup)
         return sock
 
     def expire(self) -> None:
@@ -52,6 +65,13 @@ class _Deadline:
             for sock in self._socks:
                 _shut(sock)
 
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
 
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
@@ -59,7 +79,7 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _connection(base: type[http.client.HTTPConnection],
-                deadline: _Deadline) -> type[http.client.HTTPConnection]:
+                deadline: Deadline) -> type[http.client.HTTPConnection]:
     class Connection(base):  # type: ignore[valid-type, misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -70,7 +90,7 @@ def _connection(base: type[http.client.HTTPConnection],
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self.deadline = deadline
 
@@ -79,7 +99,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self.deadline = deadline
 
@@ -91,7 +111,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 class UrllibTransport:
     def request(self, method: str, url: str, *, body: bytes | None,
                 headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        deadline = _Deadline()
+        deadline = Deadline()
         timer = threading.Timer(timeout, deadline.expire)
         timer.daemon = True
         timer.start()
@@ -104,10 +124,11 @@ class UrllibTransport:
             raise
         finally:
             timer.cancel()
+            deadline.close()
 
     def _request(self, method: str, url: str, *, body: bytes | None,
                  headers: Mapping[str, str], timeout: float,
-                 deadline: _Deadline) -> HttpResponse:
+                 deadline: Deadline) -> HttpResponse:
         opener = urllib.request.build_opener(_NoRedirect(), _HTTPHandler(deadline),
                                              _HTTPSHandler(deadline))
         headers = dict(headers)

@@ -121,6 +121,15 @@ class RunNotifier:
                           body=event.message, critical=event.kind == "given_up")
         self.outbox.send(message, self.entries)
 
+    def started(self, agent: str, schedule: str) -> None:
+        """The run began: `ping` entries (that listen for `start`) report it to their
+        check's `/start`. Only those: a start is not news for a person. Never waits, even
+        in a foreground command (the agent is not held back by a slow check)."""
+        pings = [e for e in self.entries if e.driver_name == "ping"]
+        if pings:
+            self.outbox.send(Message(event="start", agent=agent, schedule=schedule,
+                                     body=f"{agent}/{schedule} started"), pings, wait=False)
+
 
 def rate_limit_path(home: Home, item: Entry, fields: Mapping[str, Any]) -> Path:
     """imessage keeps upstream's file (`state/notify/imessage/<to, non-alphanumerics as
@@ -179,9 +188,11 @@ class Outbox:
                                   for i, e in enumerate(entries)])
 
     def send(self, message: Message, entries: Iterable[BaseModel | Mapping[str, Any] | Entry],
-             *, ignore_events: bool = False) -> list[Delivery]:
+             *, ignore_events: bool = False, wait: bool | None = None) -> list[Delivery]:
         """Deliver `message` to every entry that listens for its event. Never raises for
-        what an endpoint or an entry does; each problem is a failed Delivery (audited)."""
+        what an endpoint or an entry does; each problem is a failed Delivery (audited).
+        `wait` (default: a foreground outbox waits, a background one does not) says whether
+        to return only once each delivery finished or its time ran out."""
         if not message.body.strip():
             if message.event == "success":
                 return []  # a success with no output sends nothing (UPSTREAM-0.6 §8)
@@ -204,7 +215,7 @@ class Outbox:
             delivery = Delivery(ready, message)
             deliveries.append(delivery)
             self._submit(delivery)
-        if not self.background:
+        if (not self.background) if wait is None else wait:
             for delivery in deliveries:
                 if not delivery.wait(delivery.entry.timeout + WAIT_MARGIN_SECONDS):
                     self._record(delivery, "abandoned",
@@ -309,7 +320,9 @@ class Outbox:
             except NotifyError as exc:
                 self._record(delivery, "failed", exc.message)
                 return
-            if path is not None:
+            # A `start` only asks the limit: the result of the same run sets it, else a
+            # ping's own /start would swallow the result that follows it.
+            if path is not None and message.event != "start":
                 self._write_limit(path, item, fields)
         self._record(delivery, "sent")
 

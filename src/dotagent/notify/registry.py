@@ -18,7 +18,8 @@ from dotagent.manifest import NOTIFIER_TYPES
 from dotagent.manifest import Notifier as NotifierModel
 from dotagent.notify.base import Driver
 
-__all__ = ["DRIVERS", "Entry", "NotifierConfigError", "driver", "entry", "parse"]
+__all__ = ["ALLOWED_PLUGINS_KEY", "DRIVERS", "Entry", "NotifierConfigError", "driver", "entry",
+           "parse"]
 
 
 class NotifierConfigError(ConfigError):
@@ -95,7 +96,18 @@ class Entry:
         return driver(self.driver_name)
 
 
+# A manifest's `[security] allowed_plugins`, carried inside an entry table by dotagent itself
+# (the alerts hand the outbox plain tables, and quiet hours keep them in held.json): the
+# restriction travels with the entry wherever it goes. Never a key a user writes.
+ALLOWED_PLUGINS_KEY = "_allowed_plugins"
+
+
 def entry(item: BaseModel | Mapping[str, Any], where: str = "notifier") -> Entry:
+    allowed: tuple[str, ...] = ()
+    if isinstance(item, Mapping) and ALLOWED_PLUGINS_KEY in item:
+        item = dict(item)
+        raw = item.pop(ALLOWED_PLUGINS_KEY)
+        allowed = tuple(str(x) for x in raw) if isinstance(raw, list | tuple) else ()
     model = item if isinstance(item, BaseModel) else parse(item, where)
     fields = model.model_dump(by_alias=True)
     name = fields["driver"]
@@ -104,4 +116,4 @@ def entry(item: BaseModel | Mapping[str, Any], where: str = "notifier") -> Entry
         timeout = 15.0 if name == "plugin" else 10.0
     return Entry(driver_name=name, fields=fields, events=tuple(fields.get("events") or ()),
                  rate_limit_minutes=int(fields.get("rate_limit_minutes") or 0),
-                 timeout=float(timeout))
+                 timeout=float(timeout), allowed_plugins=allowed)

@@ -80,10 +80,19 @@ class PluginHooks:
                     continue
                 self._call(request, ref, "sink", "success", message)
             return
-        for ref in manifest.on_failure:
-            if ref.events and event.kind not in ref.events:
+        self.notice(request, event.kind, event.message)
+
+    def notice(self, request: RunRequest, event: str, message: str) -> int:
+        """`event` to the agent's `[[on_failure]]` hooks that listen for it (kind `notify`):
+        a run's failure events, and the alerts the daemon raises between runs (`stale`, a
+        `given_up` reminder). Returns how many hooks listened."""
+        called = 0
+        for ref in request.loaded.manifest.on_failure:
+            if ref.events and event not in ref.events:
                 continue
-            self._call(request, ref, "notify", event.kind, event.message)
+            called += 1
+            self._call(request, ref, "notify", event, message)
+        return called
 
     # -- helpers -------------------------------------------------------------------------
     def _stdout(self, event: RunEvent) -> str | None:
@@ -113,6 +122,11 @@ class PluginHooks:
             return PluginResult(False, reason)
         deadline = float(ref.timeout_seconds) if ref.timeout_seconds is not None \
             else DEFAULT_DEADLINES[kind]
+        stop = request.stop
+        if stop is not None and stop.count > 0 and self.grace is not None:
+            # The run was stopped (the daemon is shutting down) and now reports it: the hook
+            # gets the shutdown grace to do so instead of a SIGTERM as it starts.
+            deadline, stop = min(deadline, self.grace), None
         payload = invoke_payload(kind, agent, request.schedule.id, event, message, ref.config)
         extra: dict[str, Any] = {}
         if self.grace is not None:
@@ -124,7 +138,7 @@ class PluginHooks:
             on_spawn=None if on_spawn is None else (
                 lambda pid, argv, exe: on_spawn(request, pid, argv, exe, kind, deadline)),
             on_exit=None if on_exit is None else (lambda pid: on_exit(request, pid)),
-            stop=request.stop, **extra)
+            stop=stop, **extra)
         self._record(request, ref.plugin, kind, result.ok)
         if not result.ok and kind != "preflight":
             self._report(request, ref.plugin, kind, result.error or "answered ok=false")

@@ -86,7 +86,9 @@ class Hooks(Protocol):
 
 
 class Notifier(Protocol):
-    """An out-of-band channel. `notify` must never raise and must bound its own time."""
+    """An out-of-band channel. `notify` must never raise and must bound its own time. A
+    notifier may also have `started(agent, schedule)`, called when the agent's process is
+    running; it must return at once."""
 
     def notify(self, event: RunEvent) -> None: ...
 
@@ -282,6 +284,8 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
         if deps.on_spawn is not None:
             deps.on_spawn(request, pid, argv, executable)
         log_at["pid"] = pid
+        if request.hooks and not request.dry_run:
+            _started(deps, agent, sched.id, problems)
 
     try:
         outcome = run_schedule(
@@ -347,6 +351,19 @@ def _after_run(request: RunRequest, deps: RunDeps, outcome: RunOutcome, problems
                  f"{quote_name(sched.id)}: {problem}\n")
     return replace(report, wall_seconds=time.monotonic() - started_wall,
                    problems=tuple(problems))
+
+
+def _started(deps: RunDeps, agent: str, schedule: str, problems: list[str]) -> None:
+    """The agent is running: notifiers that report starts (a `ping` check's `/start`) hear
+    it. A notifier's `started` must return at once (it delivers in the background)."""
+    for notifier in deps.notifiers:
+        started = getattr(notifier, "started", None)
+        if started is None:
+            continue
+        try:
+            started(agent, schedule)
+        except Exception as exc:
+            problems.append(f"notifier failed for start: {type(exc).__name__}: {exc}")
 
 
 def _fan_out(request: RunRequest, deps: RunDeps, event: RunEvent, problems: list[str]) -> None:

@@ -464,6 +464,9 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
             return Health("stale", f"overdue by {_ago(overdue)} (more than one interval)")
         return _settled(window, state, policy)
     if window is not None and exp is not None and window.expected_at >= exp:
+        if window.missed and not is_stale(_utc(window.expected_at) + delay, now,
+                                          policy.stale_after_minutes):
+            return _skipped(window, state, now)
         if window.missed:
             return Health("stale", f"missed the window of "
                                    f"{_ago(now - _utc(window.expected_at))} "
@@ -479,6 +482,21 @@ def health(rule: Rule, state: ScheduleState, policy: Policy, now: datetime) -> H
             return Health("stale", f"window {_ago(late)} ago was missed (stale)")
         return Health("degraded", f"window {_ago(late)} ago has not run yet")
     return _settled(window, state, policy)
+
+
+def _skipped(window: WindowState, state: ScheduleState, now: datetime) -> Health:
+    """A window recorded as missed while still younger than `stale_after_minutes`: it was not
+    too old when first seen (that is recorded only once it is stale), so it was passed over
+    because the agent was still running (V7: skipped, not queued). That is no staleness: the
+    schedule is as healthy as its last run (docs/decisions.md, "a window skipped for an
+    overlap is not stale")."""
+    skipped = f"the window of {_ago(now - _utc(window.expected_at))} ago was skipped: the " \
+              "agent was still running"
+    last_ok = state.last_success is not None and (
+        state.last_start is None or state.last_success >= state.last_start)
+    if last_ok:
+        return Health("ok", f"ok; {skipped}")
+    return Health("failing", f"the last run did not succeed; {skipped}")
 
 
 def _settled(window: WindowState | None, state: ScheduleState, policy: Policy) -> Health:

@@ -32,7 +32,7 @@ from dotagent.paths import Home
 from dotagent.timefmt import iso
 
 __all__ = ["CACHE_FILE", "MISSING", "CacheReport", "Drift", "check_manifests", "load_cache",
-           "recorded_path"]
+           "recorded_path", "register_created"]
 
 CACHE_FILE = "known_manifests.json"
 MISSING = "does not exist"
@@ -240,6 +240,37 @@ def _check(home: Home, found: Discovery, now: datetime, audit: AuditLog | None, 
             out["invalid"] = dict(sorted(invalid.items()))
         write_json_atomic(_cache_path(home), out)
     return report
+
+
+def register_created(home: Home, name: str, path: Path, sha256: str, now: datetime, *,
+                     audit: AuditLog | None = None) -> bool:
+    """Record a manifest that dotagent itself just created (`dotagent init`) as known, so
+    that the next check does not report the user's own new agent as a phantom (nor, for a
+    name seen before, as drift). Audited as `manifest_loaded`, as any manifest first seen.
+
+    Only when the cache can be read: without one, the next check is a first start (nothing
+    to do) or reports the missing cache itself, which must not be papered over. Returns
+    whether the cache was changed."""
+    if load_cache(home)[0] is None:
+        return False
+    with locked(home.state_dir / "known_manifests.lock"):
+        cache, _problem = load_cache(home)
+        if cache is None:
+            return False
+        entries: dict[str, dict[str, Any]] = cache["entries"]
+        shown = recorded_path(path)
+        known = entries.get(name)
+        if known is not None and known.get("sha256") == sha256:
+            return False
+        stamp = iso(now)
+        first_seen = known.get("first_seen_at_iso") if known else None
+        entries[name] = {"path": shown, "sha256": sha256,
+                         "first_seen_at_iso": first_seen or stamp, "last_seen_at_iso": stamp}
+        (audit or AuditLog(home)).append(
+            events.ManifestLoaded(agent=name, path=shown, sha256=sha256), now=now)
+        cache["entries"] = dict(sorted(entries.items()))
+        write_json_atomic(_cache_path(home), cache)
+    return True
 
 
 def recorded_path(path: Path | str) -> str:

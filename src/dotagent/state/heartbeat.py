@@ -9,7 +9,9 @@ two writers (daemon and CLI) always lock the same inode.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import stat
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 from dotagent.atomicfile import write_json_atomic
 from dotagent.boundedread import read_bounded
 from dotagent.filelock import locked
-from dotagent.paths import Home
+from dotagent.paths import Home, safe_component
 from dotagent.timefmt import iso_local
 
 __all__ = ["Heartbeat", "HeartbeatStore"]
@@ -91,12 +93,30 @@ class HeartbeatStore:
 
     def read(self, agent: str, slug: str) -> Heartbeat | None:
         """The current heartbeat, or None if there is none or it is unreadable."""
-        try:
-            # Bounded, non-blocking, a regular file only: a FIFO in its place is "none".
-            data = json.loads(read_bounded(self.path(agent, slug), follow_links=False))
-        except (OSError, ValueError):
-            return None
-        return Heartbeat.from_json(data) if isinstance(data, dict) else None
+        return _read_file(self.path(agent, slug))
+
+    def read_many(self, keys: Iterable[tuple[str, str]]
+                  ) -> dict[tuple[str, str], Heartbeat | None]:
+        """`read` of many (agent, slug) pairs, for the read commands (`status` judges every
+        schedule): `state/agents` is resolved once (it must lie inside the home, as `join`
+        checks), each agent's directory is taken only when it is a real directory (not a
+        link), and each file is read without following a link — what resolving every path
+        would guarantee, without resolving a thousand paths."""
+        base = self.home.join("state", "agents")
+        dirs: dict[str, Path | None] = {}
+        out: dict[tuple[str, str], Heartbeat | None] = {}
+        for agent, slug in keys:
+            if agent not in dirs:
+                cand = base / safe_component(agent, "agent name")
+                try:
+                    real_dir = stat.S_ISDIR(os.lstat(cand).st_mode)
+                except OSError:
+                    real_dir = False
+                dirs[agent] = cand if real_dir else None
+            where = dirs[agent]
+            out[(agent, slug)] = None if where is None else _read_file(
+                where / safe_component(f"{slug}.heartbeat.json", "slug"))
+        return out
 
     def start(self, agent: str, slug: str, args: Sequence[str], started_at: int) -> Heartbeat:
         with self._locked(agent, slug):
@@ -131,3 +151,12 @@ class HeartbeatStore:
     def _locked(self, agent: str, slug: str) -> AbstractContextManager[None]:
         target = self.path(agent, slug)
         return locked(target.with_name(target.name.removesuffix(".json") + ".lock"))
+
+
+def _read_file(path: Path) -> Heartbeat | None:
+    try:
+        # Bounded, non-blocking, a regular file only: a FIFO in its place is "none".
+        data = json.loads(read_bounded(path, follow_links=False))
+    except (OSError, ValueError):
+        return None
+    return Heartbeat.from_json(data) if isinstance(data, dict) else None

@@ -286,6 +286,27 @@ class History:
                                  failed_only=failed_only)
         return [RunRecord._from_row(r) for r in self._read("read runs", sql, params)]
 
+    def latest_finished(self, keys: Iterable[tuple[str, str]]
+                        ) -> dict[tuple[str, str], RunRecord]:
+        """The newest finished attempt (any outcome but `running`) of each (agent, schedule)
+        that has one: one indexed lookup per key (`runs_by_schedule`), so the cost does not
+        grow with the table."""
+        sql = (f"SELECT {_COLUMNS} FROM runs WHERE agent = ? AND schedule = ? "
+               "AND outcome != 'running' ORDER BY started_at DESC, id DESC LIMIT 1")
+        import sqlite3
+
+        out: dict[tuple[str, str], RunRecord] = {}
+        with self._lock:
+            conn = self._connection()
+            try:
+                for agent, schedule in keys:
+                    row = conn.execute(sql, (_text(agent), _text(schedule))).fetchone()
+                    if row is not None:
+                        out[(agent, schedule)] = RunRecord._from_row(row)
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read the latest runs in {self.path}: {exc}") from exc
+        return out
+
     def query_plan(self, **query: Any) -> list[str]:
         """SQLite's `EXPLAIN QUERY PLAN` for `query(**query)`: one line per step."""
         sql, params = _query_sql(**query)

@@ -53,6 +53,7 @@ __all__ = [
     "pid_alive",
     "probe_process",
     "render_command",
+    "same_run",
     "sweep_orphans",
 ]
 
@@ -260,6 +261,9 @@ class ProcessFacts:
     pgid: int
     started_at: float  # epoch seconds
     command: str  # argv joined by single spaces
+    # The run's own marks in the process's environment (AGENT_NAME, AGENT_SCHEDULE_ID,
+    # AGENT_START_EPOCH), where /proc shows them: they survive an `exec` into another program.
+    marks: tuple[tuple[str, str], ...] = ()
 
 
 Probed = ProcessFacts | Literal["gone", "unreadable"]
@@ -308,10 +312,53 @@ def _probe_proc(pid: int, proc: Path) -> Probed:
         return GONE
     args = raw_cmdline[:-1] if raw_cmdline.endswith(b"\0") else raw_cmdline
     command = " ".join(os.fsdecode(a) for a in args.split(b"\0")) if args else ""
-    return ProcessFacts(pgid=pgrp, started_at=boot + start_ticks / ticks, command=command)
+    return ProcessFacts(pgid=pgrp, started_at=boot + start_ticks / ticks, command=command,
+                        marks=_run_marks(base / "environ"))
 
 
-def _boot_time(proc: Path) -> int:
+_MARKS = (b"AGENT_NAME", b"AGENT_SCHEDULE_ID", b"AGENT_START_EPOCH")
+_ENVIRON_LIMIT = 256 * 1024
+
+
+def _run_marks(path: Path) -> tuple[tuple[str, str], ...]:
+    """The run marks in a process's initial environment (empty when unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_ENVIRON_LIMIT)
+    except OSError:
+        return ()
+    found: dict[bytes, bytes] = {}
+    for item in raw.split(b"\0"):
+        key, eq, value = item.partition(b"=")
+        if eq and key in _MARKS and key not in found:
+            found[key] = value
+    return tuple((k.decode(), os.fsdecode(v)) for k, v in sorted(found.items()))
+
+
+def same_run(record: ProcessInfo, facts: ProcessFacts) -> bool:
+    """Whether `facts` show the recorded agent run by its own marks — the agent and schedule
+    it was started for, and its start (within the start tolerance). An agent that `exec`s
+    another program keeps them; a recycled pid running somebody else's program has none."""
+    if record.kind not in ("agent", "persistent_agent"):
+        return False
+    marks = dict(facts.marks)
+    try:
+        epoch = int(marks.get("AGENT_START_EPOCH", ""))
+    except ValueError:
+        return False
+    behind = record.started_at.timestamp() - epoch
+    return (marks.get("AGENT_NAME") == record.owner.agent
+            and marks.get("AGENT_SCHEDULE_ID") == record.owner.schedule
+            and -START_LATER_TOLERANCE - 1 <= behind <= START_EARLIER_TOLERANCE + 1)
+
+
+def _boot_time(proc: Path) -> float:
+    """When the machine booted, as a wall-clock instant. For the real /proc, from the clocks
+    (CLOCK_REALTIME − CLOCK_BOOTTIME, exact): /proc/stat's `btime` is cut to whole seconds,
+    which puts every start up to a second early and would let a recycled pid that started
+    shortly after the recorded process pass for it."""
+    if proc == Path("/proc") and hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
     for line in (proc / "stat").read_bytes().splitlines():
         if line.startswith(b"btime "):
             return int(line.split()[1])
@@ -460,7 +507,8 @@ def classify(record: ProcessInfo, probed: Probed, own_pid: int,
     behind = record.started_at.timestamp() - probed.started_at
     if not -START_LATER_TOLERANCE <= behind <= START_EARLIER_TOLERANCE:
         return "start_time_mismatch"
-    if not command_matches(record.command, probed.command, shebang):
+    if not command_matches(record.command, probed.command, shebang) \
+            and not same_run(record, probed):
         return "command_mismatch"
     return "reap"
 

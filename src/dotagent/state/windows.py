@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotagent.atomicfile import dump_json, write_atomic
 from dotagent.boundedread import read_bounded
@@ -38,7 +38,10 @@ from dotagent.errors import StateError
 from dotagent.filelock import locked_deletable
 from dotagent.paths import Home, safe_component
 from dotagent.private import private_mkdir
-from dotagent.schedule.windows import WindowState
+from dotagent.schedule.windows import ScheduleState, WindowState
+
+if TYPE_CHECKING:
+    from dotagent.state.heartbeat import Heartbeat, HeartbeatStore
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -46,6 +49,8 @@ __all__ = [
     "WindowRecord",
     "WindowStore",
     "WindowSweep",
+    "schedule_state",
+    "state_of",
 ]
 
 DEFAULT_RETENTION_DAYS = 30  # `[state] window_retention_days`; 0 keeps every file
@@ -181,12 +186,14 @@ class WindowStore:
         for name, prefix, stamp, ext in self._scan():
             if ext == "json":
                 by_prefix.setdefault(prefix, []).append((stamp, name))
+        directory = self.directory  # checked once (it resolves the path), not per file
         for key, prefix in wanted.items():
             candidates = sorted(by_prefix.get(prefix, ()), reverse=True)
-            result[key] = self._newest(key[0], candidates)
+            result[key] = self._newest(key[0], candidates, directory)
         return result
 
-    def _newest(self, agent: str, candidates: list[tuple[str, str]]) -> WindowRecord | None:
+    def _newest(self, agent: str, candidates: list[tuple[str, str]],
+                directory: Path) -> WindowRecord | None:
         best: WindowRecord | None = None
         horizon: datetime | None = None
         for stamp, name in candidates:
@@ -195,7 +202,7 @@ class WindowStore:
                 continue
             if horizon is not None and moment < horizon:
                 break
-            record = self._read_file(self.directory / name)
+            record = self._read_file(directory / name)
             if record is None or record.agent != agent:
                 continue
             if best is None:
@@ -433,3 +440,23 @@ def _older_than(path: Path, cutoff: float) -> bool:
         return path.stat().st_mtime < cutoff
     except OSError:
         return False
+
+
+def schedule_state(heartbeats: HeartbeatStore, record: WindowRecord | None, agent: str,
+                   slug: str, *, window: WindowState | None = None) -> ScheduleState:
+    """What the scheduler (and the health judge) decide from: the heartbeat's last start and
+    last success, and the latest window (`record`, or `window` when the caller has it).
+    The daemon, `tick` and `dotagent.api` (status, inspect, next) all build it here."""
+    if window is None and record is not None:
+        window = record.state
+    return state_of(heartbeats.read(agent, slug), window)
+
+
+def state_of(beat: Heartbeat | None, window: WindowState | None) -> ScheduleState:
+    """`schedule_state` from a heartbeat already read."""
+    from dotagent.clock import from_epoch
+
+    last_start = from_epoch(beat.started_at) if beat and beat.started_at else None
+    last_success = (from_epoch(beat.last_success_at)
+                    if beat and beat.last_success_at is not None else None)
+    return ScheduleState(last_start=last_start, last_success=last_success, window=window)
