@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dotagent.cli._agents import complete_agent
+from dotagent.cli._agents import complete_agent, complete_schedule
 from dotagent.cli._since import SINCE_HELP, parse_since
 from dotagent.cli._style import paint, terminal_safe, use_color
 from dotagent.errors import UsageError
@@ -36,8 +36,10 @@ def duration_text(seconds: float | None) -> str:
 
 
 @click.command("history")
-@click.argument("words", nargs=-1, metavar="[NAME] | show ID", shell_complete=complete_agent)
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.argument("name", required=False, metavar="[NAME | show ID]",
+                shell_complete=complete_agent)
+@click.argument("run_id", required=False, metavar="")
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Only this schedule's runs.")
 @click.option("-n", "limit", type=click.IntRange(min=1), metavar="N",
               help=f"At most N runs, the newest (default {DEFAULT_LIMIT}).")
@@ -48,7 +50,7 @@ def duration_text(seconds: float | None) -> str:
 @click.option("--stats", is_flag=True,
               help="Per agent/schedule: runs, success rate, p50/p95 duration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def command(words: tuple[str, ...], schedule_id: str | None, limit: int | None,
+def command(name: str | None, run_id: str | None, schedule_id: str | None, limit: int | None,
             since_text: str | None, failed: bool, stats: bool, as_json: bool) -> int:
     """List recorded runs, newest first, from the history database.
 
@@ -62,16 +64,15 @@ def command(words: tuple[str, ...], schedule_id: str | None, limit: int | None,
     env = invocation_env()
     home = Home.from_env(env)
     zone = local_zone(env)
-    if len(words) == 2 and words[0] == "show":
+    if name == "show" and run_id is not None:
         for given, flag in ((schedule_id, "--schedule"), (limit, "-n"), (since_text, "--since"),
                             (failed or None, "--failed"), (stats or None, "--stats")):
             if given is not None:
                 raise UsageError(f"{flag} does not apply to `history show ID`")
-        return _show(home, zone, words[1], as_json)
-    if len(words) > 1:
-        raise UsageError("history takes at most one agent NAME, or `show ID` (got "
-                         f"{len(words)} arguments)")
-    name = words[0] if words else None
+        return _show(home, zone, run_id, as_json)
+    if run_id is not None:
+        raise UsageError(f"history takes one agent NAME, or `show ID` (got {name!r} and "
+                         f"{run_id!r})")
     since = parse_since(since_text)
     since_epoch = None if since is None else since.timestamp()
     from dotagent.api import history as api

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from dotagent.cli._agents import complete_agent
+from dotagent.cli._agents import complete_agent, complete_schedule
 from dotagent.cli._style import paint, terminal_safe, use_color
 
 __all__ = ["DEFAULT_LINES", "POLL_SECONDS", "command"]
@@ -36,7 +36,7 @@ class _Stop(Exception):
               show_default=True, metavar="N", help="Show the last N lines.")
 @click.option("-f", "--follow", is_flag=True,
               help="Keep printing lines as they are written (across rotation).")
-@click.option("--schedule", "-s", "schedule_id", metavar="ID",
+@click.option("--schedule", "-s", "schedule_id", metavar="ID", shell_complete=complete_schedule,
               help="Only lines of this schedule's runs.")
 def command(name: str | None, count: int, follow: bool, schedule_id: str | None) -> int:
     """Print the last lines of an agent's log, or of every agent's, interleaved."""
