@@ -286,3 +286,38 @@ def test_the_documented_json_examples_have_the_keys_asserted_here() -> None:
     assert set(stats[0]) == {"agent", "schedule", "runs", "ok", "failed", "interrupted",
                              "running", "success_rate", "p50_seconds", "p95_seconds"}
     assert set(shown) == {"run", "source", "files", "complete", "output"}
+
+
+def test_show_a_run_still_going_on(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    import subprocess
+    import time
+
+    from helpers import DOTAGENT
+
+    root = setup(tmp_path, cli_env)
+    flag = tmp_path / "go"
+    agent(root, "slow", f"echo started; while [ ! -e {flag} ]; do sleep 0.05; done; echo done")
+    proc = subprocess.Popen([DOTAGENT, "run", "slow"], env=cli_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            runs = history_json(cli_env, "slow")
+            shown = dotagent("history", "show", "1", "--json", env=cli_env)
+            if runs and shown.returncode == 0 and "started" in json.loads(shown.stdout)["output"]:
+                break
+            assert time.monotonic() < deadline, "the run never showed up"
+            time.sleep(0.1)
+        assert runs[0]["outcome"] == "running" and runs[0]["finished_at"] is None
+        assert runs[0]["exit_code"] is None and runs[0]["duration_seconds"] is None
+        data = json.loads(shown.stdout)
+        assert (data["source"], data["complete"]) == ("log", False)
+        assert data["output"].splitlines()[1:] == ["started"]
+        note = dotagent("history", "show", "1", env=cli_env).stderr
+        assert "still running" in note
+    finally:
+        flag.touch()
+        assert proc.wait(timeout=20) == 0
+    data = json.loads(dotagent("history", "show", "1", "--json", env=cli_env).stdout)
+    assert data["complete"] is True and data["output"].splitlines()[1:3] == ["started", "done"]
+    assert data["run"]["outcome"] == "ok"

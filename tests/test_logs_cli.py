@@ -207,3 +207,37 @@ def test_follow_all_agents_with_prefix_and_end_cleanly(tmp_path: Path,
     assert follower.proc.stderr is not None
     err = follower.proc.stderr.read().decode()
     assert code == 0 and "Traceback" not in err and "Error" not in err
+
+
+def test_tail_reaches_back_into_rotated_and_compressed_parts(tmp_path: Path,
+                                                             cli_env: dict[str, str]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from dotagent.config import LoggingSection
+    from dotagent.state.logretention import sweep_logs
+
+    root = tmp_path / "agents"
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    agent(root, "old", "echo ran")
+    run_now(cli_env, "old")
+    active = log_of(cli_env, "old")
+    with AgentLogWriter(active, max_bytes=2048, keep=20) as writer:
+        for i in range(1, 301):
+            writer.write(f"entry {i:03d} {'-' * 20}\n".encode())
+            writer.flush()
+    parts = segments(active)
+    assert len(parts) >= 3
+    # The retention sweep compresses the parts once they are more than a day old.
+    for seg in parts:
+        os.utime(seg.path, (time.time() - 3 * 86400,) * 2)
+    home = Home(Path(cli_env["DOTAGENT_HOME"]))
+    report = sweep_logs(home, datetime.now(timezone.utc) + timedelta(hours=1), LoggingSection())
+    assert report.compressed == len(parts) and all(s.compressed for s in segments(active))
+
+    p = dotagent("logs", "old", "-n", "1000", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    entries = [x for x in p.stdout.splitlines() if x.startswith("entry ")]
+    assert entries == [f"entry {i:03d} {'-' * 20}" for i in range(1, 301)]
+    assert p.stdout.splitlines()[2] == "ran"  # the run's block, from the oldest part
+    last = dotagent("logs", "old", "-n", "5", env=cli_env).stdout.splitlines()
+    assert last == [f"entry {i:03d} {'-' * 20}" for i in range(296, 301)]
