@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import time
+from datetime import UTC
 from pathlib import Path
 
 from dotagent.paths import Home
@@ -211,7 +212,7 @@ def test_follow_all_agents_with_prefix_and_end_cleanly(tmp_path: Path,
 
 def test_tail_reaches_back_into_rotated_and_compressed_parts(tmp_path: Path,
                                                              cli_env: dict[str, str]) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from dotagent.config import LoggingSection
     from dotagent.state.logretention import sweep_logs
@@ -231,7 +232,7 @@ def test_tail_reaches_back_into_rotated_and_compressed_parts(tmp_path: Path,
     for seg in parts:
         os.utime(seg.path, (time.time() - 3 * 86400,) * 2)
     home = Home(Path(cli_env["DOTAGENT_HOME"]))
-    report = sweep_logs(home, datetime.now(timezone.utc) + timedelta(hours=1), LoggingSection())
+    report = sweep_logs(home, datetime.now(UTC) + timedelta(hours=1), LoggingSection())
     assert report.compressed == len(parts) and all(s.compressed for s in segments(active))
 
     p = dotagent("logs", "old", "-n", "1000", env=cli_env)
