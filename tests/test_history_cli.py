@@ -321,3 +321,14 @@ def test_show_a_run_still_going_on(tmp_path: Path, cli_env: dict[str, str]) -> N
     data = json.loads(dotagent("history", "show", "1", "--json", env=cli_env).stdout)
     assert data["complete"] is True and data["output"].splitlines()[1:3] == ["started", "done"]
     assert data["run"]["outcome"] == "ok"
+
+
+def test_a_home_where_nothing_ran_gets_no_database(tmp_path: Path,
+                                                   cli_env: dict[str, str]) -> None:
+    root = setup(tmp_path, cli_env)
+    agent(root, "idle", "true")
+    assert history_json(cli_env) == [] and history_json(cli_env, "idle") == []
+    assert history_json(cli_env, "--stats") == []
+    assert dotagent("history", "ghost", env=cli_env).returncode == 1
+    assert dotagent("history", "show", "1", env=cli_env).returncode == 1
+    assert not (Path(cli_env["DOTAGENT_HOME"]) / "state" / "history.sqlite3").exists()

@@ -115,7 +115,12 @@ def list_runs(home: Home, zone: tzinfo, *, agent: str | None = None,
     """Runs newest first. When nothing matches and an `agent` (or its `schedule`) was named,
     NotFoundError unless the history or `known` (an agent's schedule ids from its manifest,
     None for no such agent; looked up only then) knows it."""
-    with History(home) as history:
+    history = _existing(home)
+    if history is None:  # nothing ever ran here: a read command creates no database
+        if agent is not None:
+            _check_named(None, agent, schedule, known)
+        return HistoryReport([], zone)
+    with history:
         runs = history.query(agent=agent, schedule=schedule, limit=limit, since=since,
                              failed_only=failed_only)
         if not runs and agent is not None:
@@ -123,20 +128,30 @@ def list_runs(home: Home, zone: tzinfo, *, agent: str | None = None,
     return HistoryReport(runs, zone)
 
 
+def _existing(home: Home) -> History | None:
+    history = History(home)
+    return history if history.path.exists() else None
+
+
 def run_stats(home: Home, *, agent: str | None = None, schedule: str | None = None,
               since: float | None = None,
               known: KnownSchedules | None = None) -> StatsReport:
-    with History(home) as history:
+    history = _existing(home)
+    if history is None:
+        if agent is not None:
+            _check_named(None, agent, schedule, known)
+        return StatsReport([])
+    with history:
         stats = history.stats(agent=agent, schedule=schedule, since=since)
         if not stats and agent is not None:
             _check_named(history, agent, schedule, known)
     return StatsReport(stats)
 
 
-def _check_named(history: History, agent: str, schedule: str | None,
+def _check_named(history: History | None, agent: str, schedule: str | None,
                  known: KnownSchedules | None) -> None:
     manifest = known(agent) if known is not None else None
-    recorded = history.schedules_of(agent)
+    recorded = [] if history is None else history.schedules_of(agent)
     if manifest is None and not recorded:
         raise NotFoundError(f"agent not found: {quote_name(agent)} (no manifest declares it "
                             "and the history has no run of it)")
@@ -149,8 +164,11 @@ def _check_named(history: History, agent: str, schedule: str | None,
 
 def run_output(home: Home, zone: tzinfo, run_id: int) -> RunOutput:
     """Run `run_id` and its output (see `RunOutput`); NotFoundError for an unknown id."""
-    with History(home) as history:
-        run = history.get(run_id)
+    history = _existing(home)
+    run = None
+    if history is not None:
+        with history:
+            run = history.get(run_id)
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the history (`dotagent history` lists "
                             "the ids)")

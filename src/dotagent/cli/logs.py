@@ -51,6 +51,11 @@ def command(name: str | None, count: int, follow: bool, schedule_id: str | None)
         agents = _logged_agents(home)
     prefixed = name is None
     width = max((len(n) for n in agents), default=0)
+    if not agents and not follow:
+        from dotagent.cli import _streams
+
+        _streams.say("[dotagent] no agent has a log yet\n")
+        return 0
     if not follow:
         _print_tail(agents, count, schedule_id, prefixed, width)
         if name is not None and not agents[name].exists() and not _segments(agents[name]):
