@@ -242,3 +242,23 @@ def test_tail_reaches_back_into_rotated_and_compressed_parts(tmp_path: Path,
     assert p.stdout.splitlines()[2] == "ran"  # the run's block, from the oldest part
     last = dotagent("logs", "old", "-n", "5", env=cli_env).stdout.splitlines()
     assert last == [f"entry {i:03d} {'-' * 20}" for i in range(296, 301)]
+
+
+def test_follow_a_real_run_that_rotates_its_log(tmp_path: Path, dotagent_home: Path,
+                                                cli_env: dict[str, str]) -> None:
+    root = tmp_path / "agents"
+    cli_env["DOTAGENT_ROOT"] = str(root)
+    (dotagent_home / "config.toml").write_text("[logging]\nagent_log_max_mb = 1\n")
+    # About 2.6 MiB in one run: its own writer rotates the log twice while it runs.
+    agent(root, "flood", "echo begin; seq 1 400000; echo end")
+    follower = Follower(cli_env, "flood", "-n", "0")
+    time.sleep(0.5)  # following a log that does not exist yet: it starts at its first byte
+    run_now(cli_env, "flood")
+    lines = follower.read_until(lambda ls: any(x.startswith("=== ") and "exit=0" in x
+                                               for x in ls[-3:]), deadline=60)
+    numbers = [x for x in lines if x.isdigit()]
+    assert numbers == [str(i) for i in range(1, 400001)]
+    notes = [x for x in lines if x.startswith("[dotagent] log rotated")]
+    assert len(notes) == len(segments(log_of(cli_env, "flood"))) >= 2
+    assert lines[lines.index("begin") + 1] == "1" and lines[-2] == "end"
+    assert follower.stop() == (0, "")

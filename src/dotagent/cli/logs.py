@@ -159,19 +159,18 @@ def _follow(home: Any, agents: dict[str, Path], count: int, schedule_id: str | N
     from dotagent.cli import _streams
     from dotagent.state.logfollow import LogFollower
 
-    followers: dict[str, LogFollower] = {}
-    handles: dict[str, tuple[Any, int]] = {}
-    for name, active in agents.items():
-        followers[name] = _start(active, schedule_id, handles, name)
-    _print_tail(agents, count, schedule_id, prefixed, width, handles)
-
     def stop(signum: int, frame: Any) -> None:
         raise _Stop
 
     previous = signal.signal(signal.SIGTERM, stop)
+    followers: dict[str, LogFollower] = {}
+    handles: dict[str, tuple[Any, int]] = {}
     printer = _Printer(prefixed, width)
     polls = 0
     try:
+        for name, active in agents.items():
+            followers[name] = _start(active, schedule_id, handles, name)
+        _print_tail(agents, count, schedule_id, prefixed, width, handles)
         while True:
             for name in sorted(followers):
                 for text in followers[name].poll():

@@ -4,9 +4,13 @@ A follower holds the active `<name>.log` open and reads what is appended. The wr
 by renaming that file to a segment and starting a new `<name>.log`, under the lock it writes
 under (`dotagent.state.agentlog`): once the name points at another file, nothing more is
 written to the one held. So each poll first looks at what the name points to, then reads the
-held file to its end, and only then moves on — to the segments rotated after it, if several
-rotations happened between two polls (each read whole), and to the new active file from its
-start. No line is lost or read twice; a line is handed out only once its newline is there.
+held file to its end, and only then moves on — to the segments rotated out since (if several
+rotations happened between two polls, or the log was created and rotated while the follower
+waited for it), each read whole, and to the new active file from its start. Segments are told
+apart by name (their stamps are unique); the ones there when the follower started are the
+past. No line is lost or read twice; a line is handed out only once its newline is there.
+(A segment the writer prunes before a poll comes is lost: with the default five kept, that
+takes 50 MiB written between two polls.)
 
 `poll` never sleeps; the caller decides how often to call it.
 """
@@ -44,6 +48,9 @@ class LogFollower:
         self._position = position
         self._partial = b""
         self._held_blank = False
+        # Segments already there are the past (a tail shows them); a segment not in this set
+        # was rotated out after the follower started, and is read whole before moving on.
+        self._seen = {seg.path.name for seg in segments(active)}
 
     def close(self) -> None:
         fh, self._fh = self._fh, None
@@ -53,8 +60,11 @@ class LogFollower:
     def poll(self) -> list[str]:
         """The lines written since the last poll, oldest first."""
         out: list[bytes] = []
-        if self._fh is None and not self._open_active():
-            return []
+        if self._fh is None:
+            # Waiting for the log: it may have been created and rotated since the last look.
+            out += self._catch_up(None)
+            if self._fh is None:
+                return self._filter(out)
         assert self._fh is not None
         try:
             named = _ident(os.stat(self.active))
@@ -100,36 +110,38 @@ class LogFollower:
         tail, self._partial = self._partial, b""
         return [tail] if tail else []
 
-    def _catch_up(self, held: os.stat_result) -> list[bytes]:
+    def _catch_up(self, held: os.stat_result | None) -> list[bytes]:
+        """After the held file (`held`, read to its end) was rotated, or while there is none:
+        read whole every segment rotated out since, oldest first, then open the active file
+        (from its start). A rotation between the listing and the open is caught by listing
+        again."""
         lines: list[bytes] = []
-        after = self._stamp_of(held)
-        while True:
-            missed = [seg for seg in segments(self.active) if seg.stamp_us > after]
-            for seg in missed:
-                lines += _whole(seg)
-                after = seg.stamp_us
-            assert self._fh is not None
+        if held is not None:
+            for seg in segments(self.active):
+                if _is(seg, _ident(held)):
+                    self._seen.add(seg.path.name)
+        if self._fh is not None:
             self._fh.close()
             self._fh = None
+        while True:
+            for seg in segments(self.active):
+                if seg.path.name not in self._seen:
+                    lines += _whole(seg)
+                    self._seen.add(seg.path.name)
             if not self._open_active():
                 return lines
             assert self._fh is not None
             mine = _ident(os.fstat(self._fh.fileno()))
-            # Rotated again between the listing and the open: the files in between first.
-            later = [seg for seg in segments(self.active) if seg.stamp_us > after
-                     and not _is(seg, mine)]
-            if not later:
+            unseen = [seg for seg in segments(self.active) if seg.path.name not in self._seen]
+            if not unseen:
                 return lines + self._drain()
-            self._fh.close()
+            if len(unseen) == 1 and _is(unseen[0], mine):
+                # The file just opened was rotated already: read it through the descriptor
+                # (the next poll sees that the name moved on).
+                self._seen.add(unseen[0].path.name)
+                return lines + self._drain()
+            self._fh.close()  # rotated on meanwhile: read those segments whole first
             self._fh = None
-
-    def _stamp_of(self, held: os.stat_result) -> int:
-        """The stamp of the segment the held file became (by inode; by its mtime, as the
-        writer stamps it, when it is gone already)."""
-        for seg in reversed(segments(self.active)):
-            if _is(seg, _ident(held)):
-                return seg.stamp_us
-        return held.st_mtime_ns // 1000
 
     # -- the schedule filter --------------------------------------------------------------
     def _filter(self, raw: list[bytes]) -> list[str]:
