@@ -13,7 +13,7 @@ import pytest
 
 from dotagent.errors import StateError
 from dotagent.paths import Home
-from dotagent.state.history import STDERR_TAIL_BYTES, History
+from dotagent.state.history import SCHEMA_VERSION, STDERR_TAIL_BYTES, History
 from tmpfs import fill, small_tmpfs
 
 from conftest import REPO
@@ -54,7 +54,7 @@ def test_a_run_from_start_to_end(tmp_path: Path) -> None:
         assert not side_file.exists() or stat.S_IMODE(side_file.stat().st_mode) == 0o600
     check = sqlite3.connect(db)
     assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     check.close()
 
 

@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "uninstall": "dotagent.cli.install:uninstall_command",
     "completions": "dotagent.cli.completions:command",
     "init": "dotagent.cli.init:command",
+    "history": "dotagent.cli.history:command",
+    "logs": "dotagent.cli.logs:command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).

@@ -14,17 +14,16 @@ import re
 import sys
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 
+from dotagent.cli._since import SINCE_HELP, parse_since
 from dotagent.paths import Home
 
 __all__ = ["group"]
 
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SEVERITIES = ("info", "notice", "critical")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BARE = re.compile(r"[\w.:/@+-]+")  # shown without quotes
@@ -303,9 +302,8 @@ def repair() -> None:
 @click.option("--agent", help="Only events about this agent.")
 @click.option("--severity", type=click.Choice(_SEVERITIES), help="Minimum severity.")
 @click.option("--event", "event_type", help="Only this event type (e.g. agent_run).")
-@click.option("--since", callback=lambda _ctx, _param, value: _parse_since(value),
-              help="ISO time (2026-05-19T14:30:00-0300, 2026-05-19) or a duration "
-                   "back from now (90m, 2h, 3d, 1w).")
+@click.option("--since", callback=lambda _ctx, _param, value: parse_since(value),
+              help=SINCE_HELP)
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Only the last N matching events.")
 @click.option("--current-segment", "current", is_flag=True,
               help="Only the live audit.log, not the rotated segments before it.")
@@ -414,31 +412,6 @@ def _when(ts: Any) -> datetime | None:
 def _rank(severity: Any) -> int:
     return _SEVERITIES.index(severity) if isinstance(severity, str) and \
         severity in _SEVERITIES else 0
-
-
-def _parse_since(value: str | None) -> datetime | None:
-    """--since as an aware datetime; a usage error (exit 2) for anything unusable."""
-    if value is None:
-        return None
-    text = value.strip()
-    m = _DURATION.fullmatch(text)
-    if not m:
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is neither an ISO time (2026-05-19T14:30:00-0300, 2026-05-19) "
-                "nor a duration (90m, 2h, 3d, 1w)", param_hint="'--since'") from None
-    try:
-        if m:
-            delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-            return datetime.now().astimezone() - delta
-        return when.astimezone()  # a value without an offset means local time
-    except (OverflowError, ValueError, OSError):
-        # The duration, or the time in local time, falls outside the years datetime can
-        # hold (1–9999), or the platform cannot convert it.
-        raise click.BadParameter(f"{value!r} is out of range (years 1–9999 only)",
-                                 param_hint="'--since'") from None
 
 
 def _fields(event: dict[str, Any]) -> str:

@@ -275,9 +275,10 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
     log_at: dict[str, Any] = {}
 
     def log_start(path: Path, offset: int) -> None:
-        log_at.update(path=path, offset=offset)
+        started = max(deps.clock(), request.not_before or 0.0)
+        log_at.update(path=path, offset=offset, started=started)
         nonlocal history_id
-        history_id = _history_begin(request, deps, problems, path, offset)
+        history_id = _history_begin(request, deps, problems, path, offset, started=started)
 
     def spawned(pid: int, argv: list[str], executable: str) -> None:
         if deps.on_spawn is not None:
@@ -419,14 +420,17 @@ def _update_window(request: RunRequest, deps: RunDeps, outcome: RunOutcome,
 
 
 def _history_begin(request: RunRequest, deps: RunDeps, problems: list[str],
-                   log_path: Path | None, offset: int | None) -> int | None:
+                   log_path: Path | None, offset: int | None, *,
+                   started: float | None = None) -> int | None:
     if deps.history is None or request.dry_run:
         return None
     window = request.window
+    if started is None:
+        started = max(deps.clock(), request.not_before or 0.0)
     try:
         return deps.history.begin(
             agent=request.agent, schedule=request.schedule.id, slug=request.schedule.slug,
-            source=request.source, started_at=max(deps.clock(), request.not_before or 0.0),
+            source=request.source, started_at=started,
             attempt=(window.attempts + 1) if window is not None else 1,
             window=window.expected_at.timestamp() if window is not None else None,
             manifest_sha256=request.loaded.sha256, log_path=log_path, log_start=offset)
@@ -461,8 +465,14 @@ def _history_finish(deps: RunDeps, history_id: int | None, outcome: RunOutcome,
     if "path" in log_at:
         with contextlib.suppress(OSError):
             log_end = os.path.getsize(log_at["path"])
+    # The outcome's own finish is in whole seconds (heartbeats and windows keep upstream's
+    # integers); history keeps the measured duration, so `history --stats` and the duration
+    # anomaly see sub-second runs as they were.
+    finished_at = float(outcome.finished_at)
+    if "started" in log_at:
+        finished_at = log_at["started"] + max(0.0, outcome.duration_seconds)
     try:
-        deps.history.finish(history_id, finished_at=float(outcome.finished_at),
+        deps.history.finish(history_id, finished_at=finished_at,
                             exit_code=outcome.exit_code, timed_out=outcome.timed_out,
                             outcome=result, stderr_tail=outcome.stderr_tail, log_end=log_end)
     except DotagentError as exc:

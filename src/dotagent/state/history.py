@@ -18,7 +18,6 @@ The schema is versioned with `PRAGMA user_version`; `_MIGRATIONS[i]` takes versi
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +30,7 @@ from dotagent.filelock import locked
 from dotagent.fserrors import state_error
 from dotagent.paths import Home
 from dotagent.private import open_private, private_mkdir
-from dotagent.state.supervisor import pid_alive
+from dotagent.state.runstats import FAILED_OUTCOMES, ScheduleStats, schedule_stats
 
 if TYPE_CHECKING:
     import sqlite3
@@ -53,10 +52,6 @@ Outcome = Literal["ok", "failed", "timed_out", "interrupted", "preflight_failed"
 OUTCOMES: frozenset[str] = frozenset(
     ("ok", "failed", "timed_out", "interrupted", "preflight_failed", "could_not_start",
      "running"))
-# The agent's own verdicts other than success. `interrupted` is not one of them: the run was
-# cut short by dotagent stopping (or crashing), not judged.
-FAILED_OUTCOMES: frozenset[str] = frozenset(
-    ("failed", "timed_out", "preflight_failed", "could_not_start"))
 _SOURCES = frozenset(("daemon", "run", "run-now", "tick"))
 
 DEFAULT_RETENTION_DAYS = 90  # `[state] history_retention_days`; 0 keeps every row
@@ -91,6 +86,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX runs_by_schedule ON runs (agent, schedule, started_at)",
         "CREATE INDEX runs_running ON runs (outcome) WHERE outcome = 'running'",
     ),
+    # `history NAME`: one agent's newest rows without sorting them all. The rowid (`id`)
+    # ends every index entry, so `ORDER BY started_at DESC, id DESC` walks it backwards.
+    ("CREATE INDEX runs_by_agent ON runs (agent, started_at)",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -148,32 +146,6 @@ class RunRecord:
         values = list(row)
         values[10] = bool(values[10])
         return cls(*values)
-
-
-@dataclass(frozen=True)
-class ScheduleStats:
-    """Attempts of one (agent, schedule). `success_rate` is ok / (ok + failed), over runs the
-    agent finished (interrupted and running ones are not counted); durations are of every
-    finished attempt, nearest-rank percentiles."""
-
-    agent: str
-    schedule: str
-    runs: int
-    ok: int
-    failed: int
-    interrupted: int
-    running: int
-    success_rate: float | None
-    p50_seconds: float | None
-    p95_seconds: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent, "schedule": self.schedule, "runs": self.runs, "ok": self.ok,
-            "failed": self.failed, "interrupted": self.interrupted, "running": self.running,
-            "success_rate": self.success_rate, "p50_seconds": self.p50_seconds,
-            "p95_seconds": self.p95_seconds,
-        }
 
 
 class History:
@@ -255,17 +227,24 @@ class History:
         self._write(f"record the end of run {run_id}", update)
 
     def mark_interrupted(self, *, own_pid: int,
-                         alive: Callable[[int], bool] = pid_alive) -> list[RunRecord]:
+                         alive: Callable[[int], bool] | None = None) -> list[RunRecord]:
         """Mark as `interrupted` the rows still `running` whose owner is gone: a dead pid, or
         `own_pid` (a previous process that had our pid — a container's daemon restarts with
         the same one). Call it at start, before beginning runs of your own; rows of a live
-        owner (a CLI `run` going on) are left alone. Returns the rows it marked."""
+        owner (a CLI `run` going on) are left alone. Returns the rows it marked.
+        `alive` defaults to `dotagent.state.supervisor.pid_alive` (imported only here: the
+        read commands never need it)."""
+        if alive is None:
+            from dotagent.state.supervisor import pid_alive
+
+            alive = pid_alive
+        is_alive = alive
 
         def mark(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = [RunRecord._from_row(r) for r in conn.execute(
                 f"SELECT {_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY id")]
             stale = [r for r in rows
-                     if r.owner_pid is None or r.owner_pid == own_pid or not alive(r.owner_pid)]
+                     if r.owner_pid is None or r.owner_pid == own_pid or not is_alive(r.owner_pid)]
             conn.executemany("UPDATE runs SET outcome = 'interrupted' WHERE id = ?",
                              [(r.id,) for r in stale])
             return [_replace_outcome(r, "interrupted") for r in stale]
@@ -301,29 +280,10 @@ class History:
               limit: int | None = 20, since: float | None = None,
               failed_only: bool = False) -> list[RunRecord]:
         """Runs, newest first. `since`: started at or after (epoch seconds); `failed_only`:
-        outcomes in `FAILED_OUTCOMES` plus `interrupted`; `limit=None`: all."""
-        where: list[str] = []
-        params: list[Any] = []
-        if agent is not None:
-            where.append("agent = ?")
-            params.append(_text(agent))
-        if schedule is not None:
-            where.append("schedule = ?")
-            params.append(_text(schedule))
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        if failed_only:
-            failed = sorted(FAILED_OUTCOMES | {"interrupted"})
-            where.append(f"outcome IN ({', '.join('?' * len(failed))})")
-            params.extend(failed)
-        sql = f"SELECT {_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(0, limit))
+        outcomes in `FAILED_OUTCOMES` plus `interrupted`; `limit=None`: all. Walks an index
+        (`query_plan` shows which), never the whole table."""
+        sql, params = _query_sql(agent=agent, schedule=schedule, limit=limit, since=since,
+                                 failed_only=failed_only)
         return [RunRecord._from_row(r) for r in self._read("read runs", sql, params)]
 
     def latest_finished(self, keys: Iterable[tuple[str, str]]
@@ -347,25 +307,35 @@ class History:
                 raise StateError(f"cannot read the latest runs in {self.path}: {exc}") from exc
         return out
 
-    def stats(self, *, agent: str | None = None,
+    def query_plan(self, **query: Any) -> list[str]:
+        """SQLite's `EXPLAIN QUERY PLAN` for `query(**query)`: one line per step."""
+        sql, params = _query_sql(**query)
+        return [str(row[-1]) for row in
+                self._read("explain a query", "EXPLAIN QUERY PLAN " + sql, params)]
+
+    def has_agent(self, agent: str) -> bool:
+        """Whether any row names `agent` (one index lookup)."""
+        return bool(self._read("read runs", "SELECT 1 FROM runs WHERE agent = ? LIMIT 1",
+                               (_text(agent),)))
+
+    def schedules_of(self, agent: str) -> list[str]:
+        """The schedule ids `agent`'s rows name, sorted."""
+        return [str(r[0]) for r in self._read(
+            "read runs", "SELECT DISTINCT schedule FROM runs WHERE agent = ? ORDER BY 1",
+            (_text(agent),))]
+
+    def stats(self, *, agent: str | None = None, schedule: str | None = None,
               since: float | None = None) -> list[ScheduleStats]:
         """Per (agent, schedule): counts, success rate, p50/p95 duration; sorted by name."""
         sql = "SELECT agent, schedule, outcome, started_at, finished_at FROM runs"
-        where: list[str] = []
-        params: list[Any] = []
-        if agent is not None:
-            where.append("agent = ?")
-            params.append(_text(agent))
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
+        where, params = _filters(agent=agent, schedule=schedule, since=since)
         if where:
             sql += " WHERE " + " AND ".join(where)
         groups: dict[tuple[str, str], list[tuple[str, float, float | None]]] = {}
         for a, s, outcome, started, finished in self._read("compute run statistics", sql,
                                                             params):
             groups.setdefault((a, s), []).append((outcome, started, finished))
-        return [_stats(a, s, rows) for (a, s), rows in sorted(groups.items())]
+        return [schedule_stats(a, s, rows) for (a, s), rows in sorted(groups.items())]
 
     # -- plumbing ---------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -464,6 +434,40 @@ class History:
 
 
 # -- helpers ------------------------------------------------------------------------------
+def _filters(*, agent: str | None, schedule: str | None,
+             since: float | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if agent is not None:
+        where.append("agent = ?")
+        params.append(_text(agent))
+    if schedule is not None:
+        where.append("schedule = ?")
+        params.append(_text(schedule))
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    return where, params
+
+
+def _query_sql(*, agent: str | None = None, schedule: str | None = None,
+               limit: int | None = 20, since: float | None = None,
+               failed_only: bool = False) -> tuple[str, list[Any]]:
+    where, params = _filters(agent=agent, schedule=schedule, since=since)
+    if failed_only:
+        failed = sorted(FAILED_OUTCOMES | {"interrupted"})
+        where.append(f"outcome IN ({', '.join('?' * len(failed))})")
+        params.extend(failed)
+    sql = f"SELECT {_COLUMNS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC, id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(0, limit))
+    return sql, params
+
+
 def _check_source(source: str) -> None:
     if source in _SOURCES:
         return
@@ -495,27 +499,3 @@ def _replace_outcome(record: RunRecord, outcome: str) -> RunRecord:
     values = dict(record.__dict__)
     values["outcome"] = outcome
     return RunRecord(**values)
-
-
-def _percentile(ordered: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of a sorted list."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _stats(agent: str, schedule: str,
-           rows: list[tuple[str, float, float | None]]) -> ScheduleStats:
-    ok = sum(1 for outcome, _, _ in rows if outcome == "ok")
-    failed = sum(1 for outcome, _, _ in rows if outcome in FAILED_OUTCOMES)
-    interrupted = sum(1 for outcome, _, _ in rows if outcome == "interrupted")
-    running = sum(1 for outcome, _, _ in rows if outcome == "running")
-    durations = sorted(max(0.0, finished - started) for outcome, started, finished in rows
-                       if finished is not None and outcome != "running")
-    judged = ok + failed
-    return ScheduleStats(
-        agent=agent, schedule=schedule, runs=len(rows), ok=ok, failed=failed,
-        interrupted=interrupted, running=running,
-        success_rate=None if judged == 0 else ok / judged,
-        p50_seconds=_percentile(durations, 0.50), p95_seconds=_percentile(durations, 0.95))
