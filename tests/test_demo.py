@@ -23,6 +23,15 @@ def test_demo_piped_has_no_escape_codes(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert b"== dotagent doctor" in p.stdout
     assert b"\x1b" not in p.stdout + p.stderr
+    out = p.stdout.decode()
+    # It shows what the issue promises: the daemon ran (status says so while it does), the
+    # flaky agent failed once and was retried within the demo, and the history shows both.
+    assert "daemon: running (pid " in out
+    assert "flaky/hourly" in out and "recovered after 2 attempts" in out
+    flaky = out[out.index("== dotagent history flaky"):out.index("== dotagent run hello-python")]
+    rows = [line.split() for line in flaky.splitlines()[2:] if line.strip()]
+    assert [(r[5], r[6], r[7]) for r in rows] == [("2", "ok", "0"), ("1", "failed", "3")]
+    assert "daemon_stopped" in out and "chain intact from genesis" in out
 
 
 def test_demo_on_a_terminal_with_no_color_has_no_escape_codes(tmp_path: Path) -> None:
