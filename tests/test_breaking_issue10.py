@@ -1,0 +1,87 @@
+"""Regression tests of the breaking round after issue 10 (docs/decisions.md, "Breaking round
+after issue 10"): each one failed before its fix. Real homes, real runs, the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import dotagent, write_agent
+
+
+def _agent(home: Path, name: str, *, schedule: str | None = None, exit_code: int = 0) -> Path:
+    sched = schedule or 'type = "interval"\ninterval_minutes = 60'
+    return write_agent(home / "agents", name, f"""
+        [agent]
+        name = "{name}"
+        timeout_seconds = 30
+        [run]
+        command = "./run.sh"
+        [[schedules]]
+        id = "main"
+        {sched}
+        """, files={"run.sh": f"#!/bin/sh\necho {name}\nexit {exit_code}\n"})
+
+
+def _one_line_error(p: object, code: int, *needles: str) -> None:
+    out = p.stdout + p.stderr  # type: ignore[attr-defined]
+    assert p.returncode == code, out  # type: ignore[attr-defined]
+    assert "internal error" not in out and "Traceback" not in out, out
+    for needle in needles:
+        assert needle in p.stderr, p.stderr  # type: ignore[attr-defined]
+
+
+# -- numbers too large for SQLite, for datetime, or not numbers at all ---------------------
+
+def test_history_takes_any_n_and_any_id(dotagent_home: Path, cli_env: dict[str, str]) -> None:
+    _agent(dotagent_home, "job")
+    assert dotagent("run-now", "job", env=cli_env).returncode == 0
+    huge = str(10 ** 23)
+    p = dotagent("history", "-n", huge, "--json", env=cli_env)
+    assert p.returncode == 0, p.stderr
+    runs = json.loads(p.stdout)
+    assert [(r["agent"], r["outcome"]) for r in runs] == [("job", "ok")]
+    p = dotagent("history", "job", "-n", str(2 ** 63), env=cli_env)
+    assert p.returncode == 0 and "job/main" in p.stdout, p.stderr
+    p = dotagent("history", "show", huge, env=cli_env)
+    _one_line_error(p, 1, f"run {huge} is not in the history")
+
+
+def test_next_hours_beyond_the_calendar_or_not_a_number(dotagent_home: Path,
+                                                        cli_env: dict[str, str]) -> None:
+    _agent(dotagent_home, "daily", schedule='type = "expression"\nexpression = "*-*-* 09:00"')
+    for hours in ("1e9", "inf", "1e308"):
+        p = dotagent("next", "--hours", hours, "--json", env=cli_env, timeout=60)
+        assert p.returncode == 0, (hours, p.stderr)
+        fires = json.loads(p.stdout)
+        assert len(fires) == 10000, hours  # every fire up to the cap, then the note
+        assert fires[0]["agent"] == "daily" and fires[0]["at"].endswith("09:00:00+00:00")
+        assert "only the first 10000 fires are listed" in p.stderr
+    p = dotagent("next", "--hours", "nan", env=cli_env)
+    _one_line_error(p, 2, "--hours")
+
+
+def test_next_n_is_capped_like_hours(dotagent_home: Path, cli_env: dict[str, str]) -> None:
+    # An every-second schedule never runs out of fires: -n 10**12 used to loop for ever.
+    _agent(dotagent_home, "often", schedule='type = "expression"\nexpression = "*:*:*"')
+    p = dotagent("next", "-n", str(10 ** 12), "--json", env=cli_env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(p.stdout)) == 10000
+    assert "only the first 10000 fires are listed" in p.stderr
+    p = dotagent("next", "-n", "3", "--json", env=cli_env)
+    assert len(json.loads(p.stdout)) == 3 and p.stderr == ""
+
+
+def test_next_lists_a_long_interval_up_to_the_calendars_end(dotagent_home: Path,
+                                                            cli_env: dict[str, str]) -> None:
+    # Every 10 years (the longest interval a manifest may have): 10000 of them would pass
+    # year 9999, where datetime ends; the listing stops there instead of failing.
+    _agent(dotagent_home, "decade", schedule=f'type = "interval"\ninterval_minutes = '
+                                             f'{10 * 366 * 24 * 60}')
+    for args in (["-n", "5000"], ["--hours", "inf"]):
+        p = dotagent("next", *args, "--json", env=cli_env)
+        assert p.returncode == 0, (args, p.stderr)
+        fires = json.loads(p.stdout)
+        assert fires[0]["kind"] == "due" and fires[0]["in_seconds"] == 0
+        assert 700 < len(fires) < 1000, len(fires)  # one per 10 years from now to 9999
+        assert fires[-1]["at"].startswith("99"), fires[-1]
