@@ -85,3 +85,32 @@ def test_next_lists_a_long_interval_up_to_the_calendars_end(dotagent_home: Path,
         assert fires[0]["kind"] == "due" and fires[0]["in_seconds"] == 0
         assert 700 < len(fires) < 1000, len(fires)  # one per 10 years from now to 9999
         assert fires[-1]["at"].startswith("99"), fires[-1]
+
+
+def test_a_corrupt_paused_json_is_said_not_silently_ignored(dotagent_home: Path,
+                                                             cli_env: dict[str, str]) -> None:
+    _agent(dotagent_home, "job")
+    assert dotagent("pause", "job", env=cli_env).returncode == 0
+    assert _status_json(cli_env)["counts"]["paused"] == 1
+    paused = dotagent_home / "state" / "paused.json"
+    for content, reason in (("{garbage", "not JSON"), ('["job"]', 'not {"paused": {…}}')):
+        paused.write_text(content)
+        status = _status_json(cli_env)
+        assert status["counts"]["paused"] == 0  # the daemon would dispatch it: say why
+        assert status["notes"] == [f"{paused} cannot be used: {reason}; nothing is paused "
+                                   "while it is so (`dotagent pause` writes it anew)"]
+        text = dotagent("status", env=cli_env)
+        assert f"note: {paused} cannot be used: {reason}" in text.stdout + text.stderr
+        doctor = dotagent("doctor", "--json", env=cli_env)
+        general = json.loads(doctor.stdout)["general"]
+        assert [(g["path"], g["severity"]) for g in general
+                if "paused" in g["message"]] == [(str(paused), "warning")], general
+    paused.unlink()  # absent: nothing paused, nothing to say
+    assert _status_json(cli_env)["notes"] == []
+
+
+def _status_json(env: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    p = dotagent("status", "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    out: dict = json.loads(p.stdout)  # type: ignore[type-arg]
+    return out

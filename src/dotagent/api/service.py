@@ -159,6 +159,11 @@ def status_report(home: Home, env: Mapping[str, str], now: datetime, *,
     finally:
         if history is not None:
             history.close()
+    from dotagent.state.pause import Pauses
+
+    paused_problem = Pauses(home).problem()
+    if paused_problem is not None:
+        notes.append(paused_problem)
     rows = [_row(j) for j in judged]
     rank = {s: i for i, s in enumerate(STATE_ORDER)}
     rows.sort(key=lambda r: (rank.get(r.state, len(rank)), r.agent, r.schedule))
