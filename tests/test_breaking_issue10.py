@@ -4,9 +4,11 @@ after issue 10"): each one failed before its fix. Real homes, real runs, the rea
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
-from helpers import dotagent, write_agent
+from helpers import DOTAGENT, dotagent, write_agent
 
 
 def _agent(home: Path, name: str, *, schedule: str | None = None, exit_code: int = 0) -> Path:
@@ -138,3 +140,16 @@ def test_a_damaged_status_cache_is_a_miss(dotagent_home: Path, cli_env: dict[str
         assert _status_json(cli_env)["schedules"] == before["schedules"]
         nxt = json.loads(dotagent("next", "-n", "1", "--json", env=cli_env).stdout)
         assert "T09:00:00" in nxt[0]["at"] and nxt[0]["kind"] == "window", nxt
+
+
+def test_logs_follow_with_stdout_closed_ends_at_once(dotagent_home: Path,
+                                                      cli_env: dict[str, str]) -> None:
+    # `dotagent logs -f >&-`: nobody can ever read it, so following would only burn a poll
+    # every 0.2 s for ever (as `tail -f >&-` does not: it fails at its first write).
+    _agent(dotagent_home, "job")
+    assert dotagent("run-now", "job", env=cli_env).returncode == 0
+    for args in (["logs", "-f", "job"], ["logs", "-f"]):
+        p = subprocess.run([DOTAGENT, *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env=cli_env, timeout=10,
+                           check=False, preexec_fn=lambda: os.close(1))
+        assert (p.returncode, p.stderr) == (0, ""), args
