@@ -3,6 +3,7 @@ after issue 10"): each one failed before its fix. Real homes, real runs, the rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -153,3 +154,55 @@ def test_logs_follow_with_stdout_closed_ends_at_once(dotagent_home: Path,
                            stderr=subprocess.PIPE, text=True, env=cli_env, timeout=10,
                            check=False, preexec_fn=lambda: os.close(1))
         assert (p.returncode, p.stderr) == (0, ""), args
+
+
+def test_status_after_kill_9_names_the_runs_left_running(dotagent_home: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    # A real daemon starts a long run and is killed with SIGKILL: its agent keeps running
+    # in its own process group. status said "not running" and listed nothing, as if nothing
+    # ran; it now names the run left behind (and the next daemon reaps it, as before).
+    import signal
+    import time
+
+    write_agent(dotagent_home / "agents", "slow", """
+        [agent]
+        name = "slow"
+        timeout_seconds = 120
+        [run]
+        command = "/bin/sh"
+        args = ["-c", "echo started; sleep 60"]
+        [[schedules]]
+        id = "main"
+        type = "interval"
+        interval_minutes = 60
+        """)
+    daemon = subprocess.Popen([DOTAGENT, "daemon"], env=cli_env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while pid is None and time.monotonic() < deadline:
+            running = _status_json(cli_env)["running"]
+            pid = running[0]["pid"] if running else None
+            time.sleep(0.1)
+        assert pid is not None, "the daemon never started the agent"
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        status = _status_json(cli_env)
+        assert status["daemon"]["running"] is False and status["running"] == []
+        [note] = status["notes"]
+        assert note.startswith("still running, left by a daemon that did not stop cleanly: "
+                               f"slow.main (pid {pid}, since "), note
+        text = dotagent("status", env=cli_env).stdout
+        assert f"slow.main (pid {pid}" in text
+        os.killpg(pid, signal.SIGKILL)  # the orphan is gone: nothing to say any more
+        deadline = time.monotonic() + 10
+        while _status_json(cli_env)["notes"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _status_json(cli_env)["notes"] == []
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
