@@ -144,6 +144,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
             str(home), None, "DOTAGENT_HOME", "the state directory is not a directory; "
             "nothing can be recorded (point DOTAGENT_HOME elsewhere)"))
     general.extend(_state_problems(home))
+    general.extend(_pause_problems(home))
     general.extend(_config_problems(home))
     general.extend(_root_problems(env))
     general.extend(_permission_warnings(home, env))
@@ -215,6 +216,22 @@ def _state_problems(home: Path) -> list[Problem]:
             continue
         out.append(Problem(str(path), None, "", message))
     return out
+
+
+def _pause_problems(home: Path) -> list[Problem]:
+    """A `state/paused.json` that means nothing: every pause it held is ignored."""
+    from dotagent.paths import Home
+    from dotagent.state.pause import Pauses
+
+    if not home.is_dir():
+        return []
+    try:
+        pauses = Pauses(Home(home))
+    except DotagentError:
+        return []
+    problem = pauses.problem()
+    return [] if problem is None else [Problem(str(pauses.path), None, "", problem,
+                                               "warning")]
 
 
 def _kind(mode: int) -> str:

@@ -8,7 +8,8 @@ Loading 500 manifests costs about 0.3 s (pydantic's import and model building, t
 version and each candidate `agent.toml`'s (device, inode, size, mtime, ctime): while nothing
 of that changed, the views are read back from there and no manifest is parsed. Any change —
 a manifest edited, added, removed, renamed, a root added — means one full discovery, whose
-result replaces the file. The file is only a cache: unreadable, foreign or stale, it is
+result replaces the file. The file is only a cache: unreadable, foreign, stale or damaged (its
+first line holds the sha256 of the rest), it is
 ignored; one that cannot be written is not an error (docs/decisions.md, "status keeps a
 cache of the discovered manifests").
 """
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_FILE", "AgentSet", "AgentView", "ScheduleView", "load_agents", "view_of"]
 
 CACHE_FILE = "api-agents.json"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: a header line with the body's sha256
 _MAX_CACHE = 64 * 1024 * 1024
 
 
@@ -197,29 +198,39 @@ def _signature(env: Mapping[str, str], home: Home, salt: bytes) -> dict[str, Any
 
 
 def _read_cache(path: Path, signature: dict[str, Any]) -> AgentSet | None:
+    """The cached views when the file is ours, current and intact: its first line holds the
+    signature and the sha256 of the rest, so a damaged or edited body is a miss, never views
+    that break the commands reading them."""
     from dotagent.boundedread import read_bounded
 
     try:
-        data = json.loads(read_bounded(path, _MAX_CACHE, follow_links=False))
-        if not isinstance(data, dict) or data.get("signature") != signature:
+        head, _, body = read_bounded(path, _MAX_CACHE, follow_links=False).partition(b"\n")
+        header = json.loads(head)
+        if not isinstance(header, dict) or header.get("signature") != signature \
+                or header.get("sha256") != hashlib.sha256(body).hexdigest():
             return None
+        data = json.loads(body)
         return AgentSet(agents={a["name"]: AgentView.from_cache(a) for a in data["agents"]},
                         problems=list(data["problems"]), from_cache=True)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
 
 
 def _write_cache(path: Path, signature: dict[str, Any], agents: AgentSet) -> None:
-    from dotagent.atomicfile import write_json_atomic
+    from dotagent.atomicfile import write_atomic
     from dotagent.errors import DotagentError
 
     if not path.parent.is_dir():
         return  # a read command does not create the state directory
     # Only a cache: one that cannot be written is discovered again next time.
     with contextlib.suppress(OSError, DotagentError, TypeError, ValueError):
-        write_json_atomic(path, {"signature": signature,
-                                 "agents": [a.to_cache() for a in agents.agents.values()],
-                                 "problems": agents.problems})
+        body = json.dumps({"agents": [a.to_cache() for a in agents.agents.values()],
+                           "problems": agents.problems},
+                          ensure_ascii=False).encode("utf-8", errors="backslashreplace")
+        header = json.dumps({"signature": signature,
+                             "sha256": hashlib.sha256(body).hexdigest()},
+                            ensure_ascii=False).encode("utf-8", errors="backslashreplace")
+        write_atomic(path, header + b"\n" + body)
 
 
 def load_agents(home: Home, env: Mapping[str, str], *, use_cache: bool = True) -> AgentSet:

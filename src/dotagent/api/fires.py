@@ -8,7 +8,7 @@ run (`missed`), retries used up — is skipped."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dotagent.schedule.windows import (
     CalendarRule,
@@ -44,8 +44,8 @@ def fires(rule: Rule, state: ScheduleState, policy: Policy, now: datetime,
         yield first, "due" if first <= start else "retry"
         if isinstance(rule, IntervalRule) and first <= start:
             # The catch-up (or first) run starts about now: the interval counts from it.
-            for k in range(1, MAX_FIRES + 1):
-                yield first + k * rule.every, "window"
+            for at in _steps(first, rule.every, 1, MAX_FIRES):
+                yield at, "window"
             return
     while nxt is not None:
         yield nxt, "window"
@@ -76,7 +76,18 @@ def _windows(rule: Rule, state: ScheduleState, policy: Policy, start: datetime,
     anchor = state.interval_anchor
     if anchor is None:
         return  # never started: `first` (due now) is the only known instant
-    k = max(1, int((start - anchor) // rule.every) + 1)
-    while True:
-        yield anchor + k * rule.every
+    yield from _steps(anchor, rule.every, max(1, int((start - anchor) // rule.every) + 1))
+
+
+def _steps(base: datetime, every: timedelta, k: int,
+           count: int | None = None) -> Iterator[datetime]:
+    """`base + k × every`, `base + (k+1) × every`, … (`count` of them, or all) up to the
+    last instant a datetime holds: a long interval reaches year 9999 within MAX_FIRES."""
+    end = None if count is None else k + count
+    while end is None or k < end:
+        try:
+            at = base + k * every
+        except OverflowError:
+            return
+        yield at
         k += 1

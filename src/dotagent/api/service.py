@@ -159,6 +159,11 @@ def status_report(home: Home, env: Mapping[str, str], now: datetime, *,
     finally:
         if history is not None:
             history.close()
+    from dotagent.state.pause import Pauses
+
+    paused_problem = Pauses(home).problem()
+    if paused_problem is not None:
+        notes.append(paused_problem)
     rows = [_row(j) for j in judged]
     rank = {s: i for i, s in enumerate(STATE_ORDER)}
     rows.sort(key=lambda r: (rank.get(r.state, len(rank)), r.agent, r.schedule))
@@ -168,6 +173,8 @@ def status_report(home: Home, env: Mapping[str, str], now: datetime, *,
         running, problem = _live_runs(home, now)
         if problem:
             notes.append(problem)
+    else:
+        notes.extend(_orphans(home, zone))
     return StatusReport(str(home.root), now, zone, daemon, rows, running, agents.problems,
                         notes)
 
@@ -188,6 +195,29 @@ def _row(j: Judged) -> StatusRow:
         last_run, outcome, code = None, None, None
     return StatusRow(j.agent.name, j.schedule.id, j.health.state, j.health.reason, last_run,
                      outcome, code, j.next_run, j.pause, j.snoozed_until)
+
+
+def _orphans(home: Home, zone: tzinfo) -> list[str]:
+    """With no daemon running, the processes a daemon that died without cleaning up
+    (`kill -9`, a crash) left running, still provably the ones it recorded (the checks the
+    next daemon's reaping makes): nobody holds their deadlines."""
+    import os
+
+    from dotagent.errors import DotagentError
+    from dotagent.state.supervisor import SupervisorSnapshot, classify, probe_process
+
+    try:
+        records = SupervisorSnapshot(home).read()
+    except DotagentError:
+        return []
+    alive = [r for r in records if classify(r, probe_process(r.pid), os.getpid()) == "reap"]
+    if not alive:
+        return []
+    shown = ", ".join(f"{r.label} (pid {r.pid}, since "
+                      f"{r.started_at.astimezone(zone).strftime('%m-%d %H:%M')})"
+                      for r in alive)
+    return [f"still running, left by a daemon that did not stop cleanly: {shown}; nobody "
+            "holds their deadlines until the next `dotagent daemon` stops them at its start"]
 
 
 def _live_runs(home: Home, now: datetime) -> tuple[list[LiveRun], str | None]:

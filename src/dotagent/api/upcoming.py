@@ -63,8 +63,9 @@ def next_report(home: Home, env: Mapping[str, str], now: datetime, *,
     agents = agents or load_agents(home, env)
     judged = judge_all(home, [a for a in agents.agents.values() if a.monitor], zone, now,
                        history=None)
-    limit = MAX_FIRES if hours is not None else (DEFAULT_COUNT if count is None else count)
-    horizon = None if hours is None else now + timedelta(hours=hours)
+    limit = MAX_FIRES if hours is not None else min(DEFAULT_COUNT if count is None else count,
+                                                    MAX_FIRES)
+    horizon = None if hours is None else _horizon(now, hours)
     merged = heapq.merge(*(_tagged(j, now) for j in judged), key=lambda t: t[0])
     out: list[Fire] = []
     truncated = False
@@ -72,11 +73,20 @@ def next_report(home: Home, env: Mapping[str, str], now: datetime, *,
         if horizon is not None and at > horizon:
             break
         if len(out) >= limit:
-            truncated = hours is not None
+            truncated = hours is not None or (count is not None and count > MAX_FIRES)
             break
         secs = round(max(0.0, (at - now).total_seconds()), 3)
         out.append(Fire(agent, schedule, at, kind, secs))
     return NextReport(now, zone, out, truncated)
+
+
+def _horizon(now: datetime, hours: float) -> datetime | None:
+    """`now + hours`, or None (no horizon but MAX_FIRES) past the last instant datetime
+    holds (`--hours 1e9`, `inf`)."""
+    try:
+        return now + timedelta(hours=hours)
+    except OverflowError:
+        return None
 
 
 def _tagged(j: Judged, now: datetime) -> Iterator[tuple[datetime, str, str, str]]:

@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing would cost `--version` more than all the rest
     from typing import TextIO
 
-__all__ = ["failure", "finish", "install", "say"]
+__all__ = ["closed_at_start", "failure", "finish", "install", "say"]
 
 _STREAMS = ("stdin", "stdout", "stderr")
 
@@ -89,11 +89,21 @@ def _point_at_devnull(fd: int) -> None:
         pass
 
 
+_closed_at_start: set[int] = set()
+
+
 def _reserve(fd: int) -> None:
     try:
         os.fstat(fd)
     except OSError:
+        _closed_at_start.add(fd)
         _point_at_devnull(fd)
+
+
+def closed_at_start(fd: int) -> bool:
+    """Whether descriptor `fd` was closed when dotagent started (`>&-`): nobody can ever
+    read what is written there (it now leads to /dev/null)."""
+    return fd in _closed_at_start
 
 
 def _tolerant(fd: int, name: str, old: TextIO | None) -> TextIO:

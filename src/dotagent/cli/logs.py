@@ -176,8 +176,9 @@ def _follow(home: Any, agents: dict[str, Path], count: int, schedule_id: str | N
                 for text in followers[name].poll():
                     printer.line(name, text)
             sys.stdout.flush()
-            if _streams.failure("stdout") is not None or _reader_gone():
-                break  # nobody reads any more (or the output is full): stop
+            if _streams.failure("stdout") is not None or _reader_gone() \
+                    or _streams.closed_at_start(1):
+                break  # nobody reads any more (or the output is full, or closed): stop
             polls += 1
             if not fixed and polls % RESCAN_POLLS == 0:
                 for name, active in _logged_agents(home).items():

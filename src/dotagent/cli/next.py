@@ -13,7 +13,7 @@ __all__ = ["command"]
 
 @click.command("next")
 @click.option("-n", "count", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Show the next N fires across all agents (default 10).")
+              help="Show the next N fires across all agents (default 10, at most 10000).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="H", help="Show every fire in the next H hours instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of fires.")
@@ -31,6 +31,8 @@ def command(count: int | None, hours: float | None, as_json: bool) -> int:
     from dotagent.errors import UsageError
     from dotagent.paths import Home
 
+    if hours is not None and hours != hours:  # NaN passes every comparison of FloatRange
+        raise click.BadParameter("'nan' is not a number of hours", param_hint="'--hours'")
     if count is not None and hours is not None:
         raise UsageError("-n and --hours cannot be combined: choose a number of fires or a "
                          "time span")

@@ -273,6 +273,8 @@ class History:
 
     # -- reads ------------------------------------------------------------------------
     def get(self, run_id: int) -> RunRecord | None:
+        if not _SQLITE_MIN <= run_id <= _SQLITE_MAX:  # no row can have it; SQLite would raise
+            return None
         rows = self._read("read a run", f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         return RunRecord._from_row(rows[0]) if rows else None
 
@@ -450,6 +452,10 @@ def _filters(*, agent: str | None, schedule: str | None,
     return where, params
 
 
+# The range of an SQLite INTEGER: a Python int outside it cannot even be bound as a parameter.
+_SQLITE_MIN, _SQLITE_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 def _query_sql(*, agent: str | None = None, schedule: str | None = None,
                limit: int | None = 20, since: float | None = None,
                failed_only: bool = False) -> tuple[str, list[Any]]:
@@ -464,7 +470,7 @@ def _query_sql(*, agent: str | None = None, schedule: str | None = None,
     sql += " ORDER BY started_at DESC, id DESC"
     if limit is not None:
         sql += " LIMIT ?"
-        params.append(max(0, limit))
+        params.append(min(max(0, limit), _SQLITE_MAX))  # "at most N": more than exist is all
     return sql, params
 
 

@@ -4,7 +4,7 @@ dispatched, is shown as paused (never stale) and raises no alert.
 `state/paused.json`: `{"paused": {"<agent>": {"since": <epoch s>, "until": <epoch s> | null},
 "<agent>/<schedule>": {…}}}` — the agent key pauses every schedule of it; `until` null means
 "until resumed". Expired entries are dropped when the file is next written. A missing,
-unreadable or corrupt file means nothing is paused (and `doctor` says when it is corrupt).
+unreadable or corrupt file means nothing is paused (`status` and `doctor` say so).
 """
 
 from __future__ import annotations
@@ -64,6 +64,24 @@ class Pauses:
                 continue
             out[key] = Pause(key, since, until)
         return out
+
+    def problem(self) -> str | None:
+        """Why `paused.json` is there but means nothing (unreadable, not JSON, not the
+        shape above), or None when it is fine or absent: every pause it held is ignored."""
+        try:
+            data = json.loads(read_bounded(self.path, follow_links=False).decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        except (UnicodeDecodeError, ValueError):
+            reason = "not JSON"
+        else:
+            if isinstance(data, dict) and isinstance(data.get("paused"), dict):
+                return None
+            reason = 'not {"paused": {…}}'
+        return (f"{self.path} cannot be used: {reason}; nothing is paused while it is so "
+                "(`dotagent pause` writes it anew)")
 
     def active(self, agent: str, schedule: str | None, now: float) -> Pause | None:
         """The pause covering (agent, schedule) now, or None. With both an agent-wide and a
