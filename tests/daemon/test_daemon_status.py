@@ -49,3 +49,25 @@ def test_status_sees_the_daemon_and_its_live_run(home: Path, daemon: DaemonProce
     assert after["running"] == []
     (row,) = after["schedules"]
     assert row["agent"] == "slow" and row["last_outcome"] == "interrupted"
+
+
+def test_a_run_in_progress_is_not_degraded_and_an_overlapped_window_is_named(
+        home: Path, daemon: DaemonProcess, daemon_env: dict[str, str]) -> None:
+    """An every-2 s schedule whose run lasts longer: while it runs, status says it runs (state
+    ok), and names the window that came due meanwhile as skipped for the overlap."""
+    write_agent(home / "agents", "busy", timeout=600, schedule="""
+        type = "expression"
+        expression = "*:*:0/2"
+        """, script='touch "$AGENT_HOME/started"\nexec sleep 60\n')
+    daemon.start()
+    wait_for(lambda: (home / "agents" / "busy" / "started").exists(), 30, "the run to start")
+    wait_for(lambda: (home / "state" / "supervisor.json").exists(), 30, "supervisor.json")
+
+    def overlapped() -> dict | None:
+        (row,) = _status(daemon_env)["schedules"]
+        return row if "skipped (overlap)" in row["reason"] else None
+
+    row = wait_for(overlapped, 15, "a window to come due during the run")
+    assert row["state"] == "ok"
+    assert row["reason"].startswith("running since ")
+    assert daemon.stop() == 0

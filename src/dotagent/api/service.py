@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from dotagent.api.agents import AgentSet, load_agents
@@ -164,9 +164,6 @@ def status_report(home: Home, env: Mapping[str, str], now: datetime, *,
     paused_problem = Pauses(home).problem()
     if paused_problem is not None:
         notes.append(paused_problem)
-    rows = [_row(j) for j in judged]
-    rank = {s: i for i, s in enumerate(STATE_ORDER)}
-    rows.sort(key=lambda r: (rank.get(r.state, len(rank)), r.agent, r.schedule))
     daemon = daemon_info(home, zone)
     running: list[LiveRun] = []
     if daemon.running:
@@ -175,6 +172,12 @@ def status_report(home: Home, env: Mapping[str, str], now: datetime, *,
             notes.append(problem)
     else:
         notes.extend(_orphans(home, zone))
+    live = {(r.agent, r.schedule): r for r in running
+            if r.kind in ("agent", "persistent_agent")}
+    rows = [_while_running(_row(j), j, live.get((j.agent.name, j.schedule.id)), now, zone)
+            for j in judged]
+    rank = {s: i for i, s in enumerate(STATE_ORDER)}
+    rows.sort(key=lambda r: (rank.get(r.state, len(rank)), r.agent, r.schedule))
     return StatusReport(str(home.root), now, zone, daemon, rows, running, agents.problems,
                         notes)
 
@@ -195,6 +198,34 @@ def _row(j: Judged) -> StatusRow:
         last_run, outcome, code = None, None, None
     return StatusRow(j.agent.name, j.schedule.id, j.health.state, j.health.reason, last_run,
                      outcome, code, j.next_run, j.pause, j.snoozed_until)
+
+
+def _while_running(row: StatusRow, j: Judged, run: LiveRun | None, now: datetime,
+                   zone: tzinfo) -> StatusRow:
+    """A schedule whose run is going on now. The window files only learn of an attempt when
+    it ends, so its window (or one that came due during the run, which the daemon will skip
+    as an overlap) reads as "has not run yet": while the run lasts, that is not degraded.
+    Any other state stays (a retry in progress is still a failing window); the reason says
+    that it runs."""
+    if run is None:
+        return row
+    from dataclasses import replace
+
+    from dotagent.schedule.windows import expected_at
+
+    since = run.started_at.astimezone(zone).strftime("%H:%M:%S")
+    doing = f"running since {since} ({run.age_seconds} s of its {run.deadline_seconds} s)"
+    exp = expected_at(j.rule, j.state, now)
+    window = j.state.window
+    pending = exp is not None and (window is None or window.expected_at < exp
+                                   or window.attempts == 0)
+    if row.state == "degraded" and pending:
+        assert exp is not None
+        if exp > run.started_at + timedelta(seconds=1):
+            at = exp.astimezone(zone).strftime("%H:%M:%S")
+            doing += f"; the window of {at} came due meanwhile and is skipped (overlap)"
+        return replace(row, state="ok", reason=doing)
+    return replace(row, reason=f"{doing}; {row.reason}")
 
 
 def _orphans(home: Home, zone: tzinfo) -> list[str]:
