@@ -71,6 +71,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path,
     assert (s["Type"], s["Restart"], s["RestartSec"]) == (["simple"], ["always"], ["10"])
     assert s["WantedBy"] == ["default.target"]
     assert (s["KillMode"], s["UMask"]) == (["mixed"], ["0077"])
+    assert s["RestartPreventExitStatus"] == ["77 78"]  # refusals a restart cannot cure
     assert systemd_syntax.exec_start(text) == [DOTAGENT, "daemon"]
     home = env["DOTAGENT_HOME"]
     assert systemd_syntax.environment(text) == {"DOTAGENT_HOME": home}

@@ -38,7 +38,7 @@ def test_config_syntax_error_exits_78(home: Path, daemon: DaemonProcess) -> None
 
 def test_self_hash_mismatch_refuses_to_start(home: Path, daemon: DaemonProcess) -> None:
     (home / "daemon.sha256").write_text("0" * 64)  # not what is installed
-    assert daemon.spawn().wait() == 1
+    assert daemon.spawn().wait() == 77  # EX_NOPERM: the unit does not restart into it
     text = daemon.log()
     assert "the installed dotagent differs from the one recorded in " \
            f"{home / 'daemon.sha256'}" in text

@@ -7,13 +7,15 @@ from typing import Any
 import click
 
 from dotagent.cli.app import AgentStatusCommand
-from dotagent.errors import DotagentError
+from dotagent.errors import EX_NOPERM, DotagentError
 
 __all__ = ["command"]
 
 
 class InstallationChanged(DotagentError):
-    sysexit = 1
+    # 77 (EX_NOPERM), not 1: a service manager must not restart into the same refusal every
+    # few seconds (the unit lists it in RestartPreventExitStatus=, with 78 for a bad config).
+    sysexit = EX_NOPERM
 
 
 def default_log(text: str) -> None:

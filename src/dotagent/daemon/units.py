@@ -151,6 +151,9 @@ def systemd_unit(spec: UnitSpec) -> str:
     lines += [
         "Restart=always",
         "RestartSec=10",
+        # Refusals a restart cannot cure: the installation differs from the recorded one
+        # (77; `dotagent selfcheck --record` after an upgrade) or config.toml is invalid (78).
+        "RestartPreventExitStatus=77 78",
         # The daemon stops its agents itself (TERM, grace, KILL, each run recorded) and then
         # drains its notifiers; systemd only kills what is left when the daemon has exited.
         "KillMode=mixed",
