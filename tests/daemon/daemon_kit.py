@@ -128,6 +128,25 @@ def write_agent(root: Path, name: str, *, script: str, schedule: str,
     return d
 
 
+def fake_op(daemon_env: dict[str, str], tmp_path: Path, body: str) -> Path:
+    """A stand-in 1Password CLI: `op` on the daemon's PATH running the sh `body` before it
+    prints `resolved`, and a private secrets.env whose one key is an `op://` reference to
+    it. Returns the secrets file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    op = bin_dir / "op"
+    op.write_text(f"#!/bin/sh\n{body}\nprintf resolved\n")
+    op.chmod(0o755)
+    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
+    vault = tmp_path / "vault"
+    vault.mkdir(exist_ok=True)
+    secrets = vault / "secrets.env"
+    secrets.write_text("REF=op://Private/item/field\n")
+    secrets.chmod(0o600)
+    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    return secrets
+
+
 # --------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------

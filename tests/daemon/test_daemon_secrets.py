@@ -12,6 +12,7 @@ from daemon_kit import (
     DaemonProcess,
     audit_events,
     events_of,
+    fake_op,
     gone,
     history_rows,
     wait_for,
@@ -127,19 +128,8 @@ def test_a_slow_op_on_sighup_does_not_hold_the_schedules(
         home: Path, daemon: DaemonProcess, daemon_env: dict[str, str], tmp_path: Path) -> None:
     """`op` takes 4 s on the reload: the loop keeps dispatching meanwhile (runs of a 1 s
     schedule land in history), and `config_reloaded` comes once the store is in."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     gate = tmp_path / "op-slow"
-    op = bin_dir / "op"
-    op.write_text(f"#!/bin/sh\n[ -e {gate} ] && sleep 4\nprintf resolved\n")
-    op.chmod(0o755)
-    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
-    vault = tmp_path / "vault"
-    vault.mkdir()
-    secrets = vault / "secrets.env"
-    secrets.write_text("REF=op://Private/item/field\n")
-    secrets.chmod(0o600)
-    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    fake_op(daemon_env, tmp_path, f"[ -e {gate} ] && sleep 4")
     write_agent(home / "agents", "ticker", schedule='type = "expression"\nexpression = "*:*:*"',
                 script="exit 0\n")
     daemon.start()
@@ -179,20 +169,8 @@ def test_sighups_while_op_hangs_are_coalesced_and_sigterm_exits_at_once(
     """Ten SIGHUPs while `op` hangs queue one more load, not ten `op` calls of up to 10 s
     each; a SIGTERM then stops the hung `op` and exits within a few seconds, with nothing
     recorded after `daemon_stopped` and no error on stderr."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     gate, calls = tmp_path / "op-hang", tmp_path / "op-calls"
-    op = bin_dir / "op"
-    op.write_text(f"#!/bin/sh\necho $$ >> {calls}\n[ -e {gate} ] && exec sleep 60\n"
-                  "printf resolved\n")
-    op.chmod(0o755)
-    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
-    vault = tmp_path / "vault"
-    vault.mkdir()
-    secrets = vault / "secrets.env"
-    secrets.write_text("REF=op://Private/item/field\n")
-    secrets.chmod(0o600)
-    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    fake_op(daemon_env, tmp_path, f"echo $$ >> {calls}\n[ -e {gate} ] && exec sleep 60")
     write_agent(home / "agents", "idle", schedule=NEVER, script="exit 0\n")
     daemon.start()
     wait_for(lambda: events_of(home, "secrets_loaded"), 10, "the first load")

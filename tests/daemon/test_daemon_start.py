@@ -88,21 +88,10 @@ def test_sigterm_and_sighup_during_start_up_stop_it_cleanly(
     SIGTERM is kept: the load finishes, nothing runs, `daemon_stopped` is recorded, exit 0."""
     import signal
 
-    from daemon_kit import history_rows
+    from daemon_kit import fake_op, history_rows
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     started = tmp_path / "op-started"
-    op = bin_dir / "op"
-    op.write_text(f"#!/bin/sh\n: > {started}\nsleep 2\nprintf resolved\n")
-    op.chmod(0o755)
-    daemon_env["PATH"] = f"{bin_dir}:{daemon_env['PATH']}"
-    vault = tmp_path / "vault"
-    vault.mkdir()
-    secrets = vault / "secrets.env"
-    secrets.write_text("REF=op://Private/item/field\n")
-    secrets.chmod(0o600)
-    daemon_env["DOTAGENT_SECRETS_FILE"] = str(secrets)
+    fake_op(daemon_env, tmp_path, f": > {started}\nsleep 2")
     write_agent(home / "agents", "due", schedule='type = "interval"\ninterval_minutes = 60',
                 script="exit 0\n")
     daemon = daemons().spawn()
