@@ -50,6 +50,26 @@ def simple_agent(root: Path, name: str, command: str, args: list[str], *,
     return write_agent(root, name, body)
 
 
+def sh_agent(root: Path, name: str, script: str, *, schedules: str | None = None) -> Path:
+    """An agent running `/bin/sh -c script`; `schedules` replaces its one `[[schedules]]`
+    table (id "main", every 60 minutes) with tables of your own."""
+    import json
+
+    return write_agent(root, name, f"""
+    [agent]
+    name = "{name}"
+    timeout_seconds = 30
+    [run]
+    command = "/bin/sh"
+    args = ["-c", {json.dumps(script)}]
+    """ + (schedules or """
+    [[schedules]]
+    id = "main"
+    type = "interval"
+    interval_minutes = 60
+    """))
+
+
 def dotagent(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DOTAGENT, *args], capture_output=True, text=True,

@@ -11,27 +11,14 @@ from pathlib import Path
 from dotagent.paths import Home
 from dotagent.state.history import History
 
-from helpers import dotagent, write_agent
+from helpers import dotagent, sh_agent
 
 PAD = "x" * 25
 RUN_KEYS = {"id", "agent", "schedule", "source", "started_at", "finished_at", "exit_code",
             "timed_out", "outcome", "attempt", "duration_seconds"}
 
 
-def agent(root: Path, name: str, script: str, *, schedules: str = "") -> None:
-    write_agent(root, name, f"""
-    [agent]
-    name = "{name}"
-    timeout_seconds = 30
-    [run]
-    command = "/bin/sh"
-    args = ["-c", {json.dumps(script)}]
-    [[schedules]]
-    id = "main"
-    type = "interval"
-    interval_minutes = 60
-    {schedules}
-    """)
+agent = sh_agent
 
 
 def setup(tmp_path: Path, cli_env: dict[str, str]) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -14,23 +13,9 @@ from pathlib import Path
 from dotagent.paths import Home
 from dotagent.state.agentlog import AgentLogWriter, segments
 
-from helpers import DOTAGENT, dotagent, write_agent
+from helpers import DOTAGENT, dotagent, sh_agent
 
-
-def agent(root: Path, name: str, script: str, *, schedules: str | None = None) -> None:
-    write_agent(root, name, f"""
-    [agent]
-    name = "{name}"
-    timeout_seconds = 30
-    [run]
-    command = "/bin/sh"
-    args = ["-c", {json.dumps(script)}]
-    """ + (schedules or """
-    [[schedules]]
-    id = "main"
-    type = "interval"
-    interval_minutes = 60
-    """))
+agent = sh_agent
 
 
 def run_now(cli_env: dict[str, str], name: str, *extra: str) -> None:
