@@ -23,6 +23,14 @@ from dotagent.runner.lifecycle import RunRequest
 from plugin_kit import RECORDER, audit_events, plugin_env, write_plugin
 
 
+def _recording_plugin(tmp_path: Path, name: str) -> tuple[dict[str, str], Path]:
+    """A real plugin `name` that records each payload it gets: (its env, the record dir)."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    record.mkdir()
+    write_plugin(bin_dir, name, RECORDER)
+    return {**plugin_env(bin_dir), "RECORD_DIR": str(record)}, record
+
+
 def _outbox_alerts(home: Path, env: dict[str, str], config: Config | None = None,
                    **kw: Any) -> Alerts:
     outbox = Outbox(Home(home), AuditLog(Home(home)), env=env, background=False)
@@ -59,10 +67,7 @@ def _plugin_notifieragent(home: Path) -> Any:
 
 def test_alert_never_runs_a_plugin_notifier_outside_allowed_plugins(
         dotagent_home: Path, tmp_path: Path) -> None:
-    bin_dir, record = tmp_path / "bin", tmp_path / "record"
-    record.mkdir()
-    write_plugin(bin_dir, "evil", RECORDER)
-    env = {**plugin_env(bin_dir), "RECORD_DIR": str(record)}
+    env, record = _recording_plugin(tmp_path, "evil")
     entry = with_state(_plugin_notifieragent(dotagent_home), **GIVEN_UP)
     _outbox_alerts(dotagent_home, env).sweep([entry], NOW)
     assert list(record.iterdir()) == []  # the plugin never ran
@@ -73,10 +78,7 @@ def test_alert_never_runs_a_plugin_notifier_outside_allowed_plugins(
 
 def test_a_notice_held_for_quiet_hours_keeps_the_restriction(dotagent_home: Path,
                                                              tmp_path: Path) -> None:
-    bin_dir, record = tmp_path / "bin", tmp_path / "record"
-    record.mkdir()
-    write_plugin(bin_dir, "evil", RECORDER)
-    env = {**plugin_env(bin_dir), "RECORD_DIR": str(record)}
+    env, record = _recording_plugin(tmp_path, "evil")
     result = parse_config(b'[quiet_hours]\nstart = "11:00"\nend = "13:00"\ntimezone = "UTC"\n',
                           Path("config.toml"))
     assert result.config is not None
@@ -165,10 +167,7 @@ def test_a_snooze_silences_the_hooks_too(dotagent_home: Path) -> None:
 
 def test_plugin_hooks_notice_invokes_a_real_plugin_with_the_event(dotagent_home: Path,
                                                                   tmp_path: Path) -> None:
-    bin_dir, record = tmp_path / "bin", tmp_path / "record"
-    record.mkdir()
-    write_plugin(bin_dir, "pager", RECORDER)
-    env = {**plugin_env(bin_dir), "RECORD_DIR": str(record)}
+    env, record = _recording_plugin(tmp_path, "pager")
     entry = _hooked(dotagent_home)
     hooks = PluginHooks(Home(dotagent_home), AuditLog(Home(dotagent_home)), env)
     request = RunRequest(loaded=entry.loaded, schedule=entry.schedule, source="daemon")
@@ -188,11 +187,8 @@ def test_the_daemon_runs_alert_hooks_as_listed_notify_processes(dotagent_home: P
     the daemon's live registry (kind notify) so status lists it and shutdown can stop it."""
     from dotagent.daemon.loop import Daemon
 
-    bin_dir, record = tmp_path / "bin", tmp_path / "record"
-    record.mkdir()
+    env, record = _recording_plugin(tmp_path, "pager")
     seen = tmp_path / "seen-in-registry"
-    write_plugin(bin_dir, "pager", RECORDER)
-    env = {**plugin_env(bin_dir), "RECORD_DIR": str(record)}
     daemon = Daemon(Home(dotagent_home), Config(), env=env, zone=UTC, log=lambda text: None)
     original = daemon.spawned
 
