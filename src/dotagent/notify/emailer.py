@@ -101,7 +101,7 @@ class EmailDriver:
             raise NotifyError(f"TLS with {host} failed: {exc.reason or type(exc).__name__}"
                               ) from None
         except TimeoutError:
-            raise NotifyError(f"{host} did not answer within {ctx.timeout:g}s") from None
+            raise NotifyError(f"{host} did not finish within {ctx.timeout:g}s") from None
         except (smtplib.SMTPException, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
                 type(exc).__name__
