@@ -479,6 +479,8 @@ class CommandNotAllowed(Event):
     agent: str
     schedule: str
     command: str
+    # False under `[security] enforcement = "warn"`: recorded (at notice), and the run went on.
+    refused: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -503,6 +505,8 @@ class SandboxUnavailable(Event):
     agent: str
     schedule: str
     reason: str
+    # False under `[security] enforcement = "warn"`: the agent ran unconfined.
+    refused: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from dotagent.audit import AuditLog
     from dotagent.secrets import SecretStore
 
-__all__ = ["load_store", "log_limits"]
+__all__ = ["enforcement", "load_store", "log_limits"]
 
 
 def log_limits(home: Home) -> tuple[int, int] | None:
@@ -28,6 +28,15 @@ def log_limits(home: Home) -> tuple[int, int] | None:
         return None
     logging = result.config.logging
     return (logging.agent_log_max_bytes, logging.agent_log_keep)
+
+
+def enforcement(home: Home) -> str:
+    """`[security] enforcement`; a broken config.toml keeps the default, "enforce" (fail
+    closed: a typo must not unconfine an agent)."""
+    from dotagent.config import load_config
+
+    config = load_config(home).config
+    return "enforce" if config is None else config.security.enforcement
 
 
 def load_store(home: Home, env: Mapping[str, str], audit: AuditLog | None) -> SecretStore:

@@ -77,7 +77,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
     import signal
 
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import load_store, log_limits
+    from dotagent.cli._config import enforcement, load_store, log_limits
     from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -112,7 +112,8 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
             secrets = load_store(home, env, audit) if loaded.manifest.env.secrets else {}
             report = execute(request, RunDeps(home=home, audit=audit, env=env, history=history,
                                               say=_say, log_limits=log_limits(home),
-                                              secrets=secrets))
+                                              secrets=secrets,
+                                              enforcement=enforcement(home)))
     except StoppedBeforeStart as exc:
         signame = signal.Signals(exc.signum).name
         _say(f"[dotagent] agent {quote_name(loaded.name)}: {signame} received before the agent "

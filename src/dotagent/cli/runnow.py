@@ -46,7 +46,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     schedule's window. Refused with exit 1 while the agent is already running.
     """
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import load_store, log_limits
+    from dotagent.cli._config import enforcement, load_store, log_limits
     from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
@@ -77,7 +77,8 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
         outbox = foreground_outbox(home, audit, env, secrets=secrets)
         deps = RunDeps(home=home, audit=audit, env=env, history=history,
                        log_limits=log_limits(home), say=_streams.say, secrets=secrets,
-                       notifiers=run_notifiers(outbox, loaded))
+                       notifiers=run_notifiers(outbox, loaded),
+                       enforcement=enforcement(home))
         deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         try:
             report = execute(request, deps)

@@ -29,7 +29,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     exhausted ones as given up. With --dry-run nothing runs and nothing is written.
     """
     from dotagent.audit import AuditLog
-    from dotagent.cli._config import load_store, log_limits
+    from dotagent.cli._config import enforcement, load_store, log_limits
     from dotagent.cli._notify import foreground_outbox, run_notifiers
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
@@ -77,7 +77,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     with History(home) as history, contextlib.closing(outbox):
         deps = RunDeps(home=home, audit=audit, env=env, history=history, windows=windows,
                        log_limits=None if dry_run else log_limits(home),
-                       say=_streams.say, secrets=secrets)
+                       say=_streams.say, secrets=secrets, enforcement=enforcement(home))
         deps.hooks = PluginHooks(home, audit, env, say=_streams.say)
         for entry, decision in decisions:
             label = f"{entry.agent}/{entry.schedule.id}"

@@ -623,7 +623,8 @@ class Daemon:
                        grace=float(self.config.daemon.shutdown_grace_seconds),
                        log_limits=(self.config.logging.agent_log_max_bytes,
                                    self.config.logging.agent_log_keep),
-                       secrets=self.secrets, notifiers=self._notifiers(entry))
+                       secrets=self.secrets, notifiers=self._notifiers(entry),
+                       enforcement=self.config.security.enforcement)
         deps.hooks = PluginHooks(self.home, self.audit, self.env, say=deps.say,
                                  on_spawn=self._spawned, on_exit=self._exited,
                                  grace=deps.grace)

@@ -20,6 +20,7 @@ from dotagent.audit import events
 from dotagent.errors import DotagentError
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
+from dotagent.runner.confine import confine
 from dotagent.runner.output import OutputCollector, StdoutSpool, open_run_log
 from dotagent.runner.process import (
     EXIT_CANNOT_EXECUTE,
@@ -65,6 +66,10 @@ class RunOutcome:
     # The whole stdout for the sinks (only when asked for, `stdout_spool=True`); whoever
     # asked closes it (runner.lifecycle does, after the sinks ran).
     stdout_spool: StdoutSpool | None = None
+    # What `[security]` made of the run: command_not_allowed / sandbox_unavailable, with the
+    # severity to record them at (runner.confine); "bwrap" when it ran confined.
+    security_events: tuple[tuple[events.Event, events.Severity], ...] = ()
+    sandbox: str = "none"
 
 
 def run_schedule(
@@ -85,6 +90,7 @@ def run_schedule(
     not_before: float | None = None,
     stdout_spool: bool = False,
     secrets: Mapping[str, str] | None = None,
+    enforcement: str = "enforce",
 ) -> RunOutcome:
     """Heartbeat start → spawn → heartbeat finish, with the per-agent log around it.
 
@@ -137,10 +143,17 @@ def run_schedule(
             timed_out = False
             duration = 0.0
             interrupted_by: int | None = None
+            security_events: tuple[tuple[events.Event, events.Severity], ...] = ()
+            sandbox = "none"
             try:
                 executable = resolve_command(manifest.run.command, loaded.working_dir(),
                                              os.environ.get("PATH"))
                 argv = ctx.argv
+                confined = confine(loaded, schedule, argv, executable, tmpdir=tmpdir,
+                                   heartbeat_file=ctx.heartbeat_file, enforcement=enforcement)
+                security_events, sandbox = confined.events, confined.sandbox
+                if confined.refused is not None:
+                    raise SpawnError(confined.refused, confined.exit_code)
 
                 def spawned(pid: int) -> None:
                     if on_spawn is not None:
@@ -150,7 +163,7 @@ def run_schedule(
                 if not_before is not None:
                     _wait_until(not_before, clock, stop)
                 result = supervise(
-                    argv, executable=executable, cwd=loaded.working_dir(),
+                    confined.argv, executable=confined.executable, cwd=loaded.working_dir(),
                     env=env, timeout=manifest.agent.timeout_seconds,
                     on_output=on_output, grace=GRACE_SECONDS if grace is None else grace,
                     stop=stop, stdin_devnull=stdin_devnull, on_spawn=spawned,
@@ -199,7 +212,7 @@ def run_schedule(
         log_error=log.error, heartbeat_error=heartbeat_error,
         echo_errors=tuple((stream, f"{type(exc).__name__}: {exc}")
                           for stream, exc in collector.echo_errors.items()),
-        stdout_spool=spool,
+        stdout_spool=spool, security_events=security_events, sandbox=sandbox,
     )
 
 
@@ -222,8 +235,9 @@ def audit_events(outcome: RunOutcome) -> list[tuple[events.Event, events.Severit
     """What a finished run leaves in the audit log, each with the severity to record it at
     (None: the event's own): `run_interrupted` when dotagent was told to stop it, then
     `agent_run` with the manifest hash it ran — notice when the run succeeded (exit 0 or one
-    of `success_exit_codes`), critical otherwise."""
-    out: list[tuple[events.Event, events.Severity | None]] = []
+    of `success_exit_codes`), critical otherwise. Before them, what `[security]` refused or
+    let through under "warn" (`command_not_allowed`, `sandbox_unavailable`)."""
+    out: list[tuple[events.Event, events.Severity | None]] = list(outcome.security_events)
     if outcome.interrupted_by is not None:
         signame = signal.Signals(outcome.interrupted_by).name
         out.append((events.RunInterrupted(

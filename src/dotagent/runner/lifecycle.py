@@ -147,6 +147,9 @@ class RunDeps:
     # The loaded secrets store (`dotagent.secrets.SecretStore`, or any mapping): the agent's
     # environment gets the values its `[env] secrets` names, and nothing else of it.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # config.toml `[security] enforcement`: "enforce" refuses a run whose `[security]` cannot
+    # be enforced (or whose command is not allowed); "warn" records it and runs unconfined.
+    enforcement: str = "enforce"
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,7 @@ def _execute(request: RunRequest, deps: RunDeps, started_wall: float) -> RunRepo
             log_limits=deps.log_limits, not_before=request.not_before,
             stdout_spool=request.hooks and not request.dry_run
             and bool(request.loaded.manifest.on_success),
-            secrets=deps.secrets)
+            secrets=deps.secrets, enforcement=deps.enforcement)
     finally:
         if deps.on_exit is not None and "pid" in log_at:
             deps.on_exit(request, log_at["pid"])

@@ -37,10 +37,17 @@ EXIT_CONFIG = 78  # sysexits EX_CONFIG: a secret the manifest asks for is not av
 
 def build_env(ctx: RunContext, parent: Mapping[str, str],
               secrets: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Parent env (unless `inherit = false`) + `[env].extra` + the `[env].secrets` values +
+    """Parent env (unless `inherit = false`; only the `[security] env_passthrough` names
+    when that list is set) + `[env].extra` + the `[env].secrets` values +
     the AGENT_* contract. SpawnError (exit 78) when a named secret is not in `secrets`."""
     manifest = ctx.loaded.manifest
-    env = dict(parent) if manifest.env.inherit else {}
+    passthrough = manifest.security.env_passthrough if manifest.security is not None else []
+    if passthrough:
+        # `[security] env_passthrough` clears the environment: only the listed names come
+        # from the parent, whatever `[env] inherit` says (docs/decisions.md).
+        env = {name: parent[name] for name in passthrough if name in parent}
+    else:
+        env = dict(parent) if manifest.env.inherit else {}
     env.update(manifest.env.extra)
     env.update(secret_env(manifest.env.secrets, secrets))
     env.update({
