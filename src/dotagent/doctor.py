@@ -112,9 +112,11 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
     answers = _plugin_answers(home, found, env, plugins)
     reports: list[ManifestReport] = []
     store, secret_problems = _secrets_findings(home, env)
+    enforcement = _enforcement(home)
     for loaded in found.agents.values():
         report = _check_agent(loaded, env)
         _check_agent_secrets(report, loaded, store)
+        _check_agent_sandbox(report, loaded, enforcement, env)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
         _add_schedules(report, loaded, Home(home), zone, now)
@@ -161,10 +163,10 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                         notes=notes)
 
 
-SECURITY_NOTE = ("[security] is partly enforced: a plugin outside allowed_plugins is not "
-                 "run; allowed_commands, network, filesystem_writable and env_passthrough "
-                 "are checked for consistency, but nothing stops an agent from doing more "
-                 "(see docs/security.md)")
+SECURITY_NOTE = ("[security] is enforced: network and filesystem_writable through bubblewrap "
+                 "(fail closed), env_passthrough and allowed_commands by dotagent, "
+                 "allowed_plugins for hooks; a user who can edit the manifest can change all "
+                 "of it (see docs/security.md)")
 
 
 # dotagent's own places that every recording command opens: each must be what dotagent
@@ -605,6 +607,37 @@ def _check_agent_secrets(report: ManifestReport, loaded: LoadedManifest, store: 
                                      "agent will not start"))
 
 
+def _enforcement(home: Path) -> str:
+    from dotagent.config import load_config
+
+    config = load_config(home).config
+    return "enforce" if config is None else config.security.enforcement
+
+
+def _check_agent_sandbox(report: ManifestReport, loaded: LoadedManifest, enforcement: str,
+                         env: Mapping[str, str]) -> None:
+    """A `[security]` restriction this machine cannot enforce: under "enforce" the agent will
+    not run (an error); under "warn" it runs unconfined (a warning)."""
+    from dotagent.runner.confine import unenforceable
+    from dotagent.sandbox import Policy, select_sandbox
+
+    policy = Policy.from_security(loaded.manifest.security, loaded.dir)
+    why = unenforceable(policy, select_sandbox(env))
+    if why is None:
+        return
+    field_name = "security.network" if policy.hosts else \
+        "security.network" if policy.network == "deny" else "security.filesystem_writable"
+    line = loaded.line_of(field_name)
+    if enforcement == "warn":
+        report.warnings.append(Problem(str(loaded.path), line, field_name,
+                                       f"{why}; runs go unconfined ([security] enforcement = "
+                                       "\"warn\")", "warning"))
+    else:
+        report.errors.append(Problem(str(loaded.path), line, field_name,
+                                     f"cannot be enforced: {why}; runs of this agent are "
+                                     "refused (sandbox_unavailable)"))
+
+
 def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestReport:
     report = ManifestReport(loaded.path, loaded.name, warnings=list(loaded.warnings),
                             claims=loaded.name)
@@ -649,8 +682,8 @@ def _check_agent(loaded: LoadedManifest, env: Mapping[str, str]) -> ManifestRepo
 
 def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
                        resolved: str | None) -> list[tuple[str, str]]:
-    """Where a manifest contradicts its own `[security]` declaration. Declared intent only:
-    nothing here is enforced yet, so doctor is where a contradiction is seen."""
+    """Where a manifest contradicts its own `[security]` declaration: what a run would
+    refuse (runner.confine), seen in advance."""
     from dotagent.manifest import expand_user
     from dotagent.security.plugins import plugin_fields
 
@@ -659,38 +692,22 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
         return []
     out: list[tuple[str, str]] = []
     if sec.allowed_commands:
-        # As written, and as the executable each spelling resolves to (PATH for a bare
-        # name, the working directory for a path): "python3" matches "/usr/bin/python3".
-        # Also with each directory resolved: on a merged-/usr system /bin/sh and the "sh"
-        # found on PATH (/usr/bin/sh) are one file. Only the directory, not the file: two
-        # names of one multi-call binary (busybox's ls and rm) are different commands.
-        def spellings(command: str) -> set[str]:
-            forms = {command}
-            with contextlib.suppress(SpawnError, ValueError):
-                forms.add(resolve_command(command, loaded.working_dir(), env.get("PATH")))
-            return forms | {_real_directory(form) for form in forms if os.path.isabs(form)}
+        from dotagent.runner.confine import command_allowed
 
         command = manifest.run.command
-        mine = {command} | ({resolved} if resolved else set())
-        mine |= {_real_directory(form) for form in mine if os.path.isabs(form)}
-        if not any(mine & spellings(allowed) for allowed in sec.allowed_commands):
+        if not command_allowed(sec.allowed_commands, command, resolved,
+                               working_dir=loaded.working_dir(), path_env=env.get("PATH")):
             where = f" ({resolved})" if resolved and resolved != command else ""
             out.append(("run.command",
                         f"{quote_name(command)}{where} is not in security.allowed_commands "
-                        f"({', '.join(quote_name(c) for c in sec.allowed_commands)})"))
+                        f"({', '.join(quote_name(c) for c in sec.allowed_commands)}); runs "
+                        "are refused"))
     if sec.allowed_plugins:
         for field_name, name in plugin_fields(manifest):
             if name not in sec.allowed_plugins:
                 out.append((field_name,
                             f"plugin {quote_name(name)} is not in security.allowed_plugins "
                             f"({', '.join(quote_name(p) for p in sec.allowed_plugins)})"))
-    if sec.env_passthrough and manifest.env.inherit:
-        how = "env.inherit = true" if "inherit" in manifest.env.model_fields_set else \
-            "env.inherit is true (the default)"
-        names = ", ".join(sec.env_passthrough)
-        out.append(("security.env_passthrough",
-                    f"declares the only variables this agent should see ({names}), but {how} "
-                    "passes it the whole environment"))
     for i, entry in enumerate(sec.filesystem_writable):
         if not entry.strip():
             out.append((f"security.filesystem_writable[{i}]",
@@ -708,15 +725,6 @@ def _security_findings(loaded: LoadedManifest, env: Mapping[str, str],
             out.append((f"security.filesystem_writable[{i}]",
                         f"{path} does not exist"))
     return out
-
-
-def _real_directory(path: str) -> str:
-    """`path` with its directory resolved through symlinks, the last component kept."""
-    head, tail = os.path.split(path)
-    try:
-        return os.path.join(os.path.realpath(head), tail)
-    except (OSError, ValueError):
-        return path
 
 
 def _config_problems(home: Path) -> list[Problem]:

@@ -102,6 +102,8 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     else:
         head = f"✗ {label}  failed (exit {o.exit_code})"
     sys.stdout.write(f"{head}  {o.duration_seconds:.1f}s\n")
+    if o.start_error:
+        sys.stdout.write(f"  could not start: {o.start_error}\n")
     if o.stdout_tail:
         sys.stdout.write("  stdout:\n" + _indent(o.stdout_tail))
     if o.stderr_tail:

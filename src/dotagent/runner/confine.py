@@ -13,13 +13,14 @@ command runs unconfined.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotagent.audit import events
-from dotagent.manifest import LoadedManifest, Schedule, expand_user
+from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.sandbox import Policy, Sandbox, select_sandbox
 
 __all__ = ["EXIT_NOT_ALLOWED", "EXIT_SANDBOX_UNAVAILABLE", "Confinement", "command_allowed",
@@ -43,15 +44,37 @@ class Confinement:
     events: tuple[Audited, ...] = field(default=())
 
 
-def command_allowed(allowed: Sequence[str], command: str, executable: str) -> bool:
-    """`[run].command` as written, or the absolute path it was found at (not a symlink's
-    target), is one of the entries (`~` in an entry is expanded)."""
-    for entry in allowed:
-        if entry == command or entry == executable:
-            return True
-        if entry.startswith("~") and str(expand_user(entry)) == executable:
-            return True
-    return False
+def command_allowed(allowed: Sequence[str], command: str, executable: str | None, *,
+                    working_dir: Path, path_env: str | None) -> bool:
+    """`[run].command` matches an entry as written, or as the absolute path it is found at.
+
+    Each entry is taken as written and as the executable it resolves to (PATH for a bare
+    name, the working directory for a path), so "python3" matches "/usr/bin/python3"; and
+    each absolute form with its directory resolved through symlinks (on a merged-/usr
+    system /bin/sh and /usr/bin/sh are one file). Never the file itself: two names of one
+    multi-call binary (busybox's ls and rm) are different commands, and a symlink's target
+    need not be listed."""
+    from dotagent.runner.process import SpawnError
+    from dotagent.runner.spawn import resolve_command
+
+    def spellings(form: str) -> set[str]:
+        forms = {form}
+        with contextlib.suppress(SpawnError, ValueError):
+            forms.add(resolve_command(form, working_dir, path_env))
+        return forms | {_real_directory(f) for f in forms if os.path.isabs(f)}
+
+    mine = {command} | ({executable} if executable else set())
+    mine |= {_real_directory(form) for form in mine if os.path.isabs(form)}
+    return any(mine & spellings(entry) for entry in allowed)
+
+
+def _real_directory(path: str) -> str:
+    """`path` with its directory resolved through symlinks, the last component kept."""
+    head, tail = os.path.split(path)
+    try:
+        return os.path.join(os.path.realpath(head), tail)
+    except (OSError, ValueError):
+        return path
 
 
 def unenforceable(policy: Policy, sandbox: Sandbox) -> str | None:
@@ -77,7 +100,8 @@ def confine(loaded: LoadedManifest, schedule: Schedule, argv: Sequence[str],
     severity = events.Severity.CRITICAL if enforce else events.Severity.NOTICE
     audited: list[Audited] = []
     if security.allowed_commands and not command_allowed(
-            security.allowed_commands, manifest.run.command, executable):
+            security.allowed_commands, manifest.run.command, executable,
+            working_dir=loaded.working_dir(), path_env=os.environ.get("PATH")):
         audited.append((events.CommandNotAllowed(
             agent=agent, schedule=sched, command=manifest.run.command, refused=enforce),
             severity))

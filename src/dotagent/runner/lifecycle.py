@@ -329,6 +329,9 @@ def _after_run(request: RunRequest, deps: RunDeps, outcome: RunOutcome, problems
         tail = outcome.stderr_tail
         message = (f"{agent} exited {outcome.exit_code}\n{tail}" if tail
                    else f"{agent} exited {outcome.exit_code} (tail empty)")
+        if outcome.start_error is not None:  # e.g. refused by [security]: say why
+            message = f"{agent} could not start (exit {outcome.exit_code}): " \
+                      f"{outcome.start_error}"
     if request.hooks and not request.dry_run:
         _fan_out(request, deps, RunEvent(kind, agent, sched.id, message, report), problems)
 
