@@ -190,16 +190,15 @@ def test_doctor_warns_where_a_manifest_contradicts_its_security_section(
                 if line.startswith("    warning: ")]
     assert warnings == [
         f"{toml}:4: run.command: 'mytool' ({bin_dir}/mytool) is not in "
-        "security.allowed_commands ('othertool', '/usr/bin/also-not')",
+        "security.allowed_commands ('othertool', '/usr/bin/also-not'); runs are refused",
         f"{toml}:15: notifiers[0].name: plugin 'notify-b' is not in security.allowed_plugins "
         "('sink-a')",
-        f"{toml}:19: security.env_passthrough: declares the only variables this agent should "
-        "see (HOME, LANG), but env.inherit = true passes it the whole environment",
         f"{toml}:20: security.filesystem_writable[1]: {root}/loose/out/missing does not exist",
         f"{toml}:20: security.filesystem_writable[2]: {os.environ['HOME']}/nowhere-xyz "
         "does not exist",
     ]
-    assert p.stdout.count("note: [security] is partly enforced") == 1
+    assert p.stdout.count("note: [security] is enforced: network and filesystem_writable "
+                          "through bubblewrap") == 1
 
     # The command matches as the absolute path PATH resolves it to; the plugin is allowed;
     # without inherit the passthrough is consistent: no [security] warning left.
@@ -214,13 +213,17 @@ def test_doctor_warns_where_a_manifest_contradicts_its_security_section(
     assert "summary: 1 agent(s), 0 error(s), 0 warning(s)" in p.stdout
 
 
-def test_env_passthrough_with_the_default_inherit_says_so(tmp_path: Path,
-                                                          cli_env: dict[str, str]) -> None:
+def test_env_passthrough_with_the_default_inherit_is_no_contradiction(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """env_passthrough clears the environment whatever [env] inherit says (enforced since
+    issue 11), so doctor has nothing to warn about."""
     root = tmp_path / "r"
     simple_agent(root, "dflt", "true", [], extra='[security]\nenv_passthrough = ["HOME"]\n')
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("doctor", env=cli_env, cwd=tmp_path)
-    assert "but env.inherit is true (the default) passes it the whole environment" in p.stdout
+    assert p.returncode == 0, p.stdout
+    assert "security.env_passthrough" not in p.stdout
+    assert "summary: 1 agent(s), 0 error(s), 0 warning(s)" in p.stdout
 
 
 def test_no_security_note_when_no_manifest_declares_the_section(
@@ -229,7 +232,7 @@ def test_no_security_note_when_no_manifest_declares_the_section(
     simple_agent(root, "plain", "true", [])
     cli_env["DOTAGENT_ROOT"] = str(root)
     p = dotagent("doctor", env=cli_env, cwd=tmp_path)
-    assert "partly enforced" not in p.stdout
+    assert "[security] is enforced" not in p.stdout
     report = json.loads(dotagent("doctor", "--json", env=cli_env, cwd=tmp_path).stdout)
     assert report["notes"] == []
 
