@@ -32,6 +32,7 @@ EXIT_TIMEOUT = 124
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 _POLL = 0.05
+_POLL_SOON = 0.003
 
 Stream = Literal["stdout", "stderr"]
 # A callback that returns True asks for the group to be killed at once (an output cap hit):
@@ -265,7 +266,10 @@ def supervise(
                     killed = True
                 elif now >= kill_at + grace:
                     break  # unkillable (uninterruptible sleep): give up waiting
-            wakes = [now + _POLL] if (returncode is not None or pidfd is None) else []
+            # Just after the main process exits, what is left of its group usually goes
+            # within milliseconds (bwrap's init in its pid namespace does): look often then.
+            poll = _POLL_SOON if returncode is not None and now - exited_at < 0.2 else _POLL
+            wakes = [now + poll] if (returncode is not None or pidfd is None) else []
             if returncode is None and not timed_out:
                 wakes.append(deadline)
             if kill_at is not None:
