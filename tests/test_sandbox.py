@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import dotagent, write_agent
 
 from dotagent.sandbox import BwrapSandbox, Policy
+
+from helpers import dotagent, write_agent
 
 PY = sys.executable
 

@@ -621,7 +621,7 @@ def _check_agent_sandbox(report: ManifestReport, loaded: LoadedManifest, enforce
     from dotagent.runner.confine import unenforceable
     from dotagent.sandbox import Policy, select_sandbox
 
-    policy = Policy.from_security(loaded.manifest.security, loaded.dir)
+    policy = Policy.from_security(loaded.manifest.security, loaded.working_dir())
     why = unenforceable(policy, select_sandbox(env))
     if why is None:
         return

@@ -110,7 +110,7 @@ def confine(loaded: LoadedManifest, schedule: Schedule, argv: Sequence[str],
                                refused=f"command {manifest.run.command} ({executable}) is "
                                        "not in [security] allowed_commands",
                                exit_code=EXIT_NOT_ALLOWED, events=tuple(audited))
-    policy = Policy.from_security(security, loaded.dir)
+    policy = Policy.from_security(security, loaded.working_dir())
     if not policy.confines:
         return Confinement(list(argv), executable, "none", events=tuple(audited))
     box = sandbox if sandbox is not None else select_sandbox(

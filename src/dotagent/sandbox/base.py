@@ -55,7 +55,7 @@ class Policy:
     @classmethod
     def from_security(cls, security: Security | None, agent_dir: Path) -> Policy:
         """`network = [hosts]` keeps the hosts (refused later: no proxy yet);
-        `filesystem_writable` entries are `~`-expanded and taken relative to the agent's
+        `filesystem_writable` entries are `~`-expanded and taken relative to the working
         directory."""
         if security is None:
             return cls(network="allow")
