@@ -55,19 +55,21 @@ minute = 0
 # Other kinds: type = "interval" with interval_minutes = 15, or type = "expression" with a
 # systemd OnCalendar expression such as "Mon..Fri 08:30".
 
-# What this agent is meant to do. `dotagent doctor` warns when the rest of this manifest
-# contradicts it; only allowed_plugins is enforced today (see docs/security.md).
+# What this agent may do, enforced on every run (network and filesystem_writable through
+# bubblewrap; a run that cannot be confined is refused). See docs/security.md.
 [security]
 # The commands [run].command may be (as written, or the file it resolves to).
 allowed_commands = ["./{SCRIPT}"]
 # The plugins its hooks and plugin notifiers may use; empty = any. Outside the list, a
 # plugin is not run.
 allowed_plugins = []
-# The network it needs: "allow", "deny", or a list of host names such as ["api.example.com"].
+# The network it needs: "allow" or "deny" (host lists such as ["api.example.com"] are
+# refused until dotagent can filter them).
 network = "deny"
-# The paths it writes to (each must exist; relative ones are taken from this directory).
+# The only paths it may write to besides $AGENT_TMPDIR (relative ones are taken from this
+# directory); empty = the filesystem is not restricted.
 filesystem_writable = []
-# With [env] inherit = false, the only variables of dotagent's environment it should see.
+# The only variables of dotagent's environment it gets; empty = as [env] inherit says.
 env_passthrough = []
 """
 
