@@ -162,6 +162,13 @@ def test_a_disallowed_command_is_refused_and_audited(env: dict[str, str],
     assert refused == {"severity": "critical", "event_type": "command_not_allowed",
                        "agent": "sneaky", "schedule": "main", "command": "touch",
                        "refused": True}
+    # Under "warn" it runs, and the choice is recorded at notice severity.
+    (env_home(env) / "config.toml").write_text('[security]\nenforcement = "warn"\n')
+    assert run_now("sneaky", env, tmp_path)["exit_code"] == 0 and marker.exists()
+    warned = of_type(env_home(env), "command_not_allowed")[1]
+    assert (warned["severity"], warned["refused"]) == ("notice", False)
+    (env_home(env) / "config.toml").unlink()
+    marker.unlink()
     # As its absolute PATH resolution, the same command is allowed.
     resolved = shutil.which("touch", path=env["PATH"])
     assert resolved is not None
@@ -185,6 +192,10 @@ def test_without_bwrap_the_agent_does_not_run_and_it_is_audited(
     (event,) = of_type(env_home(env), "sandbox_unavailable")
     assert event["severity"] == "critical" and event["refused"] is True
     assert event["reason"].startswith("bubblewrap (bwrap) is not installed")
+    human = dotagent("run-now", "boxed", env=no_bwrap, cwd=tmp_path)
+    assert human.stdout.splitlines()[1] == (
+        "  could not start: [security] cannot be enforced: bubblewrap (bwrap) is not "
+        "installed or not on PATH (Debian/Ubuntu: apt install bubblewrap)")
     doctor = dotagent("doctor", env=no_bwrap, cwd=tmp_path)
     assert doctor.returncode == 1
     assert "security.network: cannot be enforced: bubblewrap (bwrap) is not installed" \
@@ -197,6 +208,7 @@ def test_without_bwrap_the_agent_does_not_run_and_it_is_audited(
     for _ in range(2):
         assert run_now("boxed", no_bwrap, tmp_path)["exit_code"] == 0
     assert marker.exists()
+    assert len(of_type(env_home(env), "sandbox_unavailable")) == 5  # 3 refused, 2 warned
     warned = [e for e in of_type(env_home(env), "sandbox_unavailable") if not e["refused"]]
     assert [e["severity"] for e in warned] == ["notice", "notice"]
     assert warned[0]["reason"].endswith('ran unconfined ([security] enforcement = "warn" in '
