@@ -41,17 +41,6 @@ class Policy:
         """True when a sandbox is needed at all."""
         return self.network != "allow" or bool(self.hosts) or self.writable is not None
 
-    def describe(self) -> str:
-        parts = []
-        if self.hosts:
-            parts.append("network limited to " + ", ".join(self.hosts))
-        elif self.network == "deny":
-            parts.append("no network")
-        if self.writable is not None:
-            parts.append("writable: " + (", ".join(str(p) for p in self.writable)
-                                         or "only its temporary directory"))
-        return "; ".join(parts) or "unconfined"
-
     @classmethod
     def from_security(cls, security: Security | None, agent_dir: Path) -> Policy:
         """`network = [hosts]` keeps the hosts (refused later: no proxy yet);
