@@ -108,6 +108,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
 
     zone, now = local_zone(env), utc_now()
     cache = _cache_findings(home, found)
+    unsigned = _signature_findings(home, found, now)
     plugins = _plugin_findings(home, found, env)
     answers = _plugin_answers(home, found, env, plugins)
     reports: list[ManifestReport] = []
@@ -117,6 +118,11 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         _check_agent_secrets(report, loaded, store)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
+        if loaded.name in unsigned:
+            report.errors.append(Problem(
+                str(loaded.path), None, "", f"{unsigned[loaded.name]}: [trust] "
+                "require_signed_manifests is on, so this agent does not run (`dotagent sign "
+                f"{loaded.name}` signs it)"))
         _add_schedules(report, loaded, Home(home), zone, now)
         _add_plugins(report, loaded, plugins, env)
         _add_plugin_answers(report, loaded, answers)
@@ -548,6 +554,19 @@ def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
         out.setdefault(name, []).append(
             "not in known_manifests.json: the next run will report it as a phantom agent")
     return out
+
+
+def _signature_findings(home: Path, found: Discovery, now: Any) -> dict[str, str]:
+    """Agents `[trust]` would refuse, and why; writes and audits nothing. A broken
+    config.toml is reported by the config check itself."""
+    from dotagent.config import load_config
+    from dotagent.paths import Home
+    from dotagent.security.trust import check_signatures
+
+    config = load_config(home).config
+    if config is None or not config.trust.require_signed_manifests:
+        return {}
+    return check_signatures(Home(home), found, config.trust, now, update=False).refused
 
 
 def _secrets_findings(home: Path, env: Mapping[str, str]) -> tuple[Any, list[Problem]]:

@@ -50,6 +50,7 @@ from dotagent.schedule.windows import (
 from dotagent.secrets import LoadCancelled, SecretStore, load_secrets
 from dotagent.security.manifests import check_manifests
 from dotagent.security.plugins import check_plugins
+from dotagent.security.trust import check_signatures, without
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -282,6 +283,7 @@ class Daemon:
             for path in report.invalid:
                 self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
                          "`dotagent doctor`)")
+        found = self._trusted(found, now)
         self.found = found
         entries = load_entries(found, self.home, self.zone, windows=self.windows)
         current = {e.key for e in entries}
@@ -297,6 +299,24 @@ class Daemon:
         self._idle_until.clear()
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
+
+    def _trusted(self, found: Discovery, now: datetime) -> Discovery:
+        """`found` without the agents `[trust]` refuses (security/trust.py); each refusal is
+        audited once (critical, daemon-wide notifiers). When the check itself fails, no
+        agent runs: failing open would defeat the setting."""
+        trust = self.config.trust
+        if not trust.require_signed_manifests:
+            return found
+        try:
+            report = check_signatures(self.home, found, trust, now, audit=self.audit)
+        except (OSError, DotagentError) as exc:
+            message = exc.message if isinstance(exc, DotagentError) else str(exc)
+            self.log(f"error: cannot check manifest signatures: {message}; no agent runs "
+                     "until the next scan")
+            return without(found, list(found.agents))
+        for name, why in report.refused.items():
+            self.log(f"warning: agent {quote_name(name)} is not run: {why}")
+        return without(found, report.refused)
 
     def watch_dirs(self) -> dict[Path, str]:
         """What to watch, and for what: each root (`dirs`: agent directories appearing or
