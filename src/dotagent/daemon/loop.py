@@ -339,7 +339,8 @@ class Daemon:
     @staticmethod
     def relevant(kind: str, name: str | None) -> bool:
         if kind == "manifest":
-            return name in (None, "agent.toml")
+            # Its signature too: signing an agent lets it run without waiting for a rescan.
+            return name in (None, "agent.toml", "agent.toml.minisig")
         if kind == "agents":
             return name == "agents"
         return True
