@@ -49,9 +49,10 @@ def test_the_daemon_runs_only_signed_agents(home: Path, daemons: DaemonFactory,
     record = _notify_send(daemon_env, tmp_path)
     made = _cli(daemon_env, "key", "generate", "--no-password")
     assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
     (home / "config.toml").write_text(
         "[daemon]\nshutdown_grace_seconds = 1\n[daily_summary]\nenabled = false\n"
-        f'[trust]\nrequire_signed_manifests = true\ntrusted_public_keys = ["{made.stdout.strip()}"]\n'
+        f'[trust]\nrequire_signed_manifests = true\ntrusted_public_keys = ["{key}"]\n'
         '[[notifiers]]\ndriver = "desktop"\nevents = ["manifest_signature_invalid"]\n')
     signed = write_agent(home / "agents", "signed", schedule=HOURLY,
                          script=f"echo x >> {home / 'signed.ran'}\n")

@@ -13,9 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import dotagent, sh_agent
 
 from dotagent.config import parse_config
+
+from helpers import dotagent, sh_agent
 
 MINISIGN = shutil.which("minisign")
 
