@@ -318,10 +318,11 @@ def _public_key(value: str) -> str:
 
 
 class TrustSection(_Model):
-    """`[trust]`: opt-in signed manifests (docs/security.md)."""
+    """`[trust]`: opt-in signed manifests and approval of new agents (docs/security.md)."""
 
     require_signed_manifests: bool = False
     trusted_public_keys: list[Annotated[str, AfterValidator(_public_key)]] = []
+    approve_new_agents: bool = False
 
     @model_validator(mode="after")
     def _keys(self) -> TrustSection:

@@ -6,6 +6,7 @@ daemon-wide notifier; editing the signed manifest stops it, signing the other le
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,33 @@ def test_the_daemon_runs_only_signed_agents(home: Path, daemons: DaemonFactory,
     assert daemon.stop() == 0
     assert len(events_of(home, "manifest_signature_invalid", agent="unsigned")) == 1
     assert len(_finished(home, "signed")) == 1
+
+
+def test_the_daemon_holds_a_phantom_until_it_is_approved(home: Path, daemons: DaemonFactory,
+                                                         daemon_env: dict[str, str]) -> None:
+    (home / "config.toml").write_text(
+        "[daemon]\nshutdown_grace_seconds = 1\n[daily_summary]\nenabled = false\n"
+        "[trust]\napprove_new_agents = true\n")
+    write_agent(home / "agents", "first", schedule=HOURLY,
+                script=f"echo x >> {home / 'first.ran'}\n")
+    daemon = daemons()
+    daemon.start()
+    wait_for(lambda: _finished(home, "first"), 30, "the baseline agent's run")
+    assert events_of(home, "agent_approved", agent="first", via="baseline")
+    write_agent(home / "agents", "sneaky", schedule=HOURLY,
+                script=f"echo x >> {home / 'sneaky.ran'}\n")
+    wait_for(lambda: events_of(home, "phantom_agent_detected", agent="sneaky"), 20,
+             "the phantom")
+    daemon.wait_log("agent 'sneaky' is not run: it waits for approval (new agent, never "
+                    "approved", 10)
+    listed = json.loads(_cli(daemon_env, "pending", "--json").stdout)
+    assert [p["agent"] for p in listed["pending"]] == ["sneaky"]
+    assert history_rows(home, "sneaky") == []
+    approved = _cli(daemon_env, "approve", "sneaky")
+    assert approved.returncode == 0, approved.stderr
+    assert "told the running daemon (pid " in approved.stdout
+    wait_for(lambda: _finished(home, "sneaky"), 30, "the approved agent's run")
+    (event,) = events_of(home, "agent_approved", agent="sneaky")
+    assert event["via"] == "approve" and event["uid"] == os.getuid()
+    assert daemon.stop() == 0
+    assert (home / "sneaky.ran").read_text() == "x\n"

@@ -58,9 +58,10 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     audit = AuditLog(home)
     if not dry_run:
         tighten_home(home)
-        report_cache_findings(check_manifests(home, found, now, audit=audit))
+        cache = check_manifests(home, found, now, audit=audit)
+        report_cache_findings(cache)
         report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
-        found = gate(home, found, now, audit=audit)
+        found = gate(home, found, now, audit=audit, cache=cache)
     windows = WindowStore(home, zone=zone)
     entries = load_entries(found, home, zone, windows=windows)
     decisions = plan(entries, now)
