@@ -77,8 +77,10 @@ __all__ = [
     "StateSection",
     "SummaryNotifier",
     "TelemetrySection",
+    "TrustSection",
     "load_config",
     "parse_config",
+    "public_key_problem",
 ]
 
 CONFIG_FILE_NAME = "config.toml"
@@ -292,6 +294,45 @@ class SecuritySection(_Model):
     enforcement: Literal["enforce", "warn"] = "enforce"
 
 
+def public_key_problem(text: str) -> str | None:
+    """Why `text` is not a minisign public key line (None when it is one): base64 of "Ed",
+    an 8-byte key id and a 32-byte Ed25519 key. No cryptography is imported here."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not base64 (expected the second line of a minisign .pub file, \"RW…\")"
+    if len(raw) != 42 or raw[:2] != b"Ed":
+        return ("is not a minisign Ed25519 public key (expected the second line of a .pub "
+                "file, \"RW…\")")
+    return None
+
+
+def _public_key(value: str) -> str:
+    problem = public_key_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_key", "{msg}", {"msg": f"{_show(value)} {problem}"})
+    return value.strip()
+
+
+class TrustSection(_Model):
+    """`[trust]`: opt-in signed manifests and approval of new agents (docs/security.md)."""
+
+    require_signed_manifests: bool = False
+    trusted_public_keys: list[Annotated[str, AfterValidator(_public_key)]] = []
+    approve_new_agents: bool = False
+
+    @model_validator(mode="after")
+    def _keys(self) -> TrustSection:
+        if self.require_signed_manifests and not self.trusted_public_keys:
+            raise ValueError("`require_signed_manifests` is true but `trusted_public_keys` is "
+                             "empty: no manifest could run (add the line `dotagent key "
+                             "generate` prints)")
+        return self
+
+
 class Config(_Model):
     """Everything config.toml can say; `Config()` is the all-defaults configuration."""
 
@@ -304,6 +345,7 @@ class Config(_Model):
     daily_summary: DailySummarySection = Field(default_factory=DailySummarySection)
     security: SecuritySection = Field(default_factory=SecuritySection)
     quiet_hours: QuietHoursSection = Field(default_factory=QuietHoursSection)
+    trust: TrustSection = Field(default_factory=TrustSection)
     # Daemon-wide notifiers: critical events that belong to no single agent.
     notifiers: list[Notifier] = []
 

@@ -108,6 +108,8 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
 
     zone, now = local_zone(env), utc_now()
     cache = _cache_findings(home, found)
+    unsigned = _signature_findings(home, found, now)
+    waiting = _approval_findings(home, found, now)
     plugins = _plugin_findings(home, found, env)
     answers = _plugin_answers(home, found, env, plugins)
     reports: list[ManifestReport] = []
@@ -119,6 +121,16 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
         _check_agent_sandbox(report, loaded, enforcement, env)
         for message in cache.get(loaded.name, []):
             report.warnings.append(Problem(str(loaded.path), None, "", message, "warning"))
+        if loaded.name in waiting:
+            report.errors.append(Problem(
+                str(loaded.path), None, "", f"waits for approval ({waiting[loaded.name]}): "
+                "[trust] approve_new_agents is on, so this agent does not run until "
+                f"`dotagent approve {loaded.name}`"))
+        if loaded.name in unsigned:
+            report.errors.append(Problem(
+                str(loaded.path), None, "", f"{unsigned[loaded.name]}: [trust] "
+                "require_signed_manifests is on, so this agent does not run (`dotagent sign "
+                f"{loaded.name}` signs it)"))
         _add_schedules(report, loaded, Home(home), zone, now)
         _add_plugins(report, loaded, plugins, env)
         _add_plugin_answers(report, loaded, answers)
@@ -550,6 +562,38 @@ def _cache_findings(home: Path, found: Discovery) -> dict[str, list[str]]:
         out.setdefault(name, []).append(
             "not in known_manifests.json: the next run will report it as a phantom agent")
     return out
+
+
+def _signature_findings(home: Path, found: Discovery, now: Any) -> dict[str, str]:
+    """Agents `[trust]` would refuse, and why; writes and audits nothing. A broken
+    config.toml is reported by the config check itself."""
+    from dotagent.config import load_config
+    from dotagent.paths import Home
+    from dotagent.security.trust import check_signatures
+
+    config = load_config(home).config
+    if config is None or not config.trust.require_signed_manifests:
+        return {}
+    return check_signatures(Home(home), found, config.trust, now, update=False).refused
+
+
+def _approval_findings(home: Path, found: Discovery, now: Any) -> dict[str, str]:
+    """Agents waiting for approval under `[trust] approve_new_agents`, and why; read-only."""
+    from dotagent.config import load_config
+    from dotagent.paths import Home
+    from dotagent.security.approval import check_approvals
+    from dotagent.security.manifests import check_manifests
+
+    config = load_config(home).config
+    if config is None or not config.trust.approve_new_agents:
+        return {}
+
+    def fresh() -> list[str]:
+        cache = check_manifests(Home(home), found, now, update=False)
+        return [*cache.phantoms, *(d.agent for d in cache.drifts)]
+
+    report = check_approvals(Home(home), found, now, unapproved=fresh, update=False)
+    return {name: w.reason for name, w in report.waiting.items()}
 
 
 def _secrets_findings(home: Path, env: Mapping[str, str]) -> tuple[Any, list[Problem]]:

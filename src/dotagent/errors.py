@@ -31,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "StateError",
     "SymlinkRefused",
+    "TrustRefused",
     "UnsafeNameError",
     "UsageError",
 ]
@@ -108,6 +109,14 @@ class ExistsError(DotagentError):
 
     exit_code = EX_CANTCREAT
     sysexit = EX_CANTCREAT
+
+
+class TrustRefused(DotagentError):
+    """An agent that `[trust]` does not let run (its manifest's signature does not verify):
+    refused for safety, exit 77 (EX_NOPERM) for every command."""
+
+    exit_code = EX_NOPERM
+    sysexit = EX_NOPERM
 
 
 class LinkRefusedError(StateError):

@@ -45,7 +45,7 @@ __all__ = ["DAEMON_WIDE", "Alerts", "daemon_wide_text", "route"]
 DAEMON_WIDE: frozenset[str] = frozenset({
     "phantom_agent_detected", "manifest_drift_detected", "manifest_invalid",
     "manifest_cache_missing", "audit_chain_broken", "secrets_refused", "selfcheck_failed",
-    "orphan_reaped", "plugin_drift_detected",
+    "orphan_reaped", "plugin_drift_detected", "manifest_signature_invalid",
 })
 SWEEP_RECHECK = 60.0  # an unchanged schedule is judged again at most once a minute
 
@@ -78,6 +78,8 @@ def daemon_wide_text(event: events.Event) -> str:
         "orphan_reaped": f"an orphaned process group was killed: {f.get('label')} (pid "
                          f"{f.get('pid')})",
         "plugin_drift_detected": f"plugin {f.get('plugin')!r} changed ({f.get('path')})",
+        "manifest_signature_invalid": f"agent {agent!r} is not run: {f.get('reason')} "
+                                      f"({f.get('path')})",
     }.get(kind, kind)
     return f"🛡️ dotagent: {what} [{kind}]"
 

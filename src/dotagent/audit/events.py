@@ -521,13 +521,19 @@ class ManifestSignatureInvalid(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class AgentApproved(Event):
-    """The user approved a manifest (its current hash) explicitly."""
+    """A manifest (its current hash) approved to run under `[trust] approve_new_agents`.
+
+    `via` is `approve` (a person ran `dotagent approve`; who is `user` and `uid`, when is the
+    entry's `ts`) or `baseline` (known and unchanged when approval was first switched on)."""
 
     event_type: ClassVar[str] = "agent_approved"
     default_severity: ClassVar[Severity] = Severity.NOTICE
     agent: str
     path: str
     sha256: str
+    via: Literal["approve", "baseline"] = "approve"
+    user: str = ""
+    uid: int = -1
 
 
 @dataclass(frozen=True, kw_only=True)

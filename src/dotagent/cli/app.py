@@ -44,6 +44,10 @@ COMMANDS: dict[str, str] = {
     "init": "dotagent.cli.init:command",
     "history": "dotagent.cli.history:command",
     "logs": "dotagent.cli.logs:command",
+    "key": "dotagent.cli.trust:key_group",
+    "sign": "dotagent.cli.trust:sign_command",
+    "approve": "dotagent.cli.trust:approve_command",
+    "pending": "dotagent.cli.trust:pending_command",
 }
 
 # Exit status when dotagent itself is interrupted (Ctrl-C outside a supervised run).

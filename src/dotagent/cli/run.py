@@ -78,6 +78,7 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
 
     from dotagent.audit import AuditLog
     from dotagent.cli._config import enforcement, load_store, log_limits
+    from dotagent.cli._trust import gate
     from dotagent.cli.app import invocation_env
     from dotagent.clock import utc_now
     from dotagent.discovery import discover
@@ -102,8 +103,10 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         with StopRequest(abort_before_start=True) as stop, History(home) as history:
             # Like every command that executes agents: check every manifest before running any.
             now = utc_now()
-            report_cache_findings(check_manifests(home, found, now, audit=audit))
+            cache = check_manifests(home, found, now, audit=audit)
+            report_cache_findings(cache)
             report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
+            gate(home, found, now, audit=audit, cache=cache, agent=loaded.name)
             # `run` fires no hooks and keeps no window state (S3.7); it is in the history.
             request = RunRequest(loaded=loaded, schedule=schedule, source="run", dry_run=dry_run,
                                  hooks=False, echo=_echo, stop=stop)

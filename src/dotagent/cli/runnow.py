@@ -48,6 +48,7 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import enforcement, load_store, log_limits
     from dotagent.cli._notify import foreground_outbox, run_notifiers
+    from dotagent.cli._trust import gate
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import utc_now
@@ -70,8 +71,10 @@ def command(name: str, schedule_id: str | None, as_json: bool) -> int:
     _note_pause(home, loaded.name, schedule.id, env)
     audit = AuditLog(home)
     with StopRequest() as stop, History(home) as history:
-        report_cache_findings(check_manifests(home, found, utc_now(), audit=audit))
+        cache = check_manifests(home, found, utc_now(), audit=audit)
+        report_cache_findings(cache)
         report_plugin_findings(check_plugins(home, found, utc_now(), env=env, audit=audit))
+        gate(home, found, utc_now(), audit=audit, cache=cache, agent=loaded.name)
         request = RunRequest(loaded=loaded, schedule=schedule, source="run-now", stop=stop)
         secrets = load_store(home, env, audit)  # notifiers and [env] secrets need it (S14.10)
         outbox = foreground_outbox(home, audit, env, secrets=secrets)

@@ -31,6 +31,7 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     from dotagent.audit import AuditLog
     from dotagent.cli._config import enforcement, load_store, log_limits
     from dotagent.cli._notify import foreground_outbox, run_notifiers
+    from dotagent.cli._trust import gate
     from dotagent.cli.app import invocation_env
     from dotagent.cli.run import report_cache_findings, report_plugin_findings
     from dotagent.clock import from_epoch, utc_now
@@ -57,8 +58,10 @@ def command(dry_run: bool, as_json: bool, verbose: bool) -> int:
     audit = AuditLog(home)
     if not dry_run:
         tighten_home(home)
-        report_cache_findings(check_manifests(home, found, now, audit=audit))
+        cache = check_manifests(home, found, now, audit=audit)
+        report_cache_findings(cache)
         report_plugin_findings(check_plugins(home, found, now, env=env, audit=audit))
+        found = gate(home, found, now, audit=audit, cache=cache)
     windows = WindowStore(home, zone=zone)
     entries = load_entries(found, home, zone, windows=windows)
     decisions = plan(entries, now)

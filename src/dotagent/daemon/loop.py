@@ -48,8 +48,10 @@ from dotagent.schedule.windows import (
     health,
 )
 from dotagent.secrets import LoadCancelled, SecretStore, load_secrets
-from dotagent.security.manifests import check_manifests
+from dotagent.security.approval import check_approvals
+from dotagent.security.manifests import CacheReport, check_manifests
 from dotagent.security.plugins import check_plugins
+from dotagent.security.trust import check_signatures, without
 from dotagent.state.heartbeat import HeartbeatStore
 from dotagent.state.history import History
 from dotagent.state.supervisor import ProcessInfo, ProcessOwner, SupervisorSnapshot
@@ -267,6 +269,7 @@ class Daemon:
             for drift in plugins.drifts:
                 self.log(f"warning: plugin {quote_name(drift.name)} changed since first seen "
                          "(recorded)")
+        report: CacheReport | None = None
         try:
             report = check_manifests(self.home, found, now, audit=self.audit)
         except (OSError, DotagentError) as exc:
@@ -282,6 +285,7 @@ class Daemon:
             for path in report.invalid:
                 self.log(f"warning: manifest {printable(str(path))} is invalid (recorded; "
                          "`dotagent doctor`)")
+        found = self._trusted(found, now, report)
         self.found = found
         entries = load_entries(found, self.home, self.zone, windows=self.windows)
         current = {e.key for e in entries}
@@ -297,6 +301,38 @@ class Daemon:
         self._idle_until.clear()
         self._last_scan = now
         self.log(f"scanned {len(found.agents)} agent(s), {len(self.entries)} schedule(s)")
+
+    def _trusted(self, found: Discovery, now: datetime, cache: CacheReport | None) -> Discovery:
+        """`found` without the agents `[trust]` keeps from running: a manifest whose signature
+        does not verify (security/trust.py; audited once, critical, daemon-wide notifiers)
+        or that waits for approval (security/approval.py). When a check itself fails, no
+        agent runs until the next scan: failing open would defeat the setting."""
+        trust = self.config.trust
+        if not (trust.require_signed_manifests or trust.approve_new_agents):
+            return found
+        out: dict[str, str] = {}
+        try:
+            if trust.require_signed_manifests:
+                signed = check_signatures(self.home, found, trust, now, audit=self.audit)
+                for name, why in signed.refused.items():
+                    self.log(f"warning: agent {quote_name(name)} is not run: {why}")
+                out.update(signed.refused)
+            if trust.approve_new_agents:
+                names = list(found.agents) if cache is None else \
+                    [*cache.phantoms, *(d.agent for d in cache.drifts)]
+                approvals = check_approvals(self.home, found, now, unapproved=lambda: names,
+                                            audit=self.audit)
+                for name, waiting in approvals.waiting.items():
+                    if name not in out:
+                        self.log(f"warning: agent {quote_name(name)} is not run: it waits "
+                                 f"for approval ({waiting.reason}; `dotagent approve`)")
+                        out[name] = waiting.reason
+        except (OSError, DotagentError) as exc:
+            message = exc.message if isinstance(exc, DotagentError) else str(exc)
+            self.log(f"error: cannot apply [trust]: {message}; no agent runs until the next "
+                     "scan")
+            return without(found, list(found.agents))
+        return without(found, out)
 
     def watch_dirs(self) -> dict[Path, str]:
         """What to watch, and for what: each root (`dirs`: agent directories appearing or
@@ -319,7 +355,8 @@ class Daemon:
     @staticmethod
     def relevant(kind: str, name: str | None) -> bool:
         if kind == "manifest":
-            return name in (None, "agent.toml")
+            # Its signature too: signing an agent lets it run without waiting for a rescan.
+            return name in (None, "agent.toml", "agent.toml.minisig")
         if kind == "agents":
             return name == "agents"
         return True
