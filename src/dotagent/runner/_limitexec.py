@@ -25,8 +25,8 @@ def _fail(message: str, code: int = EXIT_CANNOT_EXECUTE) -> None:
 def _apply(spec: str) -> None:
     for item in filter(None, spec.split(",")):
         name, _, text = item.partition("=")
-        value = int(text)
         try:
+            value = int(text)
             if name in ("data", "as"):
                 which = resource.RLIMIT_DATA if name == "data" else resource.RLIMIT_AS
                 resource.setrlimit(which, (value, value))
