@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import dotagent, write_agent
 
 from dotagent.manifest import Limits
 from dotagent.runner.limits import WRAPPER, limit_reason, wrap
+
+from helpers import dotagent, write_agent
 
 HOG = ("x = []\n"
        "while True:\n"
@@ -232,7 +233,8 @@ def test_limits_beyond_the_ranges_are_clamped_with_a_warning_and_shown_by_doctor
     warnings = {(w["line"], w["field"], w["message"]) for w in m["warnings"]}
     assert (memory_line, "limits.memory_mb", "2 → 16 (safety limit: 16..1048576)") \
         in warnings
-    assert (memory_line + 1, "limits.cpu_seconds", "9999999 → 604800 (safety limit: 1..604800)") in warnings
+    assert (memory_line + 1, "limits.cpu_seconds",
+            "9999999 → 604800 (safety limit: 1..604800)") in warnings
     text = dotagent("doctor", env=cli_env).stdout
     assert ("limits: memory_mb=16 cpu_seconds=604800 nofile=256 nice=5 (as RLIMIT_DATA)"
             in text)
