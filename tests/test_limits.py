@@ -162,6 +162,15 @@ def test_foreground_run_applies_the_limits_too(
     assert done.stdout.splitlines()[0] == "33"
 
 
+def test_foreground_run_says_which_limit_stopped_the_agent(
+        root: Path, cli_env: dict[str, str]) -> None:
+    agent(root, "fgspin", "/bin/sh", ["-c", "while :; do :; done"], "cpu_seconds = 1")
+    done = dotagent("run", "fgspin", env=cli_env)
+    assert done.returncode == 152
+    assert done.stderr == ("[dotagent] agent 'fgspin', schedule 'main': cpu_seconds limit "
+                           "(1 s) reached (SIGXCPU) (exit 152)\n")
+
+
 def test_max_output_mb_cuts_the_log_and_marks_the_run(
         root: Path, cli_env: dict[str, str], dotagent_home: Path) -> None:
     # 3 MiB of 1 KiB lines, then one last line: the log keeps 1 MiB, the tail the end.
