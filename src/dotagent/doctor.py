@@ -23,6 +23,8 @@ from dotagent.runner.spawn import resolve_command
 
 __all__ = ["DoctorReport", "ManifestReport", "run_doctor"]
 
+LIMIT_KEYS = ("memory_mb", "cpu_seconds", "nofile", "nice", "max_output_mb")
+
 
 @dataclass
 class ManifestReport:
@@ -33,6 +35,7 @@ class ManifestReport:
     declared_name: str | None = None  # for manifests that failed: agent.name as written
     plugins: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
+    limits: dict[str, int | None] = field(default_factory=dict)  # [limits], null when unset
     notes: list[str] = field(default_factory=list)  # informational lines (plugin paths)
     claims: str | None = None  # the name this manifest holds (None for a duplicate)
     seen_by_daemon: bool = True  # False when found only through ./agents or ./
@@ -59,6 +62,7 @@ class ManifestReport:
             "warnings": [p.to_json() for p in self.warnings],
             "schedules": self.schedules,
             "plugins": self.plugins,
+            "limits": {key: self.limits.get(key) for key in LIMIT_KEYS},
         }
 
 
@@ -132,6 +136,7 @@ def run_doctor(home: Path, env: Mapping[str, str] | None = None,
                 "require_signed_manifests is on, so this agent does not run (`dotagent sign "
                 f"{loaded.name}` signs it)"))
         _add_schedules(report, loaded, Home(home), zone, now)
+        _add_limits(report, loaded)
         _add_plugins(report, loaded, plugins, env)
         _add_plugin_answers(report, loaded, answers)
         reports.append(report)
@@ -398,6 +403,27 @@ def _add_schedules(report: ManifestReport, loaded: LoadedManifest, home: Any, zo
                                 f"{'next ' + when(nxt) if nxt else 'never again'}{delayed}")
         info["next_fire"] = nxt.astimezone(zone).isoformat(timespec="seconds") if nxt else None
         report.schedules.append(info)
+
+
+def _add_limits(report: ManifestReport, loaded: LoadedManifest) -> None:
+    """The agent's `[limits]`, as every run gets them (runner/limits.py)."""
+    import resource
+
+    from dotagent.runner.limits import MEMORY_RLIMIT, describe
+
+    limits = loaded.manifest.limits
+    if limits is None or not limits.declared():
+        return
+    report.limits = dict(limits.declared())
+    memory = f" (as RLIMIT_{MEMORY_RLIMIT.upper()})" if limits.memory_mb is not None else ""
+    report.notes.append(f"limits: {describe(limits)}{memory}")
+    if limits.nofile is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and limits.nofile > hard:
+            report.warnings.append(Problem(
+                str(loaded.path), loaded.line_of("limits.nofile"), "limits.nofile",
+                f"{limits.nofile} is above this session's hard limit ({hard}); runs get "
+                f"{hard}", "warning"))
 
 
 def _seconds(delay: Any) -> str:

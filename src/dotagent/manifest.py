@@ -44,6 +44,7 @@ __all__ = [
     "CronSchedule",
     "ExpressionSchedule",
     "IntervalSchedule",
+    "Limits",
     "LoadResult",
     "LoadedManifest",
     "Manifest",
@@ -399,6 +400,41 @@ class Security(_Model):
     env_passthrough: list[str] = []
 
 
+# Ours, not upstream's: per-run resource limits (threat model V7; docs/manifest.md
+# "[limits]"). Below the minimum or above the maximum a value is clamped with a warning
+# (_apply_clamps); zero, negative or non-integer values are errors.
+LIMIT_RANGES: dict[str, tuple[int, int]] = {
+    "memory_mb": (16, 1024 * 1024),         # 16 MiB .. 1 TiB
+    "cpu_seconds": (1, MAX_TIMEOUT_SECONDS),
+    "nofile": (16, 1024 * 1024),
+    "max_output_mb": (1, 1024 * 1024),
+}
+MAX_NICE = 19
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise PydanticCustomError("out_of_range", "{value} is not a limit (a whole number "
+                                  "of at least 1; leave the key out for no limit)",
+                                  {"value": value})
+    return value
+
+
+Positive = Annotated[int, AfterValidator(_positive)]
+
+
+class Limits(_Model):
+    memory_mb: Positive | None = None
+    cpu_seconds: Positive | None = None
+    nofile: Positive | None = None
+    nice: Annotated[int, _in_range(0, MAX_NICE)] | None = None
+    max_output_mb: Positive | None = None
+
+    def declared(self) -> dict[str, int]:
+        """The limits that are set, in manifest order."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class Manifest(_Model):
     agent: AgentSection
     run: RunSection
@@ -410,6 +446,7 @@ class Manifest(_Model):
     on_failure: list[PluginRef] = []
     notifiers: list[Notifier] = []
     security: Security | None = None
+    limits: Limits | None = None
 
     @property
     def name(self) -> str:
@@ -729,6 +766,7 @@ _CLAMP_HINT = {
     "retry_backoff_minutes": f"each step at least {MIN_BACKOFF_MINUTES} minute",
     "retry_backoff_seconds": "each step at least 1 second",
     "jitter_seconds": f"at most {MAX_JITTER_SECONDS} seconds (one day)",
+    **{key: f"{lo}..{hi}" for key, (lo, hi) in LIMIT_RANGES.items()},
 }
 
 
@@ -792,6 +830,16 @@ def _apply_clamps(raw: dict[str, Any], clamps: list[Clamp]) -> dict[str, Any]:
 
     if isinstance(raw.get("agent"), dict):
         out["agent"] = clamp_timeout(raw["agent"], "agent")
+    if isinstance(raw.get("limits"), dict):
+        lim = dict(raw["limits"])
+        for key, (lo, hi) in LIMIT_RANGES.items():
+            v = lim.get(key)
+            if _is_int(v) and v > 0:
+                eff = min(max(v, lo), hi)
+                if eff != v:
+                    clamps.append(Clamp(f"limits.{key}", v, eff))
+                    lim[key] = eff
+        out["limits"] = lim
     if isinstance(raw.get("defaults"), dict):
         out["defaults"] = clamp_policy(raw["defaults"], "defaults")
     if isinstance(raw.get("schedules"), list):
@@ -832,7 +880,7 @@ def _unknown_keys(raw: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], s
     check(raw, _known(Manifest), ())
     sections: dict[str, type[BaseModel]] = {
         "agent": AgentSection, "run": RunSection, "env": EnvSection, "defaults": Defaults,
-        "security": Security,
+        "security": Security, "limits": Limits,
     }
     for name, model in sections.items():
         check(raw.get(name), _known(model), (name,))

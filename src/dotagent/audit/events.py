@@ -162,6 +162,10 @@ class AgentRun(Event):
     timed_out: bool
     # Ours (S14.18): only written when true, after upstream's fields.
     dry_run: bool = field(default=False, metadata=_OMIT_DEFAULT)
+    # Ours ([limits], docs/manifest.md): the limit that most likely ended the run, and
+    # whether its output was cut in the log at max_output_mb; only written when set.
+    limit: str = field(default="", metadata=_OMIT_DEFAULT)
+    output_cut: bool = field(default=False, metadata=_OMIT_DEFAULT)
 
     @property
     def severity(self) -> Severity:

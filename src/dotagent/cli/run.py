@@ -141,4 +141,8 @@ def command(name: str, schedule_id: str | None, dry_run: bool) -> int:
         _say(f"[dotagent] {label}: {outcome.start_error} (exit {outcome.exit_code})\n")
     elif outcome.timed_out:
         _say(f"[dotagent] {label}: timeout (exit {outcome.exit_code})\n")
+    elif outcome.limit:
+        _say(f"[dotagent] {label}: {outcome.limit} (exit {outcome.exit_code})\n")
+    if outcome.output_cut:
+        _say(f"[dotagent] {label}: output cut in the log at [limits] max_output_mb\n")
     return outcome.exit_code

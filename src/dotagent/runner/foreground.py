@@ -20,6 +20,7 @@ from dotagent.audit import events
 from dotagent.errors import DotagentError
 from dotagent.manifest import LoadedManifest, Schedule
 from dotagent.paths import Home
+from dotagent.runner import limits as run_limits
 from dotagent.runner.confine import confine
 from dotagent.runner.output import OutputCollector, StdoutSpool, open_run_log
 from dotagent.runner.process import (
@@ -70,6 +71,10 @@ class RunOutcome:
     # severity to record them at (runner.confine); "bwrap" when it ran confined.
     security_events: tuple[tuple[events.Event, events.Severity], ...] = ()
     sandbox: str = "none"
+    # `[limits]`: the limit that most likely ended the run (one line, also the last line of
+    # `stderr_tail`), and whether the log was cut at `max_output_mb`.
+    limit: str | None = None
+    output_cut: bool = False
 
 
 def run_schedule(
@@ -130,7 +135,11 @@ def run_schedule(
                 on_log_start(log.path, offset)
             log.write(f"\n=== {iso_local(started_at)} run started · schedule={schedule.id} · "
                       f"slug={slug} ===\n".encode())
-            collector = OutputCollector(log, echo=echo, redact=_redact_line)
+            lim = manifest.limits
+            collector = OutputCollector(
+                log, echo=echo, redact=_redact_line,
+                max_log_bytes=lim.max_output_mb * 1024 * 1024
+                if lim is not None and lim.max_output_mb is not None else None)
             on_output: Callable[[Stream, bytes], None] = collector
             if stdout_spool:
                 spool = StdoutSpool()
@@ -145,6 +154,7 @@ def run_schedule(
             interrupted_by: int | None = None
             security_events: tuple[tuple[events.Event, events.Severity], ...] = ()
             sandbox = "none"
+            verdict: run_limits.LimitVerdict | None = None
             try:
                 executable = resolve_command(manifest.run.command, loaded.working_dir(),
                                              os.environ.get("PATH"))
@@ -162,8 +172,11 @@ def run_schedule(
                 env = build_env(ctx, parent_env, secrets)
                 if not_before is not None:
                     _wait_until(not_before, clock, stop)
+                # The limits wrapper goes outside bwrap: rlimits and niceness carry across
+                # its exec and bwrap's own into the agent.
+                spawn_argv, spawn_exe = run_limits.wrap(confined.argv, confined.executable, lim)
                 result = supervise(
-                    confined.argv, executable=confined.executable, cwd=loaded.working_dir(),
+                    spawn_argv, executable=spawn_exe, cwd=loaded.working_dir(),
                     env=env, timeout=manifest.agent.timeout_seconds,
                     on_output=on_output, grace=GRACE_SECONDS if grace is None else grace,
                     stop=stop, stdin_devnull=stdin_devnull, on_spawn=spawned,
@@ -171,6 +184,14 @@ def run_schedule(
                 exit_code, timed_out, duration = result.exit_code, result.timed_out, \
                     result.duration
                 interrupted_by = result.interrupted_by
+                collector.close()
+                verdict = run_limits.limit_reason(
+                    lim, returncode=result.returncode,
+                    exit_ok=manifest.exit_policy().succeeded(exit_code),
+                    stopped_by_dotagent=timed_out or interrupted_by is not None,
+                    stderr_tail=collector.tail("stderr"))
+                if verdict is not None:
+                    collector.note(f"[dotagent] {verdict.reason}")
             except SpawnError as exc:
                 start_error, exit_code = exc.message, exc.exit_code
                 collector.note(f"[dotagent] cannot start: {exc.message} (exit {exit_code})")
@@ -179,6 +200,9 @@ def run_schedule(
                 start_error, exit_code = f"cannot start: {exc}", EXIT_CANNOT_EXECUTE
                 collector.note(f"[dotagent] {start_error} (exit {exit_code})")
             collector.close()
+            if collector.cut:
+                collector.note("[dotagent] the output above was cut at [limits] "
+                               f"max_output_mb = {lim.max_output_mb if lim else 0}")
             finished_at = max(started_at, int(clock()))
             outcome = "timed out" if timed_out else "finished"
             if interrupted_by is not None:
@@ -205,7 +229,8 @@ def run_schedule(
         finished_at=finished_at,
         # Tails go to history, window files, --json, notifiers and sinks: redacted like the log.
         stdout_tail=redaction.redact(collector.tail("stdout")),
-        stderr_tail=redaction.redact(collector.tail("stderr")),
+        stderr_tail=_with_notes(redaction.redact(collector.tail("stderr")), verdict,
+                                collector.cut),
         stdout_dropped=collector.dropped("stdout"),
         stderr_dropped=collector.dropped("stderr"), start_error=start_error,
         manifest_sha256=loaded.sha256, interrupted_by=interrupted_by,
@@ -213,7 +238,19 @@ def run_schedule(
         echo_errors=tuple((stream, f"{type(exc).__name__}: {exc}")
                           for stream, exc in collector.echo_errors.items()),
         stdout_spool=spool, security_events=security_events, sandbox=sandbox,
+        limit=verdict.reason if verdict is not None else None, output_cut=collector.cut,
     )
+
+
+def _with_notes(tail: str, verdict: run_limits.LimitVerdict | None, cut: bool) -> str:
+    """The stderr tail that history, windows and notifiers keep, with dotagent's own lines
+    about limits last: they say why the run ended where the agent's output cannot."""
+    notes = []
+    if cut:
+        notes.append("[dotagent] output cut in the log at [limits] max_output_mb")
+    if verdict is not None:
+        notes.append(f"[dotagent] {verdict.reason}")
+    return "\n".join([tail, *notes] if tail else notes)
 
 
 MAX_EARLY = 1.0
@@ -248,7 +285,7 @@ def audit_events(outcome: RunOutcome) -> list[tuple[events.Event, events.Severit
         agent=outcome.agent, schedule=outcome.schedule, slug=outcome.slug,
         manifest_sha256=outcome.manifest_sha256, exit_code=outcome.exit_code,
         duration_seconds=int(outcome.duration_seconds), timed_out=outcome.timed_out,
-        dry_run=outcome.dry_run),
+        dry_run=outcome.dry_run, limit=outcome.limit or "", output_cut=outcome.output_cut),
         events.Severity.NOTICE if outcome.ok else events.Severity.CRITICAL))
     return out
 

@@ -191,7 +191,8 @@ class RunReport:
                       "duration_seconds": round(o.duration_seconds, 3),
                       "stdout_tail": o.stdout_tail, "stderr_tail": o.stderr_tail,
                       "stdout_truncated_lines": o.stdout_dropped,
-                      "stderr_truncated_lines": o.stderr_dropped}
+                      "stderr_truncated_lines": o.stderr_dropped,
+                      "limit": o.limit, "output_cut": o.output_cut}
         return {"agent": req.agent, "schedule": req.schedule.id,
                 "wall_duration_seconds": round(self.wall_seconds, 3), "result": result}
 

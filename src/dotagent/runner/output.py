@@ -30,6 +30,8 @@ TAIL_LINES = 500
 MAX_LINE = 64 * 1024
 TAIL_LINE_BYTES = 4096
 STDERR_MARK = b"[stderr] "
+CUT_MARK = (b"[dotagent] output cut: max_output_mb = %d reached after %d bytes; the rest of "
+            b"this run's output is not logged\n")
 
 
 class _Tail:
@@ -95,8 +97,14 @@ class OutputCollector:
 
     def __init__(self, log: _Writable | None,
                  echo: Callable[[Stream, bytes], None] | None = None,
-                 redact: Callable[[bytes], bytes] | None = None) -> None:
+                 redact: Callable[[bytes], bytes] | None = None,
+                 max_log_bytes: int | None = None) -> None:
         self._log = log
+        # `[limits] max_output_mb`: once this run's output lines would take the log past it,
+        # a marker line is written and the rest is not logged (echo and tails go on).
+        self._max_log_bytes = max_log_bytes
+        self.logged_bytes = 0
+        self.cut = False
         self._echo = echo
         self._redact = redact or (lambda b: b)
         self._tails = {"stdout": _Tail(), "stderr": _Tail()}
@@ -129,10 +137,18 @@ class OutputCollector:
             self._log.write(self._redact(text.encode("utf-8")) + b"\n")
 
     def _write(self, stream: Stream, line: bytes) -> None:
-        if self._log is None:
+        if self._log is None or self.cut:
             return
         mark = STDERR_MARK if stream == "stderr" else b""
-        self._log.write(mark + self._redact(line) + b"\n")
+        data = mark + self._redact(line) + b"\n"
+        if self._max_log_bytes is not None and \
+                self.logged_bytes + len(data) > self._max_log_bytes:
+            self.cut = True
+            self._log.write(CUT_MARK % (self._max_log_bytes // (1024 * 1024),
+                                        self.logged_bytes))
+            return
+        self.logged_bytes += len(data)
+        self._log.write(data)
 
     def tail(self, stream: Stream) -> str:
         return self._tails[stream].text()
