@@ -310,3 +310,18 @@ def test_limit_reason_heuristics() -> None:
     assert why(1, "permission denied") is None
     assert limit_reason(None, returncode=-24, exit_ok=False, stopped_by_dotagent=False,
                         stderr_tail="") is None
+
+
+def test_limits_hold_inside_the_sandbox_too(root: Path, cli_env: dict[str, str]) -> None:
+    """A confined agent (`network = "deny"`: real bwrap) still gets its limits: the limits
+    wrapper runs outside bwrap and they carry across both execs; the cpu limit is still
+    named when it ends the run."""
+    agent(root, "boxed", "/bin/sh", ["-c", "ulimit -n; cut -d' ' -f19 /proc/self/stat"],
+          "nofile = 55\nnice = 5\n[security]\nnetwork = \"deny\"")
+    result = run_now("boxed", cli_env)
+    expected_nice = max(5, os.getpriority(os.PRIO_PROCESS, 0))
+    assert result["stdout_tail"].splitlines() == ["55", str(expected_nice)], result
+    agent(root, "boxspin", "/bin/sh", ["-c", "while :; do :; done"],
+          "cpu_seconds = 1\n[security]\nnetwork = \"deny\"")
+    spun = run_now("boxspin", cli_env)
+    assert spun["limit"] is not None and spun["limit"].startswith("cpu_seconds limit (1 s)")

@@ -185,8 +185,12 @@ def run_schedule(
                     result.duration
                 interrupted_by = result.interrupted_by
                 collector.close()
+                returncode = result.returncode
+                if sandbox == "bwrap" and returncode > 128:
+                    # bwrap reports an agent killed by signal N as exit 128+N
+                    returncode = -(returncode - 128)
                 verdict = run_limits.limit_reason(
-                    lim, returncode=result.returncode,
+                    lim, returncode=returncode,
                     exit_ok=manifest.exit_policy().succeeded(exit_code),
                     stopped_by_dotagent=timed_out or interrupted_by is not None,
                     stderr_tail=collector.tail("stderr"))
