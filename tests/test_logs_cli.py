@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -116,6 +117,17 @@ class Follower:
                 self.lines += [c.decode() for c in complete]
         return self.lines
 
+    def wait_holding(self, path: Path, deadline: float = 20.0) -> None:
+        """Until the follower holds `path` open (it follows that log from then on)."""
+        end = time.monotonic() + deadline
+        fds = Path(f"/proc/{self.proc.pid}/fd")
+        while True:
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                    return
+            assert time.monotonic() < end, f"logs -f never opened {path}"
+            time.sleep(0.01)
+
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=10)
@@ -168,7 +180,7 @@ def test_follow_all_agents_with_prefix_and_end_cleanly(tmp_path: Path,
     agent(root, "first", "echo one from first")
     run_now(cli_env, "first")
     follower = Follower(cli_env, "-n", "0")
-    time.sleep(0.5)
+    follower.wait_holding(log_of(cli_env, "first"))
     agent(root, "second", "echo one from second")
     run_now(cli_env, "second")  # a new agent's log, found while following
     run_now(cli_env, "first")
@@ -236,8 +248,10 @@ def test_follow_a_real_run_that_rotates_its_log(tmp_path: Path, dotagent_home: P
     (dotagent_home / "config.toml").write_text("[logging]\nagent_log_max_mb = 1\n")
     # About 2.6 MiB in one run: its own writer rotates the log twice while it runs.
     agent(root, "flood", "echo begin; seq 1 400000; echo end")
-    follower = Follower(cli_env, "flood", "-n", "0")
-    time.sleep(0.5)  # following a log that does not exist yet: it starts at its first byte
+    # Whether the follower is still waiting for the log when the run starts (then it reads
+    # from the log's first byte) or comes later (then its tail of up to 10^6 lines covers
+    # what was written), every line arrives exactly once.
+    follower = Follower(cli_env, "flood", "-n", "1000000")
     run_now(cli_env, "flood")
     lines = follower.read_until(lambda ls: any(x.startswith("=== ") and "exit=0" in x
                                                for x in ls[-3:]), deadline=60)

@@ -71,3 +71,29 @@ def test_tails_carry_their_runs_start_and_merge_in_time_order(tmp_path: Path) ->
     only = [s.line for s in tail_agent(a, 100, schedule="other")]
     assert only == ["", header(T + 30, "other").strip(), "o1", footer(T + 31, 0).strip()]
     assert [s.line for s in tail_agent(a, 2, schedule="main")] == ["a2", footer(T + 21, 0).strip()]
+
+
+def test_a_follower_never_rereads_a_part_the_writer_compressed(tmp_path: Path) -> None:
+    """The held file is rotated *and* compressed (a new file, another inode) before the next
+    poll; a part that was already there gets compressed too: neither is read again."""
+    import gzip
+
+    from dotagent.state.logfollow import LogFollower
+
+    active = tmp_path / "job.log"
+    old = tmp_path / "job.log.20261202T100000.000000Z"
+    old.write_bytes(b"past 1\npast 2\n")
+    active.write_bytes(b"1\n2\n")
+    follower = LogFollower(active)
+    assert follower.poll() == ["1", "2"]
+    with open(active, "ab") as fh:
+        fh.write(b"3\n")
+    rotated = tmp_path / "job.log.20261202T110000.000000Z"
+    active.rename(rotated)
+    for part in (rotated, old):  # the writer compresses rotated parts: new files
+        Path(f"{part}.gz").write_bytes(gzip.compress(part.read_bytes()))
+        part.unlink()
+    active.write_bytes(b"4\n5\n")
+    assert follower.poll() == ["3", "4", "5"]
+    assert follower.poll() == []
+    follower.close()

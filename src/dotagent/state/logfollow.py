@@ -7,8 +7,8 @@ written to the one held. So each poll first looks at what the name points to, th
 held file to its end, and only then moves on — to the segments rotated out since (if several
 rotations happened between two polls, or the log was created and rotated while the follower
 waited for it), each read whole, and to the new active file from its start. Segments are told
-apart by name (their stamps are unique); the ones there when the follower started are the
-past. No line is lost or read twice; a line is handed out only once its newline is there.
+apart by stamp (unique, and kept when a part is compressed to `….gz`); the ones there when
+the follower started are the past. No line is lost or read twice; a line is handed out only once its newline is there.
 (A segment the writer prunes before a poll comes is lost: with the default five kept, that
 takes 50 MiB written between two polls.)
 
@@ -50,7 +50,8 @@ class LogFollower:
         self._held_blank = False
         # Segments already there are the past (a tail shows them); a segment not in this set
         # was rotated out after the follower started, and is read whole before moving on.
-        self._seen = {seg.path.name for seg in segments(active)}
+        # Keyed by stamp, not name: a part keeps its stamp when it is compressed (`….gz`).
+        self._seen = {seg.stamp_us for seg in segments(active)}
 
     def close(self) -> None:
         fh, self._fh = self._fh, None
@@ -117,28 +118,31 @@ class LogFollower:
         again."""
         lines: list[bytes] = []
         if held is not None:
-            for seg in segments(self.active):
-                if _is(seg, _ident(held)):
-                    self._seen.add(seg.path.name)
+            unseen = [seg for seg in segments(self.active) if seg.stamp_us not in self._seen]
+            mine = [seg for seg in unseen if _is(seg, _ident(held))]
+            # The held file is the oldest part rotated out since it was opened: found by its
+            # inode, or — once the writer compressed it (a new file) — by being that oldest.
+            if mine or unseen:
+                self._seen.add((mine or unseen)[0].stamp_us)
         if self._fh is not None:
             self._fh.close()
             self._fh = None
         while True:
             for seg in segments(self.active):
-                if seg.path.name not in self._seen:
+                if seg.stamp_us not in self._seen:
                     lines += _whole(seg)
-                    self._seen.add(seg.path.name)
+                    self._seen.add(seg.stamp_us)
             if not self._open_active():
                 return lines
             assert self._fh is not None
             mine = _ident(os.fstat(self._fh.fileno()))
-            unseen = [seg for seg in segments(self.active) if seg.path.name not in self._seen]
+            unseen = [seg for seg in segments(self.active) if seg.stamp_us not in self._seen]
             if not unseen:
                 return lines + self._drain()
             if len(unseen) == 1 and _is(unseen[0], mine):
                 # The file just opened was rotated already: read it through the descriptor
                 # (the next poll sees that the name moved on).
-                self._seen.add(unseen[0].path.name)
+                self._seen.add(unseen[0].stamp_us)
                 return lines + self._drain()
             self._fh.close()  # rotated on meanwhile: read those segments whole first
             self._fh = None
