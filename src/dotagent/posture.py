@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Check", "CommandResult", "Host", "PostureReport", "RECENT_BACKUP", "run_posture"]
+__all__ = ["RECENT_BACKUP", "Check", "CommandResult", "Host", "PostureReport", "run_posture"]
 
 Status = Literal["ok", "warning", "unknown"]
 RECENT_BACKUP = timedelta(days=7)  # a backup older than this is a warning

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +46,7 @@ def nft_filters_output(ruleset: str) -> bool:
     for raw in ruleset.splitlines():
         line = raw.strip()
         if m := re.match(r"table (\S+ \S+) \{", line):
-            table = m.group(1)
+            table = m.group(1).replace(" ", ":")
         elif m := re.match(r"chain (\S+) \{", line):
             chain = f"{table}/{m.group(1)}"
             bodies[chain] = []
@@ -131,7 +131,7 @@ _TS = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})$")
 def _stamp(m: re.Match[str]) -> datetime:
     # Snapshot names are local time; read them as UTC (a few hours do not matter at 7 days).
     y, mo, d, h, mi, s = (int(g) for g in m.groups())
-    return datetime(y, mo, d, h, mi, s, tzinfo=timezone.utc)
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 def _judged(tool: str, last: datetime, now: datetime) -> Check:
