@@ -100,8 +100,10 @@ class Host:
             return None
 
     def read_head(self, path: Path, limit: int = KEY_READ_LIMIT) -> bytes | None:
+        """The first `limit` bytes of a regular file (never blocks on a FIFO)."""
+        from dotagent.boundedread import open_regular
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 return f.read(limit)
         except OSError:
             return None
