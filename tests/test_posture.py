@@ -301,3 +301,13 @@ def test_real_doctor_posture_text_and_exit_status(tmp_path: Path,
 @pytest.mark.parametrize("flag", ["--posture"])
 def test_posture_help_is_listed(flag: str, cli_env: dict[str, str]) -> None:
     assert flag in dotagent("doctor", "--help", env=cli_env).stdout
+
+
+def test_ssh_fifo_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    os.mkfifo(ssh / "id_fifo")
+    host = Host({"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert host.read_head(ssh / "id_fifo") is None  # refused at once, not blocked on
+    c = ssh_keys(host)
+    assert (c.status, c.detail) == ("ok", f"no private key in {ssh}")
