@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
      "_tomllines", "machineid", "daemonlog"},
     {"schedule"},
     {"manifest", "config", "discovery", "state", "audit", "power", "scaffold"},
-    {"runner", "security", "notify", "plugins", "sandbox", "secrets", "alerts", "doctor"},
+    {"runner", "security", "notify", "plugins", "sandbox", "secrets", "alerts", "doctor",
+     "posture", "posture_checks"},
     {"daemon", "api"},
     {"cli", "__main__"},
 ]

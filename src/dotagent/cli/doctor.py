@@ -1,4 +1,4 @@
-"""`dotagent doctor [--json]`."""
+"""`dotagent doctor [--posture] [--json]`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ __all__ = ["command"]
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-def command(as_json: bool) -> int:
+@click.option("--posture", is_flag=True,
+              help="Also check the host: disk encryption, SSH keys, firewall, backups.")
+def command(as_json: bool, posture: bool) -> int:
     """Check every discoverable manifest without running anything.
 
-    Exit status 0 when there are no errors (warnings allowed), 1 otherwise.
+    Exit status 0 when there are no errors (warnings allowed), 1 otherwise. Posture
+    findings are warnings: they never change the exit status.
     """
     from dotagent.cli._style import paint
     from dotagent.cli.app import invocation_env
@@ -24,9 +27,17 @@ def command(as_json: bool) -> int:
     from dotagent.paths import resolve_home
 
     env = invocation_env()
-    report = run_doctor(resolve_home(env), env)
+    home = resolve_home(env)
+    report = run_doctor(home, env)
+    host_report = None
+    if posture:
+        from dotagent.posture import Host, run_posture
+        host_report = run_posture(Host(dict(env)), home)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        data = report.to_json()
+        if host_report is not None:
+            data["posture"] = host_report.to_json()
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return 0 if report.error_count == 0 else 1
 
     out = []
@@ -53,6 +64,14 @@ def command(as_json: bool) -> int:
                 paint("warning", "yellow")
             out.append(f"    {word}: {p}")
     out.extend(f"note: {note}" for note in report.notes)
+    if host_report is not None:
+        out.append("posture (best-effort advice about this host, not enforced):")
+        for c in host_report.checks:
+            mark = {"ok": paint("✓", "green"), "warning": paint("!", "yellow"),
+                    "unknown": paint("?", "yellow")}[c.status]
+            out.append(f"{mark} {c.id}: {c.status}: {printable(c.detail)}")
+            if c.fix:
+                out.append(f"    fix: {c.fix}")
     out.append(f"summary: {report.agent_count} agent(s), {report.error_count} error(s), "
                f"{report.warning_count} warning(s)")
     sys.stdout.write("\n".join(out) + "\n")
