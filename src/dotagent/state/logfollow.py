@@ -9,8 +9,8 @@ rotations happened between two polls, or the log was created and rotated while t
 waited for it), each read whole, and to the new active file from its start. Segments are told
 apart by stamp (unique, and kept when a part is compressed to `….gz`); the ones there when
 the follower started are the past. No line is lost or read twice; a line is handed out only
-once its newline is there. (A segment the writer prunes before a poll comes is lost: with the default five kept, that
-takes 50 MiB written between two polls.)
+once its newline is there. (A segment the writer prunes before a poll comes is lost: with
+the default five kept, that takes 50 MiB written between two polls.)
 
 `poll` never sleeps; the caller decides how often to call it.
 """
