@@ -265,3 +265,30 @@ def test_the_bwrap_argv_for_each_restriction(tmp_path: Path) -> None:
     argv, _ = box.wrap(Policy(network="deny"), ["tool"], "/usr/bin/tool", cwd=tmp_path,
                        writable_extra=[tmp_path / "t"])
     assert "--ro-bind" not in argv and argv[argv.index("--bind") + 1:][:2] == ["/", "/"]
+
+
+def test_a_failed_probe_is_tried_again_later_a_working_one_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bubblewrap installed (or user namespaces allowed) while the daemon runs: the refusal
+    lasts until the next probe, RETRY_FAILED_AFTER later, not until a restart. A real bwrap
+    behind a wrapper script that first fails."""
+    from dotagent.sandbox import bwrap as module
+
+    real = shutil.which("bwrap")
+    assert real, "bubblewrap must be installed (.ci/run installs it)"
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'setting up uid map: Permission denied' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    now = [1000.0]
+    monkeypatch.setattr(module, "_clock", lambda: now[0])
+    monkeypatch.setattr(module, "_PROBES", {})
+    box = BwrapSandbox(str(fake))
+    assert "cannot create namespaces here" in (box.unavailable() or "")
+    fake.write_text(f'#!/bin/sh\nexec {real} "$@"\n')  # "installed" / allowed now
+    now[0] += module.RETRY_FAILED_AFTER - 1
+    assert box.unavailable() is not None  # not yet tried again
+    now[0] += 1
+    assert box.unavailable() is None  # tried again: works
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    now[0] += 10 * module.RETRY_FAILED_AFTER
+    assert box.unavailable() is None  # a working bwrap is not probed again

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +33,12 @@ __all__ = ["BWRAP_ENV", "BwrapSandbox", "find_bwrap"]
 # Tests (and users with bwrap outside PATH) name the binary here; an empty or missing file
 # makes the sandbox unavailable, which is how the fail-closed path is tested.
 BWRAP_ENV = "DOTAGENT_BWRAP"
-_PROBES: dict[str, str | None] = {}  # bwrap path → None (works) or the reason it does not
+# bwrap path → (None when it works, else the reason it does not; when that was found). A
+# working bwrap is probed once per process; a failing one again after RETRY_FAILED_AFTER
+# seconds, so installing bubblewrap (or allowing user namespaces) needs no daemon restart.
+_PROBES: dict[str, tuple[str | None, float]] = {}
+RETRY_FAILED_AFTER = 60.0
+_clock = time.monotonic
 
 
 def find_bwrap(env: Mapping[str, str]) -> str | None:
@@ -53,9 +59,11 @@ class BwrapSandbox:
         if self.path is None:
             return ("bubblewrap (bwrap) is not installed or not on PATH "
                     "(Debian/Ubuntu: apt install bubblewrap)")
-        if self.path not in _PROBES:
-            _PROBES[self.path] = _probe(self.path)
-        return _PROBES[self.path]
+        known = _PROBES.get(self.path)
+        now = _clock()
+        if known is None or (known[0] is not None and now - known[1] >= RETRY_FAILED_AFTER):
+            known = _PROBES[self.path] = (_probe(self.path), now)
+        return known[0]
 
     def options(self, policy: Policy, *, cwd: Path,
                 writable_extra: Sequence[Path]) -> list[str]:
