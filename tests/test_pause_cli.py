@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from plugin_kit import audit_events
+
 from helpers import dotagent, write_agent
 
 
@@ -19,18 +21,6 @@ from helpers import dotagent, write_agent
 def env(cli_env: dict[str, str]) -> dict[str, str]:
     cli_env["TZ"] = "UTC"
     return cli_env
-
-
-def _audit(home: Path, event_type: str) -> list[dict[str, object]]:
-    path = home / "audit.log"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if record["event"]["event_type"] == event_type:
-            out.append({"severity": record["severity"], **record["event"]})
-    return out
 
 
 def _runs(home: Path) -> list[dict[str, object]]:
@@ -99,7 +89,7 @@ def test_pause_says_what_and_until_when_and_is_audited(dotagent_home: Path,
     assert int(before) <= entry["since"] <= time.time()
     assert entry["until"] - entry["since"] in (7200, 7201)
 
-    [event] = _audit(dotagent_home, "agent_paused")
+    [event] = audit_events(dotagent_home, "agent_paused")
     assert list(event) == ["severity", "event_type", "agent", "schedule", "until_iso",
                            "reason"]
     assert (event["severity"], event["agent"], event["schedule"], event["reason"]) == (
@@ -112,7 +102,7 @@ def test_pause_says_what_and_until_when_and_is_audited(dotagent_home: Path,
     assert p.stdout == (f"paused job (every schedule) until resumed (was paused until "
                         f"{m.group(1)} UTC)\n")
     assert json.loads(path.read_text())["paused"]["job"]["until"] is None
-    assert [e["until_iso"] for e in _audit(dotagent_home, "agent_paused")][1] == ""
+    assert [e["until_iso"] for e in audit_events(dotagent_home, "agent_paused")][1] == ""
 
 
 def test_resume_lifts_every_pause_of_the_agent_and_says_when_nothing_is_paused(
@@ -141,7 +131,7 @@ def test_resume_lifts_every_pause_of_the_agent_and_says_when_nothing_is_paused(
     assert p.stdout == ("resumed job (every schedule; it was paused until resumed)\n"
                         "resumed job/other (it was paused until resumed)\n")
     assert json.loads((dotagent_home / "state" / "paused.json").read_text()) == {"paused": {}}
-    resumed = _audit(dotagent_home, "agent_resumed")
+    resumed = audit_events(dotagent_home, "agent_resumed")
     assert [(e["agent"], e["schedule"], e["severity"]) for e in resumed] == [
         ("job", "", "notice"), ("job", "other", "notice")]
     # Nothing paused: said, exit 0, no audit line.
@@ -149,7 +139,7 @@ def test_resume_lifts_every_pause_of_the_agent_and_says_when_nothing_is_paused(
         p = dotagent("resume", *args, env=env)
         assert p.returncode == 0 and p.stderr == ""
         assert p.stdout.endswith(" is not paused; nothing to resume\n")
-    assert len(_audit(dotagent_home, "agent_resumed")) == 2
+    assert len(audit_events(dotagent_home, "agent_resumed")) == 2
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -179,7 +169,7 @@ def test_hostile_and_unknown_input_is_refused_and_nothing_is_written(
                                    "hours and minutes"), p.stderr
         assert p.stderr.count("\n") == 1
     assert not (dotagent_home / "state" / "paused.json").exists()
-    assert _audit(dotagent_home, "agent_paused") == []
+    assert audit_events(dotagent_home, "agent_paused") == []
 
 
 # -- tick and run-now ------------------------------------------------------------------------
@@ -217,7 +207,7 @@ def test_tick_settles_a_paused_window_unrun_and_nothing_fires_on_resume(
     out = json.loads(dotagent("tick", "--json", env=env).stdout)
     assert (out["dispatched"], out["settled"], out["paused"]) == ([], [], [])
     assert _runs(dotagent_home) == []
-    assert _audit(dotagent_home, "window_missed") == []
+    assert audit_events(dotagent_home, "window_missed") == []
 
 
 def test_tick_runs_an_agent_whose_pause_is_on_another_schedule(
@@ -260,7 +250,7 @@ def test_bootstrap_settles_the_overdue_windows_once(dotagent_home: Path,
     assert [(s["agent"], s["schedule"], s["was"]) for s in dry["settled"]] == [
         ("daily", "daily", "unrecorded"), ("fresh", "main", "unrecorded")]
     assert not (dotagent_home / "state" / "windows").exists()
-    assert _audit(dotagent_home, "windows_bootstrapped") == []
+    assert audit_events(dotagent_home, "windows_bootstrapped") == []
 
     p = dotagent("bootstrap", env=env)
     assert p.returncode == 0 and p.stderr == "", p.stderr
@@ -270,7 +260,7 @@ def test_bootstrap_settles_the_overdue_windows_once(dotagent_home: Path,
     assert re.fullmatch(r"settled daily/daily: window \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
                         lines[0]), lines
     assert lines[1].startswith("settled fresh/main: window ")
-    [event] = _audit(dotagent_home, "windows_bootstrapped")
+    [event] = audit_events(dotagent_home, "windows_bootstrapped")
     assert list(event) == ["severity", "event_type", "count", "schedules", "reason"]
     assert (event["severity"], event["count"], event["schedules"]) == ("notice", 2, 2)
     for f in (dotagent_home / "state" / "windows").glob("*.json"):
@@ -280,13 +270,13 @@ def test_bootstrap_settles_the_overdue_windows_once(dotagent_home: Path,
     # The scheduler's next decision is the next window of each: nothing runs, nothing missed.
     out = json.loads(dotagent("tick", "--json", env=env).stdout)
     assert (out["dispatched"], out["settled"]) == ([], [])
-    assert _runs(dotagent_home) == [] and _audit(dotagent_home, "window_missed") == []
+    assert _runs(dotagent_home) == [] and audit_events(dotagent_home, "window_missed") == []
 
     p = dotagent("bootstrap", env=env)  # twice: a no-op
     assert p.returncode == 0
     assert p.stdout == ("nothing to settle: every one of 2 schedule(s) is waiting for its "
                         "next window or already handled\n")
-    assert len(_audit(dotagent_home, "windows_bootstrapped")) == 1
+    assert len(audit_events(dotagent_home, "windows_bootstrapped")) == 1
 
 
 def test_bootstrap_turns_a_missed_window_into_a_settled_one_and_leaves_runs_alone(

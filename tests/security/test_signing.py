@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import stat
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dotagent.config import parse_config
+from plugin_kit import audit_events
 
 from helpers import dotagent, sh_agent
 
@@ -24,18 +24,6 @@ MINISIGN = shutil.which("minisign")
 def _minisign() -> str:
     assert MINISIGN is not None, "the minisign CLI is required (apt-get install minisign)"
     return MINISIGN
-
-
-def _events(home: Path, kind: str) -> list[dict[str, object]]:
-    path = home / "audit.log"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if record["event"]["event_type"] == kind:
-            out.append({"severity": record["severity"], **record["event"]})
-    return out
 
 
 def _generate(env: dict[str, str]) -> str:
@@ -137,8 +125,8 @@ def test_a_minisign_cli_signature_is_accepted(dotagent_home: Path, cli_env: dict
     ran = dotagent("run-now", "job", env=cli_env)
     assert ran.returncode == 0, ran.stderr
     assert (dotagent_home / "job.ran").read_text() == "ran\n"
-    assert _events(dotagent_home, "manifest_signature_invalid") == []
-    assert len(_events(dotagent_home, "agent_run")) == 1
+    assert audit_events(dotagent_home, "manifest_signature_invalid") == []
+    assert len(audit_events(dotagent_home, "agent_run")) == 1
 
 
 def test_required_signatures_refuse_unsigned_agents_in_every_command(
@@ -157,9 +145,9 @@ def test_required_signatures_refuse_unsigned_agents_in_every_command(
         assert tick.returncode == 0, tick.stderr
         assert "agent 'job' is not run: unsigned" in tick.stderr
     assert not (dotagent_home / "job.ran").exists()
-    assert _events(dotagent_home, "agent_run") == []
+    assert audit_events(dotagent_home, "agent_run") == []
     # Reported once per distinct content and reason, however many commands refused it.
-    (event,) = _events(dotagent_home, "manifest_signature_invalid")
+    (event,) = audit_events(dotagent_home, "manifest_signature_invalid")
     assert event == {"severity": "critical", "event_type": "manifest_signature_invalid",
                      "agent": "job", "path": str(manifest.resolve()), "sha256": sha,
                      "reason": "unsigned (agent.toml.minisig does not exist)"}
@@ -185,7 +173,7 @@ def test_an_edited_signed_manifest_is_refused(dotagent_home: Path,
     assert "bad signature: agent.toml.minisig does not match the manifest's content" in \
         refused.stderr
     assert not (dotagent_home / "job.ran").exists()
-    (event,) = _events(dotagent_home, "manifest_signature_invalid")
+    (event,) = audit_events(dotagent_home, "manifest_signature_invalid")
     assert event["sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert str(event["reason"]).startswith("bad signature: ")
 
@@ -206,7 +194,7 @@ def test_a_signature_by_an_untrusted_key_or_garbage_is_refused(
     garbage = dotagent("run-now", "job", env=cli_env)
     assert garbage.returncode == 77
     assert "agent.toml.minisig is not a minisign signature" in garbage.stderr
-    reasons = [e["reason"] for e in _events(dotagent_home, "manifest_signature_invalid")]
+    reasons = [e["reason"] for e in audit_events(dotagent_home, "manifest_signature_invalid")]
     assert len(reasons) == 2 and "not in [trust]" in str(reasons[0])
     assert not (dotagent_home / "job.ran").exists()
 
@@ -216,7 +204,7 @@ def test_unsigned_agents_run_when_signatures_are_not_required(
     _agent(dotagent_home)
     assert dotagent("run-now", "job", env=cli_env).returncode == 0
     assert (dotagent_home / "job.ran").read_text() == "ran\n"
-    assert _events(dotagent_home, "manifest_signature_invalid") == []
+    assert audit_events(dotagent_home, "manifest_signature_invalid") == []
 
 
 def test_sign_without_a_key_says_how_to_make_one(dotagent_home: Path,
